@@ -1,0 +1,119 @@
+//! Compiles the vendored Envoy API snapshot (`proto/`) with `protox` (no `protoc`)
+//! into one `FileDescriptorSet`, and generates the prost types from that same set,
+//! so that types and descriptors can never come from different snapshots.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message as _;
+
+/// Include roots inside `proto/`, in the order `protoc -I` would take them.
+const INCLUDE_ROOTS: &[&str] = &[
+    "data-plane-api",
+    "xds",
+    "protoc-gen-validate",
+    "googleapis",
+    "cel-spec/proto",
+    "client_model",
+    "opentelemetry-proto",
+    "ratelimit/api",
+    "xds-schema",
+];
+
+fn collect(dir: &Path, root: &Path, out: &mut Vec<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let mut entries: Vec<_> = entries.filter_map(Result::ok).collect();
+    entries.sort_by_key(|e| e.path());
+    for entry in entries {
+        let path = entry.path();
+        if path.is_dir() {
+            collect(&path, root, out);
+        } else if path.extension().is_some_and(|e| e == "proto") {
+            let rel = path.strip_prefix(root).expect("under root");
+            out.push(rel.to_string_lossy().replace('\\', "/"));
+        }
+    }
+}
+
+fn main() {
+    let manifest = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    let proto = manifest.join("proto");
+    println!("cargo:rerun-if-changed=proto");
+    println!("cargo:rerun-if-changed=build.rs");
+
+    let roots: Vec<PathBuf> = INCLUDE_ROOTS.iter().map(|r| proto.join(r)).collect();
+    let mut files = Vec::new();
+    for root in &roots {
+        collect(root, root, &mut files);
+    }
+
+    // Each file is compiled on its own, with only its imports loaded: protox resolves
+    // relative type names against every file it has loaded, while protoc only sees
+    // the packages of a file's imports, and Envoy's protos rely on that (e.g.
+    // `config.core.v3.HttpUri` inside `envoy.extensions.*`, where a loaded
+    // `envoy.extensions.config` package would shadow it). The per-file sets are then
+    // joined, dependencies first, each file once.
+    let mut fds = prost_types::FileDescriptorSet::default();
+    // The embedded set is assembled from protox's encoded output, which keeps
+    // custom options (`validate.rules`, Envoy's deprecation annotations); the
+    // decoded `FileDescriptorSet` used for code generation drops them.
+    let mut raw_fds: Vec<u8> = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut failures = Vec::new();
+    for file in &files {
+        let mut compiler = protox::Compiler::new(&roots).expect("include roots exist");
+        compiler.include_imports(true).include_source_info(false);
+        if let Err(e) = compiler.open_file(file) {
+            failures.push(format!("{file}: {e}"));
+            continue;
+        }
+        let encoded = compiler.encode_file_descriptor_set();
+        for entry in raw_file_entries(&encoded) {
+            let decoded =
+                prost_types::FileDescriptorProto::decode(entry).expect("protox output decodes");
+            if seen.insert(decoded.name().to_owned()) {
+                // Field 1 (file), wire type 2 (length-delimited).
+                raw_fds.push(0x0a);
+                prost::encoding::encode_varint(entry.len() as u64, &mut raw_fds);
+                raw_fds.extend_from_slice(entry);
+                fds.file.push(decoded);
+            }
+        }
+    }
+    if !failures.is_empty() {
+        panic!("compiling the Envoy API snapshot:\n{}", failures.join("\n"));
+    }
+
+    let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
+    std::fs::write(out.join("envoy_api.fds"), &raw_fds).expect("write descriptor set");
+
+    let mut config = prost_build::Config::new();
+    config
+        .enable_type_names()
+        .include_file("envoy_api.rs")
+        // Large protos; boxing keeps enum variants small.
+        .boxed(".envoy.config.route.v3.RouteAction.hash_policy")
+        .out_dir(&out);
+    config
+        .compile_fds(fds)
+        .unwrap_or_else(|e| panic!("generating Rust for the Envoy API: {e}"));
+}
+
+/// The raw bytes of each `file` entry of an encoded `FileDescriptorSet`.
+fn raw_file_entries(mut buf: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    while !buf.is_empty() {
+        let key = prost::encoding::decode_varint(&mut buf).expect("valid descriptor set");
+        let wire_type = key & 7;
+        let field = key >> 3;
+        assert_eq!(wire_type, 2, "descriptor set fields are length-delimited");
+        let len = prost::encoding::decode_varint(&mut buf).expect("valid length") as usize;
+        let (entry, rest) = buf.split_at(len);
+        if field == 1 {
+            out.push(entry);
+        }
+        buf = rest;
+    }
+    out
+}

@@ -1,0 +1,217 @@
+//! Unpacking `typed_config` (`google.protobuf.Any`) into the message it holds.
+//!
+//! Envoy resolves an extension's config by the Any's type URL; a `TypedStruct`
+//! (`udpa.type.v1` or `xds.type.v3`) is replaced by the message its own
+//! `type_url` names, read from its `Struct` with the JSON mapping and the same
+//! unknown-field policy as the rest of the config.
+
+use prost::Message as _;
+use prost_reflect::{DynamicMessage, ReflectMessage as _};
+
+use crate::error::{ConfigError, ErrorKind, FieldPath};
+use crate::node::Node;
+use crate::proto_json::{self, TYPED_STRUCT_UDPA, TYPED_STRUCT_XDS};
+
+/// The message inside an Any, with the type it was resolved to.
+#[derive(Clone, Debug)]
+pub struct Unpacked {
+    /// The full proto name of the config message (after TypedStruct resolution).
+    pub type_name: String,
+    /// The type URL as written (the inner one for a TypedStruct).
+    pub type_url: String,
+    pub message: DynamicMessage,
+    /// Unknown fields met in a TypedStruct (reported by the caller's policy).
+    pub unknown_fields: Vec<ConfigError>,
+}
+
+/// The proto name a type URL designates (the text after the last `/`).
+pub fn type_name_of(type_url: &str) -> &str {
+    type_url.rsplit('/').next().unwrap_or(type_url)
+}
+
+/// The type URL that counts for extension lookup: the inner one of a TypedStruct.
+pub fn effective_type_url(any: &prost_types::Any) -> String {
+    if matches!(
+        type_name_of(&any.type_url),
+        TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS
+    ) {
+        if let Some(ts) = decode_typed_struct(any) {
+            return ts.0;
+        }
+    }
+    any.type_url.clone()
+}
+
+fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_types::Struct>)> {
+    #[derive(Clone, PartialEq, prost::Message)]
+    struct TypedStruct {
+        #[prost(string, tag = "1")]
+        type_url: String,
+        #[prost(message, optional, tag = "2")]
+        value: Option<prost_types::Struct>,
+    }
+    TypedStruct::decode(any.value.as_slice())
+        .ok()
+        .map(|t| (t.type_url, t.value))
+}
+
+/// Unpacks `any` (at `path`) into a dynamic message of the type it names.
+///
+/// Returns `Ok(None)` when the pool does not know the type; the caller turns that
+/// into Envoy's "Didn't find a registered implementation" error.
+pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacked>, ConfigError> {
+    let pool = rvoy_api::descriptor_pool();
+    let outer = type_name_of(&any.type_url);
+    if matches!(outer, TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS) {
+        let Some((inner_url, value)) = decode_typed_struct(any) else {
+            return Err(ConfigError::new(
+                ErrorKind::Syntax,
+                path.clone(),
+                "undecodable TypedStruct",
+            ));
+        };
+        let Some(desc) = pool.get_message_by_name(type_name_of(&inner_url)) else {
+            return Ok(None);
+        };
+        let json = value
+            .map(|s| struct_to_json(&s))
+            .unwrap_or_else(|| serde_json::json!({}));
+        let node = Node::from_json(&json);
+        let parsed = proto_json::parse_message(pool, &node, &desc, None, path.field("value"));
+        if let Some(e) = parsed.errors.into_iter().next() {
+            return Err(e);
+        }
+        return Ok(Some(Unpacked {
+            type_name: desc.full_name().to_owned(),
+            type_url: inner_url,
+            message: parsed.message,
+            unknown_fields: parsed.unknown_fields,
+        }));
+    }
+    let Some(desc) = pool.get_message_by_name(outer) else {
+        return Ok(None);
+    };
+    let message = DynamicMessage::decode(desc.clone(), any.value.as_slice()).map_err(|e| {
+        ConfigError::new(
+            ErrorKind::Syntax,
+            path.clone(),
+            format!("undecodable {}: {e}", any.type_url),
+        )
+    })?;
+    Ok(Some(Unpacked {
+        type_name: desc.full_name().to_owned(),
+        type_url: any.type_url.clone(),
+        message,
+        unknown_fields: Vec::new(),
+    }))
+}
+
+/// Converts an unpacked message to its prost type.
+pub fn to_prost<T: prost::Message + Default>(
+    unpacked: &Unpacked,
+    path: &FieldPath,
+) -> Result<T, ConfigError> {
+    unpacked.message.transcode_to().map_err(|e| {
+        ConfigError::new(
+            ErrorKind::Syntax,
+            path.clone(),
+            format!("converting {}: {e}", unpacked.type_name),
+        )
+    })
+}
+
+/// Decodes an Any whose type the caller already checked, straight into `T`.
+pub fn decode_as<T: prost::Message + Default + prost::Name>(
+    any: &prost_types::Any,
+    path: &FieldPath,
+) -> Result<T, ConfigError> {
+    match unpack(any, path)? {
+        Some(u) if u.type_name == T::full_name() => to_prost(&u, path),
+        Some(u) => Err(ConfigError::new(
+            ErrorKind::Type,
+            path.clone(),
+            format!("expected a {} but got a {}", T::full_name(), u.type_name),
+        )),
+        None => Err(ConfigError::new(
+            ErrorKind::UnknownExtension,
+            path.clone(),
+            format!("could not find @type '{}'", any.type_url),
+        )),
+    }
+}
+
+/// A `google.protobuf.Struct` as JSON (numbers are doubles, as in protobuf).
+pub fn struct_to_json(s: &prost_types::Struct) -> serde_json::Value {
+    serde_json::Value::Object(
+        s.fields
+            .iter()
+            .map(|(k, v)| (k.clone(), value_to_json(v)))
+            .collect(),
+    )
+}
+
+/// A `google.protobuf.Value` as JSON.
+pub fn value_to_json(v: &prost_types::Value) -> serde_json::Value {
+    use prost_types::value::Kind;
+    match &v.kind {
+        None | Some(Kind::NullValue(_)) => serde_json::Value::Null,
+        Some(Kind::NumberValue(n)) => {
+            if n.fract() == 0.0 && n.abs() < 9.0e15 {
+                serde_json::Value::from(*n as i64)
+            } else {
+                serde_json::Number::from_f64(*n)
+                    .map_or(serde_json::Value::Null, serde_json::Value::Number)
+            }
+        }
+        Some(Kind::StringValue(s)) => serde_json::Value::String(s.clone()),
+        Some(Kind::BoolValue(b)) => serde_json::Value::Bool(*b),
+        Some(Kind::StructValue(s)) => struct_to_json(s),
+        Some(Kind::ListValue(l)) => {
+            serde_json::Value::Array(l.values.iter().map(value_to_json).collect())
+        }
+    }
+}
+
+/// The descriptor name of a dynamic message (for diagnostics).
+pub fn message_name(m: &DynamicMessage) -> String {
+    m.descriptor().full_name().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use prost::Name;
+    use rvoy_api::envoy::extensions::filters::http::router::v3::Router;
+
+    #[test]
+    fn plain_and_typed_struct() {
+        let router = Router {
+            suppress_envoy_headers: true,
+            ..Router::default()
+        };
+        let any = prost_types::Any {
+            type_url: format!("type.googleapis.com/{}", Router::full_name()),
+            value: router.encode_to_vec(),
+        };
+        let back: Router = decode_as(&any, &FieldPath::root()).expect("router");
+        assert!(back.suppress_envoy_headers);
+
+        let pool = rvoy_api::descriptor_pool();
+        let desc = pool
+            .get_message_by_name("google.protobuf.Any")
+            .expect("Any");
+        let node = crate::yaml::parse_yaml(
+            "'@type': type.googleapis.com/udpa.type.v1.TypedStruct\ntype_url: type.googleapis.com/envoy.extensions.filters.http.router.v3.Router\nvalue: {suppress_envoy_headers: true}\n",
+        )
+        .expect("yaml");
+        let parsed = proto_json::parse_message(pool, &node, &desc, None, FieldPath::root());
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let any: prost_types::Any = parsed.message.transcode_to().expect("any");
+        assert_eq!(
+            effective_type_url(&any),
+            "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+        );
+        let back: Router = decode_as(&any, &FieldPath::root()).expect("typed struct router");
+        assert!(back.suppress_envoy_headers);
+    }
+}

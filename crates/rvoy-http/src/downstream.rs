@@ -1,0 +1,370 @@
+//! The downstream side of one request, whichever codec carries it.
+//!
+//! [`Downstream`] is what the connection manager and router need from a client
+//! connection: read the request body and trailers, send `100 Continue`, send
+//! the response head, data and trailers. The HTTP/1 implementation lives here,
+//! with Envoy's rules for framing a response on the wire (`content-length: 0`
+//! on headers-only responses, chunked encoding when the length is unknown,
+//! nothing for 1xx/204/304, close-delimited for HTTP/1.0 clients).
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Version};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::h1::body::{BodyDecoder, BodyError, Decoded, chunk_header, last_chunk};
+use crate::h1::encode;
+use crate::io::{Stream, write_all_vectored};
+
+/// The codec of a downstream request.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Protocol {
+    Http10,
+    Http11,
+    Http2,
+}
+
+/// A failure on the downstream side.
+#[derive(Debug, thiserror::Error)]
+pub enum DownstreamError {
+    /// The client went away or the socket failed.
+    #[error("downstream connection error: {0}")]
+    Io(#[from] std::io::Error),
+    /// The request body is malformed (400 if nothing was sent yet).
+    #[error("malformed request body: {0}")]
+    Body(#[from] BodyError),
+    /// The client reset the stream (HTTP/2).
+    #[error("downstream stream reset")]
+    Reset,
+    /// The request body is larger than allowed.
+    #[error("request body too large")]
+    TooLarge,
+}
+
+/// What the HCM and router need from a downstream stream.
+#[allow(async_fn_in_trait)]
+pub trait Downstream {
+    fn protocol(&self) -> Protocol;
+    /// The next piece of the request body; `None` once it is complete.
+    async fn read_body(&mut self) -> Result<Option<Bytes>, DownstreamError>;
+    /// Whether the whole request body has been read.
+    fn body_complete(&self) -> bool;
+    /// Raw bytes from the client after an upgrade (tunnel); `None` at EOF.
+    async fn read_raw(&mut self) -> Result<Option<Bytes>, DownstreamError> {
+        self.read_body().await
+    }
+    /// Trailers that ended the request body, if any.
+    fn take_trailers(&mut self) -> Option<HeaderMap>;
+    /// Sends `100 Continue`.
+    async fn send_continue(&mut self) -> Result<(), DownstreamError>;
+    /// Sends the response head. `end_stream`: no body follows.
+    async fn send_head(
+        &mut self,
+        status: StatusCode,
+        reason: Option<&[u8]>,
+        headers: &mut HeaderMap,
+        end_stream: bool,
+    ) -> Result<(), DownstreamError>;
+    /// Sends response body data.
+    async fn send_data(&mut self, data: Bytes, end_stream: bool) -> Result<(), DownstreamError>;
+    /// Ends the response with trailers.
+    async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), DownstreamError>;
+    /// Bytes of response written so far (body and framing).
+    fn bytes_sent(&self) -> u64;
+    /// Bytes of request body read so far.
+    fn bytes_received(&self) -> u64;
+    /// Asks for the connection to close after this response (`connection: close`).
+    fn set_close(&mut self) {}
+    /// Answers with an `HTTP/1.1` status line whatever the request's version
+    /// (Envoy's codec does so when it refuses HTTP/1.0).
+    fn use_http11_status_line(&mut self) {}
+}
+
+/// How the response body goes on the wire.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Encoding {
+    /// Nothing (headers-only, HEAD, 204...).
+    None,
+    Identity,
+    Chunked,
+}
+
+/// An HTTP/1 request in progress on a client connection.
+pub struct H1Downstream<'a> {
+    pub stream: &'a mut Stream,
+    /// Bytes read past the request head (body, or the next request).
+    pub buf: &'a mut BytesMut,
+    decoder: BodyDecoder,
+    trailers: Option<HeaderMap>,
+    version: Version,
+    method_head: bool,
+    method_connect: bool,
+    encoding: Encoding,
+    proper_case: bool,
+    /// The response is close-delimited (HTTP/1.0 client, unknown length).
+    pub close_delimited: bool,
+    /// The response asked for `connection: close`.
+    pub close_after: bool,
+    head_buf: Vec<u8>,
+    sent: u64,
+    received: u64,
+    max_body: Option<u64>,
+}
+
+impl<'a> H1Downstream<'a> {
+    pub fn new(
+        stream: &'a mut Stream,
+        buf: &'a mut BytesMut,
+        framing: crate::h1::parse::BodyFraming,
+        version: Version,
+        method: &Method,
+        proper_case: bool,
+    ) -> Self {
+        H1Downstream {
+            stream,
+            buf,
+            decoder: BodyDecoder::new(framing),
+            trailers: None,
+            version,
+            method_head: method == Method::HEAD,
+            method_connect: method == Method::CONNECT,
+            encoding: Encoding::None,
+            proper_case,
+            close_delimited: false,
+            close_after: false,
+            head_buf: Vec::with_capacity(256),
+            sent: 0,
+            received: 0,
+            max_body: None,
+        }
+    }
+
+    /// Reads and discards what is left of the request body (to keep the
+    /// connection usable), up to `limit` bytes.
+    pub async fn drain_body(&mut self, limit: u64) -> bool {
+        let mut drained = 0u64;
+        while !self.decoder.is_done() {
+            match self.read_body().await {
+                Ok(Some(chunk)) => {
+                    drained += chunk.len() as u64;
+                    if drained > limit {
+                        return false;
+                    }
+                }
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+        true
+    }
+
+    async fn flush_head(&mut self) -> Result<(), DownstreamError> {
+        let head = std::mem::take(&mut self.head_buf);
+        self.stream.write_all(&head).await?;
+        self.head_buf = head;
+        self.head_buf.clear();
+        Ok(())
+    }
+}
+
+impl Downstream for H1Downstream<'_> {
+    fn protocol(&self) -> Protocol {
+        if self.version == Version::HTTP_10 {
+            Protocol::Http10
+        } else {
+            Protocol::Http11
+        }
+    }
+
+    async fn read_body(&mut self) -> Result<Option<Bytes>, DownstreamError> {
+        loop {
+            match self.decoder.decode(self.buf)? {
+                Decoded::Data(d) => {
+                    self.received += d.len() as u64;
+                    if self.max_body.is_some_and(|m| self.received > m) {
+                        return Err(DownstreamError::TooLarge);
+                    }
+                    return Ok(Some(d));
+                }
+                Decoded::Done(t) => {
+                    if t.is_some() {
+                        self.trailers = t;
+                    }
+                    return Ok(None);
+                }
+                Decoded::NeedMore => {
+                    self.buf.reserve(16 * 1024);
+                    let n = self.stream.read_buf(self.buf).await?;
+                    if n == 0 {
+                        if self.decoder.on_eof() {
+                            return Ok(None);
+                        }
+                        return Err(DownstreamError::Io(
+                            std::io::ErrorKind::UnexpectedEof.into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+
+    fn body_complete(&self) -> bool {
+        self.decoder.is_done()
+    }
+
+    async fn read_raw(&mut self) -> Result<Option<Bytes>, DownstreamError> {
+        if !self.buf.is_empty() {
+            let n = self.buf.len();
+            return Ok(Some(self.buf.split_to(n).freeze()));
+        }
+        self.buf.reserve(16 * 1024);
+        match self.stream.read_buf(self.buf).await? {
+            0 => Ok(None),
+            n => Ok(Some(self.buf.split_to(n).freeze())),
+        }
+    }
+
+    fn take_trailers(&mut self) -> Option<HeaderMap> {
+        self.trailers.take()
+    }
+
+    async fn send_continue(&mut self) -> Result<(), DownstreamError> {
+        let mut out = Vec::with_capacity(32);
+        encode::continue_head(&mut out);
+        self.stream.write_all(&out).await?;
+        Ok(())
+    }
+
+    async fn send_head(
+        &mut self,
+        status: StatusCode,
+        reason: Option<&[u8]>,
+        headers: &mut HeaderMap,
+        end_stream: bool,
+    ) -> Result<(), DownstreamError> {
+        let code = status.as_u16();
+        let no_body_status = code < 200 || code == 204 || code == 304;
+        if status == StatusCode::SWITCHING_PROTOCOLS {
+            // The connection becomes a tunnel: bytes are relayed as they are.
+            self.encoding = Encoding::Identity;
+        } else if headers.contains_key(CONTENT_LENGTH) {
+            self.encoding = if end_stream || self.method_head || no_body_status {
+                Encoding::None
+            } else {
+                Encoding::Identity
+            };
+        } else if no_body_status {
+            self.encoding = Encoding::None;
+        } else if end_stream && !self.method_head {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from_static("0"));
+            self.encoding = Encoding::None;
+        } else if self.version == Version::HTTP_10 {
+            self.encoding = if end_stream || self.method_head {
+                Encoding::None
+            } else {
+                Encoding::Identity
+            };
+            if !end_stream && !self.method_head {
+                self.close_delimited = true;
+            }
+        } else if self.method_connect && status.is_success() {
+            self.encoding = Encoding::Identity;
+        } else {
+            headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
+            let upgrade = crate::forwarding::is_upgrade(headers);
+            self.encoding = if upgrade || self.method_head || end_stream {
+                Encoding::None
+            } else {
+                Encoding::Chunked
+            };
+            if upgrade {
+                self.encoding = Encoding::Identity;
+            }
+        }
+        if self.close_delimited || self.close_after {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        } else if self.version == Version::HTTP_10 {
+            headers.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("keep-alive"),
+            );
+        }
+        self.head_buf.clear();
+        encode::response_head(
+            self.version,
+            status,
+            reason,
+            headers,
+            self.proper_case,
+            &mut self.head_buf,
+        );
+        if end_stream {
+            self.flush_head().await?;
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_data(&mut self, data: Bytes, end_stream: bool) -> Result<(), DownstreamError> {
+        let head = std::mem::take(&mut self.head_buf);
+        let mut chunk_hdr = Vec::new();
+        let mut tail = Vec::new();
+        match self.encoding {
+            Encoding::None => {}
+            Encoding::Identity => {}
+            Encoding::Chunked => {
+                if !data.is_empty() {
+                    chunk_header(data.len(), &mut chunk_hdr);
+                    tail.extend_from_slice(b"\r\n");
+                }
+                if end_stream {
+                    last_chunk(None, &mut tail);
+                }
+            }
+        }
+        let body: &[u8] = if self.encoding == Encoding::None {
+            &[]
+        } else {
+            &data
+        };
+        let mut bufs: [&[u8]; 4] = [&head, &chunk_hdr, body, &tail];
+        write_all_vectored(self.stream, &mut bufs).await?;
+        self.sent += body.len() as u64;
+        self.head_buf = head;
+        self.head_buf.clear();
+        if end_stream {
+            self.stream.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), DownstreamError> {
+        let head = std::mem::take(&mut self.head_buf);
+        let mut tail = Vec::new();
+        if self.encoding == Encoding::Chunked {
+            last_chunk(Some(&trailers), &mut tail);
+        }
+        let mut bufs: [&[u8]; 2] = [&head, &tail];
+        write_all_vectored(self.stream, &mut bufs).await?;
+        self.head_buf = head;
+        self.head_buf.clear();
+        self.stream.flush().await?;
+        Ok(())
+    }
+
+    fn bytes_sent(&self) -> u64 {
+        self.sent
+    }
+
+    fn bytes_received(&self) -> u64 {
+        self.received
+    }
+
+    fn set_close(&mut self) {
+        self.close_after = true;
+    }
+
+    fn use_http11_status_line(&mut self) {
+        self.version = Version::HTTP_11;
+    }
+}

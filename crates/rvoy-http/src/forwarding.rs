@@ -1,0 +1,409 @@
+//! The headers the connection manager adds, trusts or strips on the way in and
+//! out (Envoy's `ConnectionManagerUtility`): hop-by-hop headers,
+//! `x-forwarded-for`/`-proto`, internal vs external requests and the
+//! `x-envoy-*` headers only internal callers may set, `x-request-id`, `via`,
+//! `x-envoy-external-address`, `x-forwarded-client-cert` and `server`.
+
+use std::net::{IpAddr, SocketAddr};
+
+use http::HeaderMap;
+use http::header::{CONNECTION, HeaderName, HeaderValue, TE, TRANSFER_ENCODING, UPGRADE};
+use rvoy_model::hcm::{ForwardClientCert, HttpConnectionManager, ServerHeader};
+
+/// Header names the forwarding logic uses.
+pub mod names {
+    use http::HeaderName;
+
+    pub static X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+    pub static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+    pub static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
+    pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+    pub static X_ENVOY_INTERNAL: HeaderName = HeaderName::from_static("x-envoy-internal");
+    pub static X_ENVOY_EXTERNAL_ADDRESS: HeaderName =
+        HeaderName::from_static("x-envoy-external-address");
+    pub static X_ENVOY_ORIGINAL_PATH: HeaderName = HeaderName::from_static("x-envoy-original-path");
+    pub static X_ENVOY_ORIGINAL_HOST: HeaderName = HeaderName::from_static("x-envoy-original-host");
+    pub static X_ENVOY_EXPECTED_RQ_TIMEOUT_MS: HeaderName =
+        HeaderName::from_static("x-envoy-expected-rq-timeout-ms");
+    pub static X_ENVOY_UPSTREAM_SERVICE_TIME: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-service-time");
+    pub static X_ENVOY_ATTEMPT_COUNT: HeaderName = HeaderName::from_static("x-envoy-attempt-count");
+    pub static X_ENVOY_IS_TIMEOUT_RETRY: HeaderName =
+        HeaderName::from_static("x-envoy-is-timeout-retry");
+    pub static X_ENVOY_OVERLOADED: HeaderName = HeaderName::from_static("x-envoy-overloaded");
+    pub static X_ENVOY_UPSTREAM_CANARY: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-canary");
+    pub static X_ENVOY_RETRY_ON: HeaderName = HeaderName::from_static("x-envoy-retry-on");
+    pub static X_ENVOY_RETRY_GRPC_ON: HeaderName = HeaderName::from_static("x-envoy-retry-grpc-on");
+    pub static X_ENVOY_MAX_RETRIES: HeaderName = HeaderName::from_static("x-envoy-max-retries");
+    pub static X_ENVOY_RETRIABLE_STATUS_CODES: HeaderName =
+        HeaderName::from_static("x-envoy-retriable-status-codes");
+    pub static X_ENVOY_RETRIABLE_HEADER_NAMES: HeaderName =
+        HeaderName::from_static("x-envoy-retriable-header-names");
+    pub static X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-rq-timeout-ms");
+    pub static X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-rq-per-try-timeout-ms");
+    pub static X_ENVOY_UPSTREAM_RQ_TIMEOUT_ALT_RESPONSE: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-rq-timeout-alt-response");
+    pub static X_ENVOY_UPSTREAM_ALT_STAT_NAME: HeaderName =
+        HeaderName::from_static("x-envoy-upstream-alt-stat-name");
+    pub static X_ENVOY_FORCE_TRACE: HeaderName = HeaderName::from_static("x-envoy-force-trace");
+    pub static X_ENVOY_IP_TAGS: HeaderName = HeaderName::from_static("x-envoy-ip-tags");
+    pub static X_ENVOY_ORIGINAL_URL: HeaderName = HeaderName::from_static("x-envoy-original-url");
+    pub static X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT: HeaderName =
+        HeaderName::from_static("x-envoy-hedge-on-per-try-timeout");
+    pub static X_ENVOY_DECORATOR_OPERATION: HeaderName =
+        HeaderName::from_static("x-envoy-decorator-operation");
+    pub static X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER: HeaderName =
+        HeaderName::from_static("x-envoy-downstream-service-cluster");
+    pub static X_ENVOY_DOWNSTREAM_SERVICE_NODE: HeaderName =
+        HeaderName::from_static("x-envoy-downstream-service-node");
+    pub static X_FORWARDED_CLIENT_CERT: HeaderName =
+        HeaderName::from_static("x-forwarded-client-cert");
+    pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
+    pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
+    pub static VIA: HeaderName = HeaderName::from_static("via");
+}
+
+use names::*;
+
+/// Where a connection comes from, as the forwarding logic needs it.
+#[derive(Clone, Copy, Debug)]
+pub struct Peer {
+    /// The client's address; `None` for Unix domain sockets.
+    pub remote: Option<SocketAddr>,
+    pub tls: bool,
+    /// Envoy's "local address" of the machine (first non-loopback interface),
+    /// appended to XFF for loopback peers.
+    pub machine_address: Option<IpAddr>,
+}
+
+/// What the request mutation decided.
+#[derive(Clone, Copy, Debug)]
+pub struct Forwarding {
+    /// The trusted client address (`%DOWNSTREAM_REMOTE_ADDRESS%`).
+    pub remote: Option<SocketAddr>,
+    pub internal: bool,
+    pub edge: bool,
+}
+
+fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|m| m.is_loopback()),
+    }
+}
+
+/// The address `hops_from_end` entries before the end of the XFF list.
+fn xff_address(headers: &HeaderMap, hops_from_end: usize) -> Option<IpAddr> {
+    let mut all: Vec<&str> = Vec::new();
+    for v in headers.get_all(&X_FORWARDED_FOR) {
+        let Ok(s) = v.to_str() else { return None };
+        all.extend(s.split(',').map(str::trim));
+    }
+    let idx = all.len().checked_sub(1 + hops_from_end)?;
+    all.get(idx)?.parse().ok()
+}
+
+fn append_xff(headers: &mut HeaderMap, ip: IpAddr) {
+    let ip = ip.to_string();
+    let new = match headers.get(&X_FORWARDED_FOR) {
+        Some(existing) if !existing.is_empty() => {
+            let mut s = existing.as_bytes().to_vec();
+            s.push(b',');
+            s.extend_from_slice(ip.as_bytes());
+            HeaderValue::from_bytes(&s).ok()
+        }
+        _ => HeaderValue::from_str(&ip).ok(),
+    };
+    if let Some(v) = new {
+        headers.insert(X_FORWARDED_FOR.clone(), v);
+    }
+}
+
+/// Appends to a comma-separated header (`via`).
+pub fn append_comma(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    let new = match headers.get(name) {
+        Some(existing) if !existing.is_empty() => {
+            let mut s = existing.as_bytes().to_vec();
+            s.extend_from_slice(b", ");
+            s.extend_from_slice(value.as_bytes());
+            HeaderValue::from_bytes(&s).ok()
+        }
+        _ => Some(value.clone()),
+    };
+    if let Some(v) = new {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// Appends to a comma-separated header without a space (`x-forwarded-for`).
+pub fn append_comma_no_space(headers: &mut HeaderMap, name: &HeaderName, value: &HeaderValue) {
+    let new = match headers.get(name) {
+        Some(existing) if !existing.is_empty() => {
+            let mut s = existing.as_bytes().to_vec();
+            s.push(b',');
+            s.extend_from_slice(value.as_bytes());
+            HeaderValue::from_bytes(&s).ok()
+        }
+        _ => Some(value.clone()),
+    };
+    if let Some(v) = new {
+        headers.insert(name.clone(), v);
+    }
+}
+
+/// Whether the request is an upgrade (`Connection: upgrade` + `Upgrade`).
+pub fn is_upgrade(headers: &HeaderMap) -> bool {
+    headers.contains_key(UPGRADE) && crate::h1::parse::connection_tokens(headers).2
+}
+
+/// Envoy's `mutateRequestHeaders`, run once per request before routing.
+pub fn mutate_request(
+    headers: &mut HeaderMap,
+    peer: &Peer,
+    hcm: &HttpConnectionManager,
+    internal_only_headers: &[HeaderName],
+    new_request_id: impl FnOnce() -> HeaderValue,
+) -> Forwarding {
+    if !is_upgrade(headers) {
+        headers.remove(CONNECTION);
+        headers.remove(UPGRADE);
+        sanitize_te(headers);
+    }
+    headers.remove(&X_ENVOY_INTERNAL);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    headers.remove(TRANSFER_ENCODING);
+
+    let scheme: &'static str = if peer.tls { "https" } else { "http" };
+    let mut final_remote: Option<SocketAddr> = None;
+    let mut allow_trusted_checks = false;
+    if hcm.use_remote_address {
+        allow_trusted_checks = !headers.contains_key(&X_FORWARDED_FOR);
+        if hcm.xff_num_trusted_hops > 0 {
+            final_remote = xff_address(headers, hcm.xff_num_trusted_hops as usize - 1)
+                .map(|ip| SocketAddr::new(ip, 0));
+        }
+        if final_remote.is_none() {
+            final_remote = peer.remote;
+        }
+        if !hcm.skip_xff_append {
+            match peer.remote {
+                Some(r) if is_loopback(r.ip()) => {
+                    if let Some(local) = peer.machine_address {
+                        append_xff(headers, local);
+                    }
+                }
+                Some(r) => append_xff(headers, r.ip()),
+                None => {}
+            }
+        }
+        if hcm.xff_num_trusted_hops == 0 || !headers.contains_key(&X_FORWARDED_PROTO) {
+            headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+        }
+    } else {
+        // Envoy's default original-IP detection: the XFF entry
+        // `xff_num_trusted_hops` from the end names the client.
+        if let Some(ip) = xff_address(headers, hcm.xff_num_trusted_hops as usize) {
+            final_remote = Some(SocketAddr::new(ip, 0));
+            let single = headers
+                .get_all(&X_FORWARDED_FOR)
+                .iter()
+                .map(|v| v.as_bytes().split(|b| *b == b',').count())
+                .sum::<usize>()
+                == 1;
+            allow_trusted_checks = single;
+        }
+    }
+    if !headers.contains_key(&X_FORWARDED_PROTO) {
+        headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+    }
+
+    let internal = allow_trusted_checks
+        && match final_remote {
+            Some(addr) => hcm.internal_cidrs.iter().any(|c| c.contains(addr.ip())),
+            None => hcm.internal_unix_sockets && peer.remote.is_none(),
+        };
+    let edge = !internal && hcm.use_remote_address;
+    if internal {
+        headers.insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
+    } else {
+        clean_internal_headers(headers, edge, internal_only_headers);
+    }
+    if edge {
+        if let Some(addr) = final_remote {
+            if let Ok(v) = HeaderValue::from_str(&addr.ip().to_string()) {
+                headers.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), v);
+            }
+        }
+    }
+    if hcm.generate_request_id {
+        let force = edge && !hcm.preserve_external_request_id;
+        if force || !headers.contains_key(&X_REQUEST_ID) {
+            headers.insert(X_REQUEST_ID.clone(), new_request_id());
+        }
+    }
+    if let Some(via) = &hcm.via {
+        append_comma(headers, &VIA, via);
+    }
+    match hcm.forward_client_cert {
+        ForwardClientCert::ForwardOnly | ForwardClientCert::AlwaysForwardOnly => {
+            if !peer.tls && hcm.forward_client_cert == ForwardClientCert::ForwardOnly {
+                headers.remove(&X_FORWARDED_CLIENT_CERT);
+            }
+        }
+        ForwardClientCert::AppendForward => {
+            if !peer.tls {
+                headers.remove(&X_FORWARDED_CLIENT_CERT);
+            }
+        }
+        ForwardClientCert::Sanitize | ForwardClientCert::SanitizeSet => {
+            headers.remove(&X_FORWARDED_CLIENT_CERT);
+        }
+    }
+    Forwarding {
+        remote: final_remote.or(peer.remote),
+        internal,
+        edge,
+    }
+}
+
+/// `te` keeps only the `trailers` token.
+fn sanitize_te(headers: &mut HeaderMap) {
+    let Some(te) = headers.get(TE) else { return };
+    let keep = te
+        .as_bytes()
+        .split(|b| *b == b',')
+        .any(|t| t.trim_ascii().eq_ignore_ascii_case(b"trailers"));
+    if keep {
+        headers.insert(TE, HeaderValue::from_static("trailers"));
+    } else {
+        headers.remove(TE);
+    }
+}
+
+fn clean_internal_headers(headers: &mut HeaderMap, edge: bool, internal_only: &[HeaderName]) {
+    if edge {
+        headers.remove(&X_ENVOY_DECORATOR_OPERATION);
+        headers.remove(&X_ENVOY_DOWNSTREAM_SERVICE_CLUSTER);
+        headers.remove(&X_ENVOY_DOWNSTREAM_SERVICE_NODE);
+    }
+    for h in [
+        &X_ENVOY_RETRIABLE_STATUS_CODES,
+        &X_ENVOY_RETRIABLE_HEADER_NAMES,
+        &X_ENVOY_RETRY_ON,
+        &X_ENVOY_RETRY_GRPC_ON,
+        &X_ENVOY_MAX_RETRIES,
+        &X_ENVOY_UPSTREAM_ALT_STAT_NAME,
+        &X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+        &X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS,
+        &X_ENVOY_UPSTREAM_RQ_TIMEOUT_ALT_RESPONSE,
+        &X_ENVOY_EXPECTED_RQ_TIMEOUT_MS,
+        &X_ENVOY_FORCE_TRACE,
+        &X_ENVOY_IP_TAGS,
+        &X_ENVOY_ORIGINAL_URL,
+        &X_ENVOY_HEDGE_ON_PER_TRY_TIMEOUT,
+    ] {
+        headers.remove(h);
+    }
+    for h in internal_only {
+        headers.remove(h);
+    }
+}
+
+/// Envoy's `mutateResponseHeaders` plus the `server` header policy.
+pub fn mutate_response(
+    headers: &mut HeaderMap,
+    request_upgrade: bool,
+    request_id: Option<&HeaderValue>,
+    hcm: &HttpConnectionManager,
+) {
+    let response_upgrade = is_upgrade(headers);
+    if !(request_upgrade && response_upgrade) {
+        headers.remove(CONNECTION);
+        headers.remove(UPGRADE);
+    }
+    headers.remove(TRANSFER_ENCODING);
+    headers.remove(&KEEP_ALIVE);
+    headers.remove(&PROXY_CONNECTION);
+    if hcm.always_set_request_id_in_response {
+        if let Some(id) = request_id {
+            headers.insert(X_REQUEST_ID.clone(), id.clone());
+        }
+    }
+    if let Some(via) = &hcm.via {
+        append_comma(headers, &VIA, via);
+    }
+    set_server(headers, hcm);
+}
+
+/// Applies `server_header_transformation`.
+pub fn set_server(headers: &mut HeaderMap, hcm: &HttpConnectionManager) {
+    match hcm.server_header {
+        ServerHeader::Overwrite => {
+            if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
+                headers.insert(http::header::SERVER, v);
+            }
+        }
+        ServerHeader::AppendIfAbsent => {
+            if !headers.contains_key(http::header::SERVER) {
+                if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
+                    headers.insert(http::header::SERVER, v);
+                }
+            }
+        }
+        ServerHeader::PassThrough => {}
+    }
+}
+
+/// A random version 4 UUID, as Envoy's request id extension generates.
+pub fn new_uuid() -> HeaderValue {
+    let a = fastrand::u64(..);
+    let b = fastrand::u64(..);
+    let mut bytes = [0u8; 16];
+    bytes[..8].copy_from_slice(&a.to_le_bytes());
+    bytes[8..].copy_from_slice(&b.to_le_bytes());
+    bytes[6] = (bytes[6] & 0x0f) | 0x40;
+    bytes[8] = (bytes[8] & 0x3f) | 0x80;
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut out = [0u8; 36];
+    let mut j = 0;
+    for (i, byte) in bytes.iter().enumerate() {
+        if matches!(i, 4 | 6 | 8 | 10) {
+            out[j] = b'-';
+            j += 1;
+        }
+        out[j] = HEX[(byte >> 4) as usize];
+        out[j + 1] = HEX[(byte & 0xf) as usize];
+        j += 2;
+    }
+    HeaderValue::from_bytes(&out)
+        .unwrap_or_else(|_| HeaderValue::from_static("00000000-0000-4000-8000-000000000000"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uuid_shape() {
+        let u = new_uuid();
+        let s = u.to_str().expect("ascii");
+        assert_eq!(s.len(), 36);
+        assert_eq!(&s[14..15], "4");
+    }
+
+    #[test]
+    fn xff_lookup() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            X_FORWARDED_FOR.clone(),
+            "1.1.1.1, 2.2.2.2".parse().expect("v"),
+        );
+        assert_eq!(xff_address(&h, 0), Some("2.2.2.2".parse().expect("ip")));
+        assert_eq!(xff_address(&h, 1), Some("1.1.1.1".parse().expect("ip")));
+        assert_eq!(xff_address(&h, 2), None);
+    }
+}

@@ -1,0 +1,470 @@
+//! HTTP/1 message heads: parsing requests (server side) and responses (client
+//! side) with Envoy's limits and verdicts, and deciding how the body is framed.
+//!
+//! `httparse` tokenizes; this module applies what Envoy's codec adds on top:
+//! the header size (`max_request_headers_kb`, 431) and count
+//! (`max_headers_count`, 431) limits, HTTP version handling (426 for versions
+//! other than 1.0/1.1), and the body framing rules (400 for conflicting or
+//! malformed `Content-Length`, 400 for `Content-Length` with chunked encoding,
+//! 501 for transfer codings other than chunked).
+
+use bytes::Bytes;
+use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
+
+/// How an HTTP/1 message body is delimited.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BodyFraming {
+    /// No body.
+    Empty,
+    /// Exactly this many bytes.
+    Length(u64),
+    /// Chunked transfer coding.
+    Chunked,
+    /// Until the peer closes (responses only).
+    UntilClose,
+}
+
+/// Why a message head was refused, with Envoy's status and details.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HeadError {
+    pub status: StatusCode,
+    /// Envoy's response code details (`http1.codec_error`, ...).
+    pub details: &'static str,
+}
+
+impl HeadError {
+    fn bad(details: &'static str) -> Self {
+        HeadError {
+            status: StatusCode::BAD_REQUEST,
+            details,
+        }
+    }
+}
+
+/// Limits applied while reading a request head.
+#[derive(Clone, Copy, Debug)]
+pub struct HeadLimits {
+    /// Total size of the request line and headers.
+    pub max_head_bytes: usize,
+    pub max_headers: usize,
+}
+
+/// A parsed request head.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub method: Method,
+    /// The request target as sent (origin form, absolute form, `*`...).
+    pub target: String,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub framing: BodyFraming,
+    /// `Connection: close` (or HTTP/1.0 without keep-alive).
+    pub close: bool,
+    /// `Connection: keep-alive` was sent (matters for HTTP/1.0).
+    pub keep_alive: bool,
+    /// `Expect: 100-continue`.
+    pub expect_continue: bool,
+    /// An `Upgrade` request (`Connection: upgrade` + `Upgrade: x`).
+    pub upgrade: Option<String>,
+    /// Bytes of the head, for stats and `%REQUEST_HEADERS_BYTES%`.
+    pub head_len: usize,
+}
+
+/// Parses a request head from the start of `buf`.
+///
+/// Returns `Ok(None)` when more bytes are needed (and the limit is not hit yet).
+pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
+    let too_large = HeadError {
+        status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+        details: "http1.headers_too_large",
+    };
+    // httparse wants one slot more than the limit to tell "too many" apart.
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut big_slots;
+    let slots: &mut [httparse::Header<'_>] = if limits.max_headers < slots.len() {
+        &mut slots[..limits.max_headers + 1]
+    } else {
+        big_slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
+        &mut big_slots
+    };
+    let mut req = httparse::Request::new(slots);
+    let status = req.parse(buf);
+    let head_len = match status {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head_bytes {
+                return Err(too_large);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(too_large),
+        Err(httparse::Error::Version) => {
+            return Err(if looks_like_http_version(buf) {
+                HeadError {
+                    status: StatusCode::UPGRADE_REQUIRED,
+                    details: "http1.codec_error",
+                }
+            } else {
+                HeadError::bad("http1.codec_error")
+            });
+        }
+        Err(_) => return Err(HeadError::bad("http1.codec_error")),
+    };
+    if head_len > limits.max_head_bytes {
+        return Err(too_large);
+    }
+    let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
+        .map_err(|_| HeadError::bad("http1.codec_error"))?;
+    let target = req.path.unwrap_or("").to_owned();
+    let version = if req.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    for h in req.headers.iter() {
+        let name = HeaderName::from_bytes(h.name.as_bytes())
+            .map_err(|_| HeadError::bad("http1.codec_error"))?;
+        let value = HeaderValue::from_bytes(trim_ows(h.value))
+            .map_err(|_| HeadError::bad("http1.codec_error"))?;
+        headers.append(name, value);
+    }
+    let framing = request_framing(&headers)?;
+    let (close, keep_alive, upgrade_token) = connection_tokens(&headers);
+    let close = close || (version == Version::HTTP_10 && !keep_alive);
+    let expect_continue = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let upgrade = if upgrade_token {
+        headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.to_owned())
+    } else {
+        None
+    };
+    Ok(Some(RequestHead {
+        method,
+        target,
+        version,
+        headers,
+        framing,
+        close,
+        keep_alive,
+        expect_continue,
+        upgrade,
+        head_len,
+    }))
+}
+
+fn looks_like_http_version(buf: &[u8]) -> bool {
+    let line_end = memchr::memchr(b'\n', buf).unwrap_or(buf.len());
+    let line = &buf[..line_end];
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let Some(pos) = memchr::memmem::rfind(line, b" HTTP/") else {
+        return false;
+    };
+    let v = &line[pos + 6..];
+    v.len() == 3 && v[0].is_ascii_digit() && v[1] == b'.' && v[2].is_ascii_digit()
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|b| *b != b' ' && *b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|b| *b != b' ' && *b != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end]
+}
+
+/// (`close`, `keep-alive`, `upgrade`) tokens of the Connection header(s).
+pub fn connection_tokens(headers: &HeaderMap) -> (bool, bool, bool) {
+    let mut close = false;
+    let mut keep_alive = false;
+    let mut upgrade = false;
+    for v in headers.get_all(http::header::CONNECTION) {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            let t = trim_ows(token);
+            if t.eq_ignore_ascii_case(b"close") {
+                close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                keep_alive = true;
+            } else if t.eq_ignore_ascii_case(b"upgrade") {
+                upgrade = true;
+            }
+        }
+    }
+    (close, keep_alive, upgrade)
+}
+
+/// Parses `Content-Length` values: all must agree and be plain decimal.
+fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
+    let mut found: Option<u64> = None;
+    for v in headers.get_all(CONTENT_LENGTH) {
+        for part in v.as_bytes().split(|b| *b == b',') {
+            let part = trim_ows(part);
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
+                return Err(());
+            }
+            let n: u64 = std::str::from_utf8(part)
+                .map_err(|_| ())?
+                .parse()
+                .map_err(|_| ())?;
+            match found {
+                Some(prev) if prev != n => return Err(()),
+                _ => found = Some(n),
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// Whether the transfer codings are exactly `chunked` (Envoy supports no other).
+fn transfer_encoding(headers: &HeaderMap) -> Result<bool, HeadError> {
+    let mut any = false;
+    let mut chunked_last = false;
+    for v in headers.get_all(TRANSFER_ENCODING) {
+        for coding in v.as_bytes().split(|b| *b == b',') {
+            let c = trim_ows(coding);
+            if c.is_empty() {
+                continue;
+            }
+            any = true;
+            if c.eq_ignore_ascii_case(b"chunked") {
+                if chunked_last {
+                    return Err(HeadError::bad("http1.invalid_transfer_encoding"));
+                }
+                chunked_last = true;
+            } else {
+                return Err(HeadError {
+                    status: StatusCode::NOT_IMPLEMENTED,
+                    details: "http1.invalid_transfer_encoding",
+                });
+            }
+        }
+    }
+    Ok(any && chunked_last)
+}
+
+fn request_framing(headers: &HeaderMap) -> Result<BodyFraming, HeadError> {
+    let has_te = headers.contains_key(TRANSFER_ENCODING);
+    let cl =
+        content_length(headers).map_err(|()| HeadError::bad("http1.content_length_not_allowed"))?;
+    if has_te {
+        if headers.contains_key(CONTENT_LENGTH) {
+            return Err(HeadError::bad("http1.content_length_not_allowed"));
+        }
+        return if transfer_encoding(headers)? {
+            Ok(BodyFraming::Chunked)
+        } else {
+            Err(HeadError::bad("http1.invalid_transfer_encoding"))
+        };
+    }
+    Ok(match cl {
+        Some(0) | None => BodyFraming::Empty,
+        Some(n) => BodyFraming::Length(n),
+    })
+}
+
+/// A parsed response head (client side).
+#[derive(Debug)]
+pub struct ResponseHead {
+    pub status: StatusCode,
+    pub reason: Option<Bytes>,
+    pub version: Version,
+    pub headers: HeaderMap,
+    pub close: bool,
+    pub head_len: usize,
+}
+
+/// Why an upstream response could not be read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ResponseError {
+    Malformed,
+    TooLarge,
+}
+
+/// Parses a response head from the start of `buf`.
+pub fn parse_response(
+    buf: &[u8],
+    limits: HeadLimits,
+) -> Result<Option<ResponseHead>, ResponseError> {
+    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
+    let mut resp = httparse::Response::new(&mut slots);
+    let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => {
+            if buf.len() > limits.max_head_bytes {
+                return Err(ResponseError::TooLarge);
+            }
+            return Ok(None);
+        }
+        Err(httparse::Error::TooManyHeaders) => return Err(ResponseError::TooLarge),
+        Err(_) => return Err(ResponseError::Malformed),
+    };
+    let status =
+        StatusCode::from_u16(resp.code.unwrap_or(0)).map_err(|_| ResponseError::Malformed)?;
+    let version = if resp.version == Some(0) {
+        Version::HTTP_10
+    } else {
+        Version::HTTP_11
+    };
+    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    for h in resp.headers.iter() {
+        let name =
+            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ResponseError::Malformed)?;
+        let value =
+            HeaderValue::from_bytes(trim_ows(h.value)).map_err(|_| ResponseError::Malformed)?;
+        headers.append(name, value);
+    }
+    let (close, keep_alive, _) = connection_tokens(&headers);
+    let reason = resp
+        .reason
+        .filter(|r| !r.is_empty())
+        .map(|r| Bytes::copy_from_slice(r.as_bytes()));
+    Ok(Some(ResponseHead {
+        status,
+        reason,
+        version,
+        close: close || (version == Version::HTTP_10 && !keep_alive),
+        headers,
+        head_len,
+    }))
+}
+
+/// How a response body is framed, given the request method and status.
+pub fn response_framing(
+    head: &ResponseHead,
+    request_method: &Method,
+) -> Result<BodyFraming, ResponseError> {
+    let s = head.status.as_u16();
+    if request_method == Method::HEAD || (100..200).contains(&s) || s == 204 || s == 304 {
+        return Ok(BodyFraming::Empty);
+    }
+    if request_method == Method::CONNECT && head.status.is_success() {
+        return Ok(BodyFraming::Empty);
+    }
+    if head.headers.contains_key(TRANSFER_ENCODING) {
+        return match transfer_encoding(&head.headers) {
+            Ok(true) => Ok(BodyFraming::Chunked),
+            Ok(false) => Ok(BodyFraming::UntilClose),
+            Err(_) => Err(ResponseError::Malformed),
+        };
+    }
+    match content_length(&head.headers) {
+        Err(()) => Err(ResponseError::Malformed),
+        Ok(Some(0)) => Ok(BodyFraming::Empty),
+        Ok(Some(n)) => Ok(BodyFraming::Length(n)),
+        Ok(None) => Ok(BodyFraming::UntilClose),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMITS: HeadLimits = HeadLimits {
+        max_head_bytes: 60 * 1024,
+        max_headers: 100,
+    };
+
+    fn req(raw: &str) -> Result<Option<RequestHead>, HeadError> {
+        parse_request(raw.as_bytes(), LIMITS)
+    }
+
+    fn status(raw: &str) -> u16 {
+        req(raw).expect_err("refused").status.as_u16()
+    }
+
+    #[test]
+    fn valid_and_partial() {
+        let h = req("GET /a?b HTTP/1.1\r\nHost: x\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(h.method, Method::GET);
+        assert_eq!(h.target, "/a?b");
+        assert_eq!(h.upgrade.as_deref(), Some("websocket"));
+        assert_eq!(h.framing, BodyFraming::Empty);
+        assert!(
+            req("GET / HTTP/1.1\r\nHost: x\r\n")
+                .expect("partial")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn envoy_codec_verdicts() {
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: example.com\r\nX-Bad: a\x01b\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("GET / HTTP/1.1\r\nHost: example.com\r\nBad Header: x\r\n\r\n"),
+            400
+        );
+        assert_eq!(status("G@T / HTTP/1.1\r\nHost: example.com\r\n\r\n"), 400);
+        assert_eq!(
+            status(
+                "POST / HTTP/1.1\r\nHost: e\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: e\r\nContent-Length: abc\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: e\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n"),
+            400
+        );
+        assert_eq!(
+            status("POST / HTTP/1.1\r\nHost: e\r\nTransfer-Encoding: gzip\r\n\r\n"),
+            501
+        );
+        assert_eq!(status("THIS IS NOT HTTP\r\n\r\n"), 400);
+        assert_eq!(status("GET / HTTP/3.7\r\nHost: e\r\n\r\n"), 426);
+    }
+
+    #[test]
+    fn limits_give_431() {
+        let many: String = (0..101).map(|i| format!("h{i}: v\r\n")).collect();
+        assert_eq!(status(&format!("GET / HTTP/1.1\r\n{many}\r\n")), 431);
+        let big = format!("GET / HTTP/1.1\r\nx: {}\r\n\r\n", "a".repeat(61 * 1024));
+        assert_eq!(status(&big), 431);
+    }
+
+    #[test]
+    fn http10_defaults_to_close() {
+        let h = req("GET / HTTP/1.0\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert!(h.close);
+        let h = req("GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert!(!h.close);
+    }
+
+    #[test]
+    fn response_framing_rules() {
+        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", LIMITS)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(
+            response_framing(&r, &Method::GET),
+            Ok(BodyFraming::Length(3))
+        );
+        assert_eq!(response_framing(&r, &Method::HEAD), Ok(BodyFraming::Empty));
+        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", LIMITS)
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(
+            response_framing(&r, &Method::GET),
+            Ok(BodyFraming::UntilClose)
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! Upstream connections and the per-worker connection pools.
+//!
+//! Each worker keeps its own pools (no locks): HTTP/1 connections are reused
+//! one request at a time (LIFO, so idle ones age out), HTTP/2 connections are
+//! shared by many streams. Idle HTTP/1 connections are checked before reuse
+//! (a peer that closed is dropped, not used) and reclaimed after the cluster's
+//! idle timeout; empty pool entries are removed so a pool never grows with the
+//! set of hosts ever seen.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use rvoy_model::cluster::Cluster;
+use rvoy_upstream::host::{Host, HostAddress};
+use tokio::net::{TcpSocket, TcpStream, UnixStream};
+
+use crate::io::Stream;
+
+/// Why connecting to a host failed, as Envoy's reset reasons name it.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// `connection failure` (refused, unreachable...), with the OS error.
+    Failure(io::Error),
+    /// `connection timeout`.
+    Timeout,
+}
+
+impl ConnectError {
+    /// Envoy's "transport failure reason" text (`delayed connect error: 111`).
+    pub fn transport_reason(&self) -> String {
+        match self {
+            ConnectError::Failure(e) => match e.raw_os_error() {
+                Some(code) => format!("delayed connect error: {code}"),
+                None => e.to_string(),
+            },
+            ConnectError::Timeout => String::new(),
+        }
+    }
+}
+
+/// Opens a connection to `host` with the cluster's socket settings.
+pub async fn connect(host: &Host, cluster: &Cluster) -> Result<Stream, ConnectError> {
+    let fut = async {
+        match &host.address {
+            HostAddress::Tcp(addr) => connect_tcp(*addr, cluster).await.map(Stream::Tcp),
+            HostAddress::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+        }
+    };
+    match tokio::time::timeout(cluster.connect_timeout, fut).await {
+        Ok(Ok(s)) => Ok(s),
+        Ok(Err(e)) => Err(ConnectError::Failure(e)),
+        Err(_) => Err(ConnectError::Timeout),
+    }
+}
+
+async fn connect_tcp(addr: SocketAddr, cluster: &Cluster) -> io::Result<TcpStream> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    if let Some(src) = cluster.source_address {
+        socket.bind(src)?;
+    }
+    let stream = socket.connect(addr).await?;
+    stream.set_nodelay(true)?;
+    if let Some(ka) = cluster.tcp_keepalive {
+        let sock = socket2::SockRef::from(&stream);
+        let mut params = socket2::TcpKeepalive::new();
+        if let Some(t) = ka.time_secs {
+            params = params.with_time(Duration::from_secs(u64::from(t)));
+        }
+        if let Some(i) = ka.interval_secs {
+            params = params.with_interval(Duration::from_secs(u64::from(i)));
+        }
+        if let Some(p) = ka.probes {
+            params = params.with_retries(p);
+        }
+        sock.set_tcp_keepalive(&params)?;
+    }
+    Ok(stream)
+}
+
+/// An HTTP/1 upstream connection and its read buffer.
+#[derive(Debug)]
+pub struct H1Conn {
+    pub stream: Stream,
+    pub read_buf: BytesMut,
+    pub host: Arc<Host>,
+    /// Requests sent on this connection so far.
+    pub requests: u32,
+    pub created: Instant,
+}
+
+#[derive(Debug)]
+struct Idle {
+    conn: H1Conn,
+    since: Instant,
+}
+
+/// Identifies a pool: cluster and host address.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct PoolKey {
+    pub cluster: Arc<str>,
+    pub address: HostAddress,
+}
+
+/// A worker's HTTP/1 pools.
+#[derive(Debug, Default)]
+pub struct H1Pools {
+    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+}
+
+impl H1Pools {
+    /// An idle, still-open connection to the host, if any.
+    pub fn take(&self, key: &PoolKey, idle_timeout: Option<Duration>) -> Option<H1Conn> {
+        let mut idle = self.idle.borrow_mut();
+        let list = idle.get_mut(key)?;
+        let now = Instant::now();
+        let mut found = None;
+        while let Some(entry) = list.pop() {
+            let expired = idle_timeout.is_some_and(|t| now.duration_since(entry.since) >= t);
+            if expired || entry.conn.stream.is_stale() {
+                continue;
+            }
+            found = Some(entry.conn);
+            break;
+        }
+        if list.is_empty() {
+            idle.remove(key);
+        }
+        found
+    }
+
+    /// Returns a connection for reuse.
+    pub fn put(&self, key: PoolKey, mut conn: H1Conn) {
+        if conn.read_buf.is_empty() {
+            // Idle connections keep no buffer memory.
+            conn.read_buf = BytesMut::new();
+        }
+        self.idle.borrow_mut().entry(key).or_default().push(Idle {
+            conn,
+            since: Instant::now(),
+        });
+    }
+
+    /// Drops idle connections older than `max_idle` and empty entries.
+    pub fn reclaim(&self, max_idle: Duration) {
+        let now = Instant::now();
+        self.idle.borrow_mut().retain(|_, list| {
+            list.retain(|e| now.duration_since(e.since) < max_idle && !e.conn.stream.is_stale());
+            !list.is_empty()
+        });
+    }
+
+    /// Drops every idle connection to hosts no longer in `alive`.
+    pub fn retain_hosts(&self, cluster: &str, alive: &dyn Fn(&HostAddress) -> bool) {
+        self.idle
+            .borrow_mut()
+            .retain(|k, _| &*k.cluster != cluster || alive(&k.address));
+    }
+
+    /// The number of idle connections (for tests and `/clusters`).
+    pub fn idle_count(&self) -> usize {
+        self.idle.borrow().values().map(Vec::len).sum()
+    }
+}

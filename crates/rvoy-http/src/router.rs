@@ -1,0 +1,1547 @@
+//! The router filter: forwards a routed request to its cluster.
+//!
+//! Chooses the cluster and host, applies rewrites and header mutations, sends
+//! the request on a pooled connection, retries per the retry policy (with
+//! Envoy's backoff), enforces the route and per-try timeouts, mirrors requests,
+//! and streams the response back with Envoy's headers
+//! (`x-envoy-upstream-service-time`, attempt counts). Failures become Envoy's
+//! local replies with its reset reasons and response flags.
+
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use http::header::{CONTENT_LENGTH, HOST};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use rvoy_format::ResponseFlag;
+use rvoy_model::cluster::UpstreamProtocol;
+use rvoy_model::route::{
+    ClusterName, ClusterSpecifier, ForwardAction, HostRewrite, RetryOn, RetryPolicy, Route,
+    RouteConfig, VirtualHost,
+};
+use rvoy_upstream::cluster::Cluster;
+use rvoy_upstream::host::Host;
+
+use crate::context::{HttpListenerRuntime, WorkerContext};
+use crate::downstream::{Downstream, Protocol};
+use crate::forwarding::{self, Forwarding, names};
+use crate::h1::body::BodyDecoder;
+use crate::h1::encode;
+use crate::h1::parse::{self, BodyFraming, HeadLimits};
+use crate::headers::apply_mutations;
+use crate::local_reply::LocalReply;
+use crate::pool::{self, H1Conn, PoolKey};
+use crate::request_info::RequestInfo;
+use crate::stream::{Request, StreamOutcome, finalize_response_headers, send_local};
+use crate::upstream_h1::{self, Body, UpstreamError, WriteOutcome};
+
+/// How a single attempt ended when no response was forwarded.
+pub(crate) enum AttemptFailure {
+    NoHealthyUpstream,
+    Overflow,
+    Connect { reason: String, timeout: bool },
+    Reset { reason: &'static str },
+    PerTryTimeout,
+    GlobalTimeout,
+    Downstream,
+}
+
+/// A response head received from upstream, not yet forwarded.
+pub(crate) struct UpstreamResponse {
+    pub status: StatusCode,
+    pub reason: Option<Bytes>,
+    pub headers: HeaderMap,
+    pub body: UpstreamBody,
+}
+
+pub(crate) enum UpstreamBody {
+    H1 {
+        conn: H1Conn,
+        decoder: BodyDecoder,
+        close: bool,
+    },
+    H2(crate::upstream_h2::H2Response),
+    Empty,
+}
+
+/// Retry accounting for one request.
+struct RetryState {
+    policy: Option<Arc<RetryPolicy>>,
+    retry_on: RetryOn,
+    max: u32,
+    used: u32,
+    retriable_status_codes: Vec<u16>,
+}
+
+impl RetryState {
+    fn new(policy: Option<&Arc<RetryPolicy>>, headers: &HeaderMap) -> Self {
+        let mut retry_on = policy.map(|p| p.retry_on).unwrap_or_default();
+        let mut max = policy.map(|p| p.num_retries).unwrap_or(1);
+        let mut codes: Vec<u16> = policy
+            .map(|p| p.retriable_status_codes.clone())
+            .unwrap_or_default();
+        if let Some(v) = headers
+            .get(&names::X_ENVOY_RETRY_ON)
+            .and_then(|v| v.to_str().ok())
+        {
+            retry_on.0 |= RetryOn::parse(v).0;
+        }
+        if let Some(v) = headers
+            .get(&names::X_ENVOY_RETRY_GRPC_ON)
+            .and_then(|v| v.to_str().ok())
+        {
+            retry_on.0 |= RetryOn::parse(v).0;
+        }
+        if let Some(n) = headers
+            .get(&names::X_ENVOY_MAX_RETRIES)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u32>().ok())
+        {
+            max = n;
+        }
+        if let Some(v) = headers
+            .get(&names::X_ENVOY_RETRIABLE_STATUS_CODES)
+            .and_then(|v| v.to_str().ok())
+        {
+            codes.extend(v.split(',').filter_map(|c| c.trim().parse::<u16>().ok()));
+        }
+        RetryState {
+            policy: policy.cloned(),
+            retry_on,
+            max,
+            used: 0,
+            retriable_status_codes: codes,
+        }
+    }
+
+    fn enabled(&self) -> bool {
+        self.retry_on.0 != 0 && self.max > 0
+    }
+
+    fn can_retry(&self) -> bool {
+        self.enabled() && self.used < self.max
+    }
+
+    /// Whether a response with this status (and headers) should be retried.
+    fn retriable_response(&self, status: u16, headers: &HeaderMap) -> bool {
+        let r = self.retry_on;
+        (r.has(RetryOn::FIVE_XX) && status >= 500)
+            || (r.has(RetryOn::GATEWAY_ERROR) && matches!(status, 502..=504))
+            || (r.has(RetryOn::RETRIABLE_4XX) && status == 409)
+            || (r.has(RetryOn::RETRIABLE_STATUS_CODES)
+                && self.retriable_status_codes.contains(&status))
+            || (r.has(RetryOn::ENVOY_RATELIMITED) && headers.contains_key("x-envoy-ratelimited"))
+            || (r.has(RetryOn::RETRIABLE_HEADERS)
+                && self
+                    .policy
+                    .as_ref()
+                    .is_some_and(|p| p.retriable_headers.iter().any(|m| m.matches(headers))))
+            || (grpc_retriable(r, headers))
+    }
+
+    /// Whether a failure before any response should be retried.
+    fn retriable_failure(&self, f: &AttemptFailure) -> bool {
+        let r = self.retry_on;
+        match f {
+            AttemptFailure::Connect { .. } => {
+                r.has(RetryOn::CONNECT_FAILURE)
+                    || r.has(RetryOn::FIVE_XX)
+                    || r.has(RetryOn::GATEWAY_ERROR)
+                    || r.has(RetryOn::RESET)
+                    || r.has(RetryOn::RESET_BEFORE_REQUEST)
+            }
+            AttemptFailure::Reset { .. } => {
+                r.has(RetryOn::RESET) || r.has(RetryOn::FIVE_XX) || r.has(RetryOn::GATEWAY_ERROR)
+            }
+            AttemptFailure::PerTryTimeout => {
+                r.has(RetryOn::FIVE_XX) || r.has(RetryOn::GATEWAY_ERROR) || r.has(RetryOn::RESET)
+            }
+            _ => false,
+        }
+    }
+
+    /// Envoy's jittered exponential backoff: a random time below
+    /// `base * 2^attempt`, capped at `max_interval`.
+    fn backoff(&self) -> Duration {
+        let (base, max) = self
+            .policy
+            .as_ref()
+            .map(|p| (p.base_interval, p.max_interval))
+            .unwrap_or((Duration::from_millis(25), Duration::from_millis(250)));
+        let ceiling = base.saturating_mul(1u32 << self.used.min(16)).min(max);
+        let ms = ceiling.as_millis().max(1) as u64;
+        Duration::from_millis(fastrand::u64(0..ms))
+    }
+}
+
+fn grpc_retriable(r: RetryOn, headers: &HeaderMap) -> bool {
+    let Some(code) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    (r.has(RetryOn::GRPC_CANCELLED) && code == 1)
+        || (r.has(RetryOn::GRPC_DEADLINE_EXCEEDED) && code == 4)
+        || (r.has(RetryOn::GRPC_RESOURCE_EXHAUSTED) && code == 8)
+        || (r.has(RetryOn::GRPC_UNAVAILABLE) && code == 14)
+        || (r.has(RetryOn::GRPC_INTERNAL) && code == 13)
+}
+
+fn header_u64(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// Forwards a request matched to a `route` action.
+#[allow(clippy::too_many_arguments)]
+pub async fn forward<D: Downstream>(
+    ds: &mut D,
+    req: &mut Request,
+    info: &mut RequestInfo,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    rc: &RouteConfig,
+    vhost: &VirtualHost,
+    route: &Route,
+    action: &ForwardAction,
+    _fwd: &Forwarding,
+    grpc: bool,
+) -> StreamOutcome {
+    // Cluster selection.
+    let (cluster_name, weighted) = match &action.cluster {
+        ClusterSpecifier::Cluster(c) => (Some(c.to_string()), None),
+        ClusterSpecifier::Header(h) => (
+            req.headers
+                .get(h)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            None,
+        ),
+        ClusterSpecifier::Weighted(w) => {
+            let random = w
+                .random_value_header
+                .as_ref()
+                .and_then(|h| header_u64(&req.headers, h))
+                .unwrap_or_else(|| fastrand::u64(..));
+            match w.pick(random) {
+                Some(c) => {
+                    let name = match &c.name {
+                        ClusterName::Static(n) => Some(n.to_string()),
+                        ClusterName::Header(h) => req
+                            .headers
+                            .get(h)
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_owned),
+                    };
+                    (name, Some(c))
+                }
+                None => (None, None),
+            }
+        }
+    };
+    let cluster = cluster_name
+        .as_deref()
+        .and_then(|n| rt.clusters.get(n))
+        .cloned();
+    let Some(cluster) = cluster else {
+        rt.stats.hcm.no_cluster.inc();
+        info.set_flag(ResponseFlag::NoClusterFound);
+        let reply = LocalReply::new(
+            action.cluster_not_found_status,
+            Bytes::new(),
+            "cluster_not_found",
+        );
+        return send_local(ds, reply, info, rt, worker, false, grpc).await;
+    };
+    info.upstream_cluster = Some(cluster.config.name.clone());
+    rvoy_log::debug!(
+        rvoy_log::Component::Router,
+        "[Tags: \"ConnectionId\":\"{}\"] cluster '{}' match for URL '{}'",
+        info.connection_id,
+        cluster.config.name,
+        req.path
+    );
+
+    // Timeouts: route timeout, overridable by x-envoy-upstream-rq-timeout-ms.
+    let mut global_timeout = action.timeout;
+    if let Some(ms) = header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS) {
+        global_timeout = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    let mut per_try = action.retry_policy.as_ref().and_then(|p| p.per_try_timeout);
+    if let Some(ms) = header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS) {
+        per_try = (ms > 0).then(|| Duration::from_millis(ms));
+    }
+    if per_try.is_some_and(|p| global_timeout.is_some_and(|g| p >= g)) {
+        per_try = None;
+    }
+    let mut retry = RetryState::new(action.retry_policy.as_ref(), &req.headers);
+    for h in [
+        &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+        &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS,
+        &names::X_ENVOY_RETRY_ON,
+        &names::X_ENVOY_RETRY_GRPC_ON,
+        &names::X_ENVOY_MAX_RETRIES,
+        &names::X_ENVOY_RETRIABLE_STATUS_CODES,
+        &names::X_ENVOY_RETRIABLE_HEADER_NAMES,
+        &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_ALT_RESPONSE,
+    ] {
+        req.headers.remove(h);
+    }
+    let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
+
+    // Request headers for upstream: mutations, rewrites.
+    let original_authority = req.authority.clone().unwrap_or_default();
+    let info_ref: &RequestInfo = info;
+    let mut headers = std::mem::take(&mut req.headers);
+    if rc.most_specific_header_mutations_wins {
+        apply_mutations(&rc.request_headers, &mut headers, info_ref);
+        apply_mutations(&vhost.request_headers, &mut headers, info_ref);
+        apply_mutations(&route.request_headers, &mut headers, info_ref);
+    } else {
+        apply_mutations(&route.request_headers, &mut headers, info_ref);
+        apply_mutations(&vhost.request_headers, &mut headers, info_ref);
+        apply_mutations(&rc.request_headers, &mut headers, info_ref);
+    }
+    if let Some(w) = weighted {
+        apply_mutations(&w.request_headers, &mut headers, info_ref);
+    }
+    let mut path = req.path.clone();
+    let rewritten = rewrite_path(&path, route, action);
+    if let Some(new_path) = rewritten {
+        if !suppress {
+            if let Ok(v) = HeaderValue::from_str(&path) {
+                headers.insert(names::X_ENVOY_ORIGINAL_PATH.clone(), v);
+            }
+        }
+        path = new_path;
+    }
+    let mut authority = original_authority.clone();
+    match &action.host_rewrite {
+        HostRewrite::Literal(h) => authority = h.clone(),
+        HostRewrite::Header(h) => {
+            if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
+                if !v.is_empty() {
+                    authority = v.to_owned();
+                }
+            }
+        }
+        HostRewrite::PathRegex {
+            pattern,
+            substitution,
+        } => {
+            let path_only = path.split('?').next().unwrap_or("");
+            authority = pattern
+                .replace_all(path_only, substitution.as_str())
+                .into_owned();
+        }
+        HostRewrite::None | HostRewrite::Auto => {}
+    }
+    if let Some(w) = weighted {
+        if let Some(h) = &w.host_rewrite_literal {
+            authority = h.clone();
+        }
+    }
+    info.authority = Some(authority.clone());
+    // Expected timeout header.
+    if !suppress {
+        let expected = match (per_try, global_timeout) {
+            (Some(p), _) => Some(p),
+            (None, g) => g,
+        };
+        if let Some(t) = expected {
+            headers.insert(
+                names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
+                HeaderValue::from(t.as_millis() as u64),
+            );
+        }
+    }
+    info.request_headers = Some(headers.clone());
+
+    let is_upgrade = forwarding::is_upgrade(&headers);
+    if is_upgrade {
+        let upgrade_type = headers
+            .get(http::header::UPGRADE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        let route_override = action
+            .upgrades
+            .iter()
+            .find(|(t, _)| *t == upgrade_type)
+            .map(|(_, e)| *e);
+        let allowed =
+            route_override.unwrap_or_else(|| rt.hcm.upgrades.iter().any(|t| *t == upgrade_type));
+        if !allowed {
+            rt.stats.hcm.downstream_rq_ws_on_non_ws_route.inc();
+            let reply = LocalReply::new(StatusCode::FORBIDDEN, Bytes::new(), "upgrade_failed");
+            return send_local(ds, reply, info, rt, worker, true, grpc).await;
+        }
+    }
+
+    let start = Instant::now();
+    let global_deadline = global_timeout.map(|t| start + t);
+    // Request body: read it all when it must be replayable (retries/mirrors)
+    // or small; otherwise it streams during the first attempt.
+    let buffer_limit = route
+        .per_request_buffer_limit_bytes
+        .or(vhost.per_request_buffer_limit_bytes)
+        .unwrap_or(1024 * 1024) as usize;
+    let mirrors: Vec<_> = action
+        .mirror_policies
+        .iter()
+        .chain(vhost.mirror_policies.iter())
+        .chain(rc.mirror_policies.iter())
+        .collect();
+    let mut body_buf: Option<BytesMut> = None;
+    let need_replay = (retry.enabled() || !mirrors.is_empty()) && !is_upgrade;
+    if need_replay && req.has_body {
+        let mut buf = BytesMut::new();
+        let mut too_large = false;
+        loop {
+            match ds.read_body().await {
+                Ok(Some(chunk)) => {
+                    if buf.len() + chunk.len() > buffer_limit {
+                        too_large = true;
+                    }
+                    buf.extend_from_slice(&chunk);
+                    if too_large {
+                        break;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => {
+                    info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                    return StreamOutcome {
+                        close: true,
+                        reset: true,
+                    };
+                }
+            }
+        }
+        if too_large {
+            // Too big to replay: no retries and no mirrors; stream the rest.
+            retry.max = 0;
+        }
+        body_buf = Some(buf);
+    } else if !req.has_body {
+        body_buf = Some(BytesMut::new());
+    }
+    info.mark(|t| &mut t.last_downstream_rx);
+    let trailers_in = ds.take_trailers();
+
+    for mirror in &mirrors {
+        if let Some(body) = &body_buf {
+            if body.len() <= buffer_limit {
+                spawn_mirror(
+                    mirror,
+                    rt,
+                    worker,
+                    &req.method,
+                    &path,
+                    &authority,
+                    &headers,
+                    body.clone().freeze(),
+                );
+            }
+        }
+    }
+
+    let attempts_header = vhost.include_request_attempt_count;
+    let mut previous_hosts: Vec<Arc<Host>> = Vec::new();
+    let mut attempt = 0u32;
+    let stats = &cluster.stats.traffic;
+    let failure = loop {
+        attempt += 1;
+        info.attempt_count = attempt;
+        let remaining = global_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        if remaining.is_some_and(|r| r.is_zero()) {
+            break AttemptFailure::GlobalTimeout;
+        }
+        let mut attempt_headers = headers.clone();
+        if attempts_header {
+            attempt_headers.insert(
+                names::X_ENVOY_ATTEMPT_COUNT.clone(),
+                HeaderValue::from(attempt),
+            );
+        }
+        if attempt > 1 && !suppress {
+            // The expected timeout carries the time left.
+            let left = per_try.or(remaining);
+            if let Some(t) = left {
+                attempt_headers.insert(
+                    names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
+                    HeaderValue::from(t.as_millis() as u64),
+                );
+            }
+        }
+        let try_deadline = match (per_try, global_deadline) {
+            (Some(p), Some(g)) => Some((Instant::now() + p).min(g)),
+            (Some(p), None) => Some(Instant::now() + p),
+            (None, g) => g,
+        };
+        let avoid_previous = retry
+            .policy
+            .as_ref()
+            .is_some_and(|p| p.avoid_previous_hosts);
+        let result = attempt_once(
+            ds,
+            req,
+            info,
+            rt,
+            worker,
+            &cluster,
+            action,
+            &attempt_headers,
+            &path,
+            &authority,
+            body_buf.as_ref().map(|b| b.clone().freeze()),
+            trailers_in.clone(),
+            try_deadline,
+            if avoid_previous { &previous_hosts } else { &[] },
+            retry
+                .policy
+                .as_ref()
+                .map_or(1, |p| p.host_selection_retry_max_attempts),
+        )
+        .await;
+        if let Some(h) = &info.upstream_host {
+            if !previous_hosts.iter().any(|p| Arc::ptr_eq(p, h)) {
+                previous_hosts.push(h.clone());
+            }
+        }
+        match result {
+            Ok(resp) => {
+                let status = resp.status.as_u16();
+                if retry.retriable_response(status, &resp.headers)
+                    && retry.can_retry()
+                    && body_buf.is_some()
+                {
+                    if !cluster
+                        .resources(action.priority_high)
+                        .retries
+                        .try_acquire()
+                    {
+                        stats.upstream_rq_retry_overflow.inc();
+                        return send_response(
+                            ds, resp, info, rt, worker, rc, vhost, route, action, start, attempt,
+                            grpc, &cluster, weighted,
+                        )
+                        .await;
+                    }
+                    cluster.stats.rq_codes.inc(status);
+                    discard(resp, worker, &cluster);
+                    retry.used += 1;
+                    stats.upstream_rq_retry.inc();
+                    let wait = retry.backoff();
+                    tokio::time::sleep(wait).await;
+                    cluster.resources(action.priority_high).retries.release();
+                    continue;
+                }
+                if retry.used > 0 && status < 500 {
+                    stats.upstream_rq_retry_success.inc();
+                }
+                if retry.used > 0
+                    && retry.used >= retry.max
+                    && retry.retriable_response(status, &resp.headers)
+                {
+                    stats.upstream_rq_retry_limit_exceeded.inc();
+                }
+                return send_response(
+                    ds, resp, info, rt, worker, rc, vhost, route, action, start, attempt, grpc,
+                    &cluster, weighted,
+                )
+                .await;
+            }
+            Err(failure) => {
+                if matches!(failure, AttemptFailure::Downstream) {
+                    info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                    return StreamOutcome {
+                        close: true,
+                        reset: true,
+                    };
+                }
+                let retriable =
+                    retry.retriable_failure(&failure) && retry.can_retry() && body_buf.is_some();
+                if retriable
+                    && cluster
+                        .resources(action.priority_high)
+                        .retries
+                        .try_acquire()
+                {
+                    retry.used += 1;
+                    stats.upstream_rq_retry.inc();
+                    let wait = retry.backoff();
+                    tokio::time::sleep(wait).await;
+                    cluster.resources(action.priority_high).retries.release();
+                    continue;
+                }
+                if retriable {
+                    stats.upstream_rq_retry_overflow.inc();
+                }
+                if retry.used > 0 && retry.retriable_failure(&failure) {
+                    info.set_flag(ResponseFlag::UpstreamRetryLimitExceeded);
+                    stats.upstream_rq_retry_limit_exceeded.inc();
+                }
+                break failure;
+            }
+        }
+    };
+    let retried = retry.used > 0;
+    let mut reply = match failure {
+        AttemptFailure::NoHealthyUpstream => {
+            info.set_flag(ResponseFlag::NoHealthyUpstream);
+            LocalReply::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "no healthy upstream",
+                "no_healthy_upstream",
+            )
+        }
+        AttemptFailure::Overflow => {
+            info.set_flag(ResponseFlag::UpstreamOverflow);
+            LocalReply::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                reset_body(retried, "overflow", ""),
+                "upstream_reset_before_response_started{overflow}",
+            )
+        }
+        AttemptFailure::Connect { reason, timeout } => {
+            info.set_flag(ResponseFlag::UpstreamConnectionFailure);
+            cluster.stats.rq_codes.inc(503);
+            let what = if timeout {
+                "connection timeout"
+            } else {
+                "remote connection failure"
+            };
+            info.upstream_transport_failure_reason = (!reason.is_empty()).then_some(reason);
+            LocalReply::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                reset_body(retried, what, ""),
+                if timeout {
+                    "upstream_reset_before_response_started{connection_timeout}"
+                } else {
+                    "upstream_reset_before_response_started{remote_connection_failure}"
+                },
+            )
+        }
+        AttemptFailure::Reset { reason } => {
+            info.set_flag(ResponseFlag::UpstreamConnectionTermination);
+            cluster.stats.rq_codes.inc(503);
+            LocalReply::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                reset_body(retried, reason, ""),
+                "upstream_reset_before_response_started{connection_termination}",
+            )
+        }
+        AttemptFailure::PerTryTimeout | AttemptFailure::GlobalTimeout => {
+            info.set_flag(ResponseFlag::UpstreamRequestTimeout);
+            stats.upstream_rq_timeout.inc();
+            if let Some(h) = &info.upstream_host {
+                rvoy_upstream::host::HostStats::inc(&h.stats.rq_timeout);
+            }
+            cluster.stats.rq_codes.inc(504);
+            LocalReply::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream request timeout",
+                "upstream_response_timeout",
+            )
+        }
+        AttemptFailure::Downstream => LocalReply::new(
+            StatusCode::BAD_REQUEST,
+            Bytes::new(),
+            "downstream_remote_disconnect",
+        ),
+    };
+    if vhost.include_attempt_count_in_response {
+        reply.headers.insert(
+            names::X_ENVOY_ATTEMPT_COUNT.clone(),
+            HeaderValue::from(attempt),
+        );
+    }
+    send_local(ds, reply, info, rt, worker, false, grpc).await
+}
+
+fn reset_body(retried: bool, reason: &str, transport: &str) -> String {
+    let mut s = if retried {
+        format!(
+            "upstream connect error or disconnect/reset before headers. retried and the latest reset reason: {reason}"
+        )
+    } else {
+        format!("upstream connect error or disconnect/reset before headers. reset reason: {reason}")
+    };
+    if !transport.is_empty() {
+        s.push_str(", transport failure reason: ");
+        s.push_str(transport);
+    }
+    s
+}
+
+fn router_config(rt: &HttpListenerRuntime) -> Option<&rvoy_model::hcm::RouterConfig> {
+    rt.hcm
+        .http_filters
+        .iter()
+        .map(|f| match f {
+            rvoy_model::hcm::HttpFilter::Router(r) => r,
+        })
+        .next()
+}
+
+/// `prefix_rewrite` / `regex_rewrite` of the path (query kept).
+fn rewrite_path(path: &str, route: &Route, action: &ForwardAction) -> Option<String> {
+    if let Some(new_prefix) = &action.prefix_rewrite {
+        let matched = match &route.matcher.path {
+            rvoy_model::route::PathMatch::Prefix(p)
+            | rvoy_model::route::PathMatch::SeparatedPrefix(p) => p.len(),
+            rvoy_model::route::PathMatch::Exact(p) => p.len(),
+            rvoy_model::route::PathMatch::Regex(_) => path.split('?').next().map_or(0, str::len),
+        };
+        let rest = path.get(matched.min(path.len())..).unwrap_or("");
+        return Some(format!("{new_prefix}{rest}"));
+    }
+    if let Some((re, sub)) = &action.regex_rewrite {
+        let (p, q) = match path.find('?') {
+            Some(i) => (&path[..i], &path[i..]),
+            None => (path, ""),
+        };
+        return Some(format!("{}{q}", re.replace_all(p, sub.as_str())));
+    }
+    None
+}
+
+/// Drops a response that will be retried (returning its connection when clean).
+fn discard(resp: UpstreamResponse, _worker: &WorkerContext, _cluster: &Cluster) {
+    drop(resp);
+}
+
+/// Runs one attempt: choose a host, connect or reuse, send, read the head.
+#[allow(clippy::too_many_arguments)]
+async fn attempt_once<D: Downstream>(
+    ds: &mut D,
+    req: &Request,
+    info: &mut RequestInfo,
+    rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
+    cluster: &Arc<Cluster>,
+    action: &ForwardAction,
+    headers: &HeaderMap,
+    path: &str,
+    authority: &str,
+    body: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+    deadline: Option<Instant>,
+    avoid: &[Arc<Host>],
+    host_attempts: u32,
+) -> Result<UpstreamResponse, AttemptFailure> {
+    let stats = &cluster.stats.traffic;
+    let set = cluster.hosts();
+    let lb = worker.lb_state(cluster);
+    let Some(host) = lb.choose(
+        cluster.config.lb_policy,
+        &set,
+        &|h| avoid.iter().any(|a| a.address == h.address),
+        host_attempts,
+    ) else {
+        stats.upstream_cx_none_healthy.inc();
+        return Err(AttemptFailure::NoHealthyUpstream);
+    };
+    drop(set);
+    info.upstream_host = Some(host.clone());
+    let resources = cluster.resources(action.priority_high);
+    if !resources.requests.try_acquire() {
+        stats.upstream_rq_pending_overflow.inc();
+        return Err(AttemptFailure::Overflow);
+    }
+    let _rq_guard = ReleaseOnDrop(&resources.requests);
+    stats.upstream_rq_total.inc();
+    stats.upstream_rq_active.inc();
+    let _active = GaugeGuard(stats.upstream_rq_active);
+    rvoy_upstream::host::HostStats::inc(&host.stats.rq_active);
+    let _host_active = HostActive(&host);
+
+    let h2 = match cluster.config.protocol {
+        UpstreamProtocol::Http2 => true,
+        UpstreamProtocol::Http1 => false,
+        UpstreamProtocol::UseDownstream => req.protocol == Protocol::Http2,
+    };
+    let upstream_authority = match &action.host_rewrite {
+        HostRewrite::Auto if !host.hostname.is_empty() => host.hostname.to_string(),
+        _ => authority.to_owned(),
+    };
+    let mut headers = headers.clone();
+    headers.remove(HOST);
+    let original_host = req.authority.as_deref().unwrap_or("");
+    if upstream_authority != original_host && !original_host.is_empty() {
+        if let Ok(v) = HeaderValue::from_str(original_host) {
+            if action.append_x_forwarded_host {
+                forwarding::append_comma(&mut headers, &names::X_FORWARDED_HOST, &v);
+            }
+            headers.insert(names::X_ENVOY_ORIGINAL_HOST.clone(), v);
+        }
+    }
+    let fut = async {
+        if h2 {
+            crate::upstream_h2::exchange(
+                ds,
+                req,
+                info,
+                rt,
+                worker,
+                cluster,
+                &host,
+                &headers,
+                path,
+                &upstream_authority,
+                body,
+                trailers,
+            )
+            .await
+        } else {
+            exchange_h1(
+                ds,
+                req,
+                info,
+                rt,
+                worker,
+                cluster,
+                &host,
+                &headers,
+                path,
+                &upstream_authority,
+                body,
+                trailers,
+            )
+            .await
+        }
+    };
+    match deadline {
+        Some(d) => match tokio::time::timeout_at(d.into(), fut).await {
+            Ok(r) => r,
+            Err(_) => Err(AttemptFailure::PerTryTimeout),
+        },
+        None => fut.await,
+    }
+}
+
+struct ReleaseOnDrop<'a>(&'a rvoy_upstream::resources::Resource);
+impl Drop for ReleaseOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.release();
+    }
+}
+
+struct GaugeGuard(rvoy_stats::Gauge);
+impl Drop for GaugeGuard {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
+struct HostActive<'a>(&'a Host);
+impl Drop for HostActive<'_> {
+    fn drop(&mut self) {
+        rvoy_upstream::host::HostStats::dec(&self.0.stats.rq_active);
+    }
+}
+
+/// Gets an HTTP/1 connection to `host`: a pooled one, or a new one.
+async fn h1_connection(
+    worker: &WorkerContext,
+    cluster: &Cluster,
+    host: &Arc<Host>,
+    info: &mut RequestInfo,
+) -> Result<H1Conn, AttemptFailure> {
+    let key = PoolKey {
+        cluster: cluster.config.name.clone(),
+        address: host.address.clone(),
+    };
+    if let Some(conn) = worker
+        .h1_pools
+        .take(&key, cluster.config.common_http.idle_timeout)
+    {
+        return Ok(conn);
+    }
+    let stats = &cluster.stats.traffic;
+    let resources = cluster.resources(false);
+    if !resources.connections.try_acquire() {
+        stats.upstream_cx_overflow.inc();
+        resources.connections.acquire_unchecked();
+    }
+    info.mark(|t| &mut t.upstream_connect_start);
+    rvoy_log::debug!(
+        rvoy_log::Component::Pool,
+        "creating a new connection to {} (cluster {})",
+        host.address.to_envoy_string(),
+        cluster.config.name
+    );
+    let started = Instant::now();
+    stats.upstream_cx_total.inc();
+    stats.upstream_cx_http1_total.inc();
+    rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
+    match pool::connect(host, &cluster.config).await {
+        Ok(stream) => {
+            stats
+                .upstream_cx_connect_ms
+                .record(started.elapsed().as_millis() as u64);
+            stats.upstream_cx_active.inc();
+            rvoy_upstream::host::HostStats::inc(&host.stats.cx_active);
+            info.mark(|t| &mut t.upstream_connect_complete);
+            Ok(H1Conn {
+                stream,
+                read_buf: BytesMut::new(),
+                host: host.clone(),
+                requests: 0,
+                created: Instant::now(),
+            })
+        }
+        Err(e) => {
+            resources.connections.release();
+            stats.upstream_cx_connect_fail.inc();
+            rvoy_upstream::host::HostStats::inc(&host.stats.cx_connect_fail);
+            rvoy_upstream::host::HostStats::inc(&host.stats.rq_error);
+            let timeout = matches!(e, pool::ConnectError::Timeout);
+            if timeout {
+                stats.upstream_cx_connect_timeout.inc();
+            }
+            Err(AttemptFailure::Connect {
+                reason: e.transport_reason(),
+                timeout,
+            })
+        }
+    }
+}
+
+/// Closes an upstream HTTP/1 connection and accounts for it.
+pub(crate) fn close_h1(conn: H1Conn, cluster: &Cluster, local: bool) {
+    let stats = &cluster.stats.traffic;
+    stats.upstream_cx_active.dec();
+    stats.upstream_cx_destroy.inc();
+    if local {
+        stats.upstream_cx_destroy_local.inc();
+    } else {
+        stats.upstream_cx_destroy_remote.inc();
+    }
+    stats
+        .upstream_cx_length_ms
+        .record(conn.created.elapsed().as_millis() as u64);
+    rvoy_upstream::host::HostStats::dec(&conn.host.stats.cx_active);
+    cluster.resources(false).connections.release();
+    drop(conn);
+}
+
+/// Sends the request on HTTP/1 and reads the response head.
+#[allow(clippy::too_many_arguments)]
+async fn exchange_h1<D: Downstream>(
+    ds: &mut D,
+    req: &Request,
+    info: &mut RequestInfo,
+    rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
+    cluster: &Arc<Cluster>,
+    host: &Arc<Host>,
+    headers: &HeaderMap,
+    path: &str,
+    authority: &str,
+    body: Option<Bytes>,
+    trailers: Option<HeaderMap>,
+) -> Result<UpstreamResponse, AttemptFailure> {
+    let mut conn = h1_connection(worker, cluster, host, info).await?;
+    conn.requests += 1;
+    rvoy_upstream::host::HostStats::inc(&host.stats.rq_total);
+    let streaming_body = body.is_none();
+    let mut headers = headers.clone();
+    let chunked = streaming_body && !headers.contains_key(CONTENT_LENGTH);
+    if let Some(b) = &body {
+        // Envoy adds `content-length: 0` to bodyless requests of methods that may
+        // carry a body (not GET, HEAD, DELETE, CONNECT, OPTIONS, TRACE).
+        let no_body_method = matches!(
+            req.method,
+            Method::GET
+                | Method::HEAD
+                | Method::DELETE
+                | Method::CONNECT
+                | Method::OPTIONS
+                | Method::TRACE
+        );
+        if !b.is_empty() || headers.contains_key(CONTENT_LENGTH) || !no_body_method {
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+        }
+    } else if chunked {
+        headers.insert(
+            http::header::TRANSFER_ENCODING,
+            HeaderValue::from_static("chunked"),
+        );
+    }
+    if forwarding::is_upgrade(&headers) {
+        headers.remove(http::header::TRANSFER_ENCODING);
+    }
+    let mut head = Vec::with_capacity(512);
+    encode::request_head(
+        &req.method,
+        path,
+        Some(authority.as_bytes()),
+        &headers,
+        cluster.config.http1.proper_case_headers,
+        &mut head,
+    );
+    info.mark(|t| &mut t.first_upstream_tx);
+    let stats = &cluster.stats.traffic;
+    let empty: &[u8] = &[];
+    let body_bytes = body.clone().unwrap_or_default();
+    let mut early_response = false;
+    let first: [&[u8]; 2] = [&head, if streaming_body { empty } else { &body_bytes }];
+    match upstream_h1::write_or_readable(&mut conn.stream, &first).await {
+        Ok(WriteOutcome::Written) => {}
+        Ok(WriteOutcome::ResponseStarted) => early_response = true,
+        Err(e) => {
+            let reused = conn.requests > 1;
+            close_h1(conn, cluster, false);
+            let _ = reused;
+            return Err(AttemptFailure::Reset {
+                reason: e.reset_reason(),
+            });
+        }
+    }
+    stats
+        .upstream_cx_tx_bytes_total
+        .add((head.len() + body_bytes.len()) as u64);
+    if streaming_body && !early_response {
+        // Stream the request body as it arrives.
+        loop {
+            let chunk = tokio::select! {
+                biased;
+                r = ds.read_body() => r,
+                _ = conn.stream.readable() => { early_response = true; break; }
+            };
+            match chunk {
+                Ok(Some(data)) => {
+                    let mut hdr = Vec::new();
+                    if chunked {
+                        crate::h1::body::chunk_header(data.len(), &mut hdr);
+                    }
+                    let crlf: &[u8] = if chunked { b"\r\n" } else { b"" };
+                    let parts: [&[u8]; 3] = [&hdr, &data, crlf];
+                    match upstream_h1::write_or_readable(&mut conn.stream, &parts).await {
+                        Ok(WriteOutcome::Written) => {}
+                        Ok(WriteOutcome::ResponseStarted) => {
+                            early_response = true;
+                            break;
+                        }
+                        Err(e) => {
+                            close_h1(conn, cluster, false);
+                            return Err(AttemptFailure::Reset {
+                                reason: e.reset_reason(),
+                            });
+                        }
+                    }
+                    stats.upstream_cx_tx_bytes_total.add(data.len() as u64);
+                }
+                Ok(None) => {
+                    if chunked {
+                        let mut tail = Vec::new();
+                        crate::h1::body::last_chunk(ds.take_trailers().as_ref(), &mut tail);
+                        if upstream_h1::write_or_readable(&mut conn.stream, &[&tail])
+                            .await
+                            .is_err()
+                        {
+                            close_h1(conn, cluster, false);
+                            return Err(AttemptFailure::Reset {
+                                reason: "connection termination",
+                            });
+                        }
+                    }
+                    break;
+                }
+                Err(_) => {
+                    close_h1(conn, cluster, true);
+                    return Err(AttemptFailure::Downstream);
+                }
+            }
+        }
+        info.mark(|t| &mut t.last_downstream_rx);
+    } else if let Some(t) = trailers {
+        let _ = t;
+    }
+    info.mark(|t| &mut t.last_upstream_tx);
+    let limits = HeadLimits {
+        max_head_bytes: 60 * 1024,
+        max_headers: 100,
+    };
+    let head = loop {
+        match upstream_h1::read_response_head(&mut conn, limits).await {
+            Ok(h) if h.status.as_u16() == 100 => {
+                if rt.hcm.proxy_100_continue {
+                    let _ = ds.send_continue().await;
+                }
+                continue;
+            }
+            Ok(h) if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS => {
+                continue;
+            }
+            Ok(h) => break h,
+            Err(e) => {
+                let reason = e.reset_reason();
+                if matches!(e, UpstreamError::Protocol | UpstreamError::HeadersTooLarge) {
+                    stats.upstream_cx_protocol_error.inc();
+                }
+                close_h1(conn, cluster, false);
+                return Err(AttemptFailure::Reset { reason });
+            }
+        }
+    };
+    let _ = early_response;
+    info.mark(|t| &mut t.first_upstream_rx);
+    info.upstream_protocol = Some(Protocol::Http11);
+    let framing = match parse::response_framing(&head, &req.method) {
+        Ok(f) => f,
+        Err(_) => {
+            stats.upstream_cx_protocol_error.inc();
+            close_h1(conn, cluster, false);
+            return Err(AttemptFailure::Reset {
+                reason: "protocol error",
+            });
+        }
+    };
+    let close = head.close
+        || framing == BodyFraming::UntilClose
+        || head.status == StatusCode::SWITCHING_PROTOCOLS;
+    Ok(UpstreamResponse {
+        status: head.status,
+        reason: head.reason,
+        headers: head.headers,
+        body: UpstreamBody::H1 {
+            conn,
+            decoder: BodyDecoder::new(framing),
+            close,
+        },
+    })
+}
+
+/// Sends an upstream response downstream (head, body, trailers).
+#[allow(clippy::too_many_arguments)]
+async fn send_response<D: Downstream>(
+    ds: &mut D,
+    resp: UpstreamResponse,
+    info: &mut RequestInfo,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    rc: &RouteConfig,
+    vhost: &VirtualHost,
+    route: &Route,
+    _action: &ForwardAction,
+    start: Instant,
+    attempt: u32,
+    _grpc: bool,
+    cluster: &Arc<Cluster>,
+    weighted: Option<&rvoy_model::route::ClusterWeight>,
+) -> StreamOutcome {
+    let UpstreamResponse {
+        status,
+        reason,
+        mut headers,
+        body,
+    } = resp;
+    let code = status.as_u16();
+    let stats = &cluster.stats.traffic;
+    cluster.stats.rq_codes.inc(code);
+    stats
+        .upstream_rq_time
+        .record(start.elapsed().as_millis() as u64);
+    if let Some(h) = &info.upstream_host {
+        if code >= 500 {
+            rvoy_upstream::host::HostStats::inc(&h.stats.rq_error);
+        } else {
+            rvoy_upstream::host::HostStats::inc(&h.stats.rq_success);
+        }
+    }
+    let request_upgrade = info
+        .request_headers
+        .as_ref()
+        .is_some_and(forwarding::is_upgrade);
+    let request_id = info
+        .request_id
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok());
+    let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
+    if !suppress {
+        headers.insert(
+            names::X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
+            HeaderValue::from(start.elapsed().as_millis() as u64),
+        );
+    }
+    if vhost.include_attempt_count_in_response {
+        headers.insert(
+            names::X_ENVOY_ATTEMPT_COUNT.clone(),
+            HeaderValue::from(attempt),
+        );
+    }
+    if let Some(w) = weighted {
+        apply_mutations(&w.response_headers, &mut headers, info);
+    }
+    finalize_response_headers(&mut headers, route, vhost, rc, info);
+    forwarding::mutate_response(&mut headers, request_upgrade, request_id.as_ref(), &rt.hcm);
+    if !headers.contains_key(http::header::DATE) {
+        headers.insert(http::header::DATE, worker.date.now());
+    }
+    info.response_status = Some(status);
+    info.response_code_details = Some("via_upstream".to_owned());
+    if let Some(g) = headers
+        .get("grpc-status")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+    {
+        info.grpc_status = Some(g);
+    }
+    // Envoy writes the standard reason phrase, not the upstream's.
+    let _ = reason;
+    let reason_ref: Option<&[u8]> = None;
+    info.mark(|t| &mut t.first_downstream_tx);
+    match body {
+        UpstreamBody::Empty => {
+            info.response_headers = Some(headers.clone());
+            let ok = ds
+                .send_head(status, reason_ref, &mut headers, true)
+                .await
+                .is_ok();
+            info.response_headers = Some(headers);
+            stats.upstream_rq_completed.inc();
+            StreamOutcome {
+                close: !ok,
+                reset: !ok,
+            }
+        }
+        UpstreamBody::H1 {
+            mut conn,
+            mut decoder,
+            close,
+        } => {
+            let end = decoder.is_done() && status != StatusCode::SWITCHING_PROTOCOLS;
+            if ds
+                .send_head(status, reason_ref, &mut headers, end)
+                .await
+                .is_err()
+            {
+                info.response_headers = Some(headers);
+                close_h1(conn, cluster, true);
+                return StreamOutcome {
+                    close: true,
+                    reset: true,
+                };
+            }
+            info.response_headers = Some(headers);
+            if status == StatusCode::SWITCHING_PROTOCOLS {
+                // The connection is now a tunnel: send the 101 now, then relay bytes.
+                if ds.send_data(Bytes::new(), false).await.is_err() {
+                    close_h1(conn, cluster, true);
+                    return StreamOutcome {
+                        close: true,
+                        reset: true,
+                    };
+                }
+                return tunnel_h1(ds, conn, cluster, info).await;
+            }
+            let mut trailers: Option<HeaderMap>;
+            if !end {
+                loop {
+                    match upstream_h1::read_body(&mut conn, &mut decoder).await {
+                        Ok(Body::Data(d)) => {
+                            stats.upstream_cx_rx_bytes_total.add(d.len() as u64);
+                            if ds.send_data(d, false).await.is_err() {
+                                close_h1(conn, cluster, true);
+                                info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                                return StreamOutcome {
+                                    close: true,
+                                    reset: true,
+                                };
+                            }
+                        }
+                        Ok(Body::End(t)) => {
+                            trailers = t;
+                            break;
+                        }
+                        Err(_) => {
+                            close_h1(conn, cluster, false);
+                            info.set_flag(ResponseFlag::UpstreamConnectionTermination);
+                            stats.upstream_rq_rx_reset.inc();
+                            return StreamOutcome {
+                                close: true,
+                                reset: true,
+                            };
+                        }
+                    }
+                }
+                let done = match trailers.take() {
+                    Some(t) if ds.protocol() == Protocol::Http2 || t.len() > 0 => {
+                        info.response_trailers = Some(t.clone());
+                        ds.send_trailers(t).await
+                    }
+                    _ => ds.send_data(Bytes::new(), true).await,
+                };
+                if done.is_err() {
+                    close_h1(conn, cluster, true);
+                    return StreamOutcome {
+                        close: true,
+                        reset: true,
+                    };
+                }
+            }
+            info.mark(|t| &mut t.last_upstream_rx);
+            info.mark(|t| &mut t.last_downstream_tx);
+            stats.upstream_rq_completed.inc();
+            let max_requests = cluster.config.common_http.max_requests_per_connection;
+            let exhausted = max_requests.is_some_and(|m| conn.requests >= m);
+            if exhausted {
+                stats.upstream_cx_max_requests.inc();
+            }
+            if close || exhausted || !decoder.is_done() || !conn.read_buf.is_empty() {
+                close_h1(conn, cluster, exhausted);
+            } else {
+                let key = PoolKey {
+                    cluster: cluster.config.name.clone(),
+                    address: conn.host.address.clone(),
+                };
+                worker.h1_pools.put(key, conn);
+            }
+            StreamOutcome::default()
+        }
+        UpstreamBody::H2(h2) => {
+            crate::upstream_h2::relay_response(ds, h2, status, reason_ref, headers, info, cluster)
+                .await
+        }
+    }
+}
+
+/// After a `101 Switching Protocols`: copy bytes both ways until either side closes.
+async fn tunnel_h1<D: Downstream>(
+    ds: &mut D,
+    mut conn: H1Conn,
+    cluster: &Arc<Cluster>,
+    info: &mut RequestInfo,
+) -> StreamOutcome {
+    use tokio::io::AsyncWriteExt;
+    let _ = info;
+    loop {
+        tokio::select! {
+            up = upstream_h1::read_some(&mut conn) => match up {
+                Ok(Some(data)) => {
+                    if ds.send_data(data, false).await.is_err() { break; }
+                }
+                _ => break,
+            },
+            down = ds.read_raw() => match down {
+                Ok(Some(data)) => {
+                    if conn.stream.write_all(&data).await.is_err() { break; }
+                }
+                _ => break,
+            },
+        }
+    }
+    close_h1(conn, cluster, true);
+    StreamOutcome {
+        close: true,
+        reset: false,
+    }
+}
+
+/// Sends a copy of the request to a mirror cluster, ignoring the answer, as
+/// Envoy's shadow requests do (an internal request from this proxy: the
+/// `x-envoy-internal` header and this host appended to `x-forwarded-for`).
+#[allow(clippy::too_many_arguments)]
+fn spawn_mirror(
+    mirror: &rvoy_model::route::MirrorPolicy,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    method: &Method,
+    path: &str,
+    authority: &str,
+    headers: &HeaderMap,
+    body: Bytes,
+) {
+    if let Some(f) = &mirror.fraction {
+        if !f.default.sample(fastrand::u64(..)) {
+            return;
+        }
+    }
+    let name = match &mirror.cluster {
+        ClusterName::Static(n) => n.to_string(),
+        ClusterName::Header(h) => match headers.get(h).and_then(|v| v.to_str().ok()) {
+            Some(n) => n.to_owned(),
+            None => return,
+        },
+    };
+    let Some(cluster) = rt.clusters.get(&name).cloned() else {
+        return;
+    };
+    let shadow_authority = match &mirror.host_rewrite_literal {
+        Some(h) => h.clone(),
+        None if mirror.disable_shadow_host_suffix_append => authority.to_owned(),
+        None => shadow_host(authority),
+    };
+    let mut headers = headers.clone();
+    headers.remove(HOST);
+    headers.insert(
+        names::X_ENVOY_INTERNAL.clone(),
+        HeaderValue::from_static("true"),
+    );
+    if let Some(ip) = rt.machine_address {
+        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
+            forwarding::append_comma_no_space(&mut headers, &names::X_FORWARDED_FOR, &v);
+        }
+    }
+    let request = Request {
+        method: method.clone(),
+        path: path.to_owned(),
+        authority: Some(shadow_authority.clone()),
+        scheme: None,
+        headers: HeaderMap::new(),
+        protocol: Protocol::Http11,
+        expect_continue: false,
+        has_body: !body.is_empty(),
+        head_bytes: 0,
+    };
+    let rt = rt.clone();
+    let worker = worker.clone();
+    let path = path.to_owned();
+    tokio::task::spawn_local(async move {
+        let mut info = RequestInfo::new(Protocol::Http11, 0, None, None);
+        let mut null = NullDownstream;
+        let set = cluster.hosts_full();
+        let lb = worker.lb_state(&cluster);
+        let Some(host) = lb.choose(cluster.config.lb_policy, &set, &|_| false, 1) else {
+            cluster.stats.traffic.upstream_cx_none_healthy.inc();
+            return;
+        };
+        cluster.stats.traffic.upstream_rq_total.inc();
+        let h2 = matches!(cluster.config.protocol, UpstreamProtocol::Http2);
+        let result = if h2 {
+            crate::upstream_h2::exchange(
+                &mut null,
+                &request,
+                &mut info,
+                &rt,
+                &worker,
+                &cluster,
+                &host,
+                &headers,
+                &path,
+                &shadow_authority,
+                Some(body),
+                None,
+            )
+            .await
+        } else {
+            exchange_h1(
+                &mut null,
+                &request,
+                &mut info,
+                &rt,
+                &worker,
+                &cluster,
+                &host,
+                &headers,
+                &path,
+                &shadow_authority,
+                Some(body),
+                None,
+            )
+            .await
+        };
+        let Ok(resp) = result else { return };
+        cluster.stats.rq_codes.inc(resp.status.as_u16());
+        match resp.body {
+            UpstreamBody::H1 {
+                mut conn,
+                mut decoder,
+                close,
+            } => {
+                loop {
+                    match upstream_h1::read_body(&mut conn, &mut decoder).await {
+                        Ok(Body::Data(_)) => {}
+                        Ok(Body::End(_)) => break,
+                        Err(_) => {
+                            close_h1(conn, &cluster, false);
+                            return;
+                        }
+                    }
+                }
+                cluster.stats.traffic.upstream_rq_completed.inc();
+                if close || !decoder.is_done() {
+                    close_h1(conn, &cluster, true);
+                } else {
+                    let key = PoolKey {
+                        cluster: cluster.config.name.clone(),
+                        address: conn.host.address.clone(),
+                    };
+                    worker.h1_pools.put(key, conn);
+                }
+            }
+            UpstreamBody::H2(mut h2) => {
+                while let Some(Ok(chunk)) = h2.body.data().await {
+                    let _ = h2.body.flow_control().release_capacity(chunk.len());
+                }
+                cluster.stats.traffic.upstream_rq_completed.inc();
+            }
+            UpstreamBody::Empty => cluster.stats.traffic.upstream_rq_completed.inc(),
+        }
+    });
+}
+
+/// A downstream for requests the proxy makes itself (mirrors): no client.
+struct NullDownstream;
+
+impl Downstream for NullDownstream {
+    fn protocol(&self) -> Protocol {
+        Protocol::Http11
+    }
+    async fn read_body(&mut self) -> Result<Option<Bytes>, crate::downstream::DownstreamError> {
+        Ok(None)
+    }
+    fn body_complete(&self) -> bool {
+        true
+    }
+    fn take_trailers(&mut self) -> Option<HeaderMap> {
+        None
+    }
+    async fn send_continue(&mut self) -> Result<(), crate::downstream::DownstreamError> {
+        Ok(())
+    }
+    async fn send_head(
+        &mut self,
+        _: StatusCode,
+        _: Option<&[u8]>,
+        _: &mut HeaderMap,
+        _: bool,
+    ) -> Result<(), crate::downstream::DownstreamError> {
+        Ok(())
+    }
+    async fn send_data(
+        &mut self,
+        _: Bytes,
+        _: bool,
+    ) -> Result<(), crate::downstream::DownstreamError> {
+        Ok(())
+    }
+    async fn send_trailers(
+        &mut self,
+        _: HeaderMap,
+    ) -> Result<(), crate::downstream::DownstreamError> {
+        Ok(())
+    }
+    fn bytes_sent(&self) -> u64 {
+        0
+    }
+    fn bytes_received(&self) -> u64 {
+        0
+    }
+}
+
+/// Envoy's shadow host: `-shadow` appended to the host name (before any port).
+fn shadow_host(authority: &str) -> String {
+    match rvoy_model::route::strip_port(authority) {
+        Some(h) => format!("{h}-shadow{}", &authority[h.len()..]),
+        None => format!("{authority}-shadow"),
+    }
+}

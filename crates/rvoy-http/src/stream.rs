@@ -1,0 +1,576 @@
+//! One request through the connection manager (Envoy's `ActiveStream`):
+//! request validation, path normalization, forwarding headers, `100-continue`,
+//! route selection, then a direct response, a redirect, or the router; and at
+//! the end, response stats and access logs.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::header::{EXPECT, HOST};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use rvoy_format::ResponseFlag;
+use rvoy_model::hcm::UnderscoresAction;
+use rvoy_model::route::{
+    self, Redirect, RedirectPath, Route, RouteAction, RouteConfig, VirtualHost,
+};
+
+use crate::context::{HttpListenerRuntime, WorkerContext};
+use crate::downstream::{Downstream, Protocol};
+use crate::forwarding::{self, Peer};
+use crate::headers::apply_mutations;
+use crate::local_reply::{self, LocalReply};
+use crate::path::{self, Normalized};
+use crate::request_info::RequestInfo;
+use crate::router;
+
+/// A request head as the codec delivered it.
+#[derive(Debug)]
+pub struct Request {
+    pub method: Method,
+    /// The request target or `:path`.
+    pub path: String,
+    /// `:authority` (HTTP/2) or `Host` (HTTP/1, also kept in `headers`).
+    pub authority: Option<String>,
+    pub scheme: Option<String>,
+    pub headers: HeaderMap,
+    pub protocol: Protocol,
+    pub expect_continue: bool,
+    /// The request has a body to read.
+    pub has_body: bool,
+    pub head_bytes: u64,
+}
+
+/// The connection a request arrived on.
+#[derive(Clone, Copy, Debug)]
+pub struct ConnInfo {
+    pub id: u64,
+    pub remote: Option<SocketAddr>,
+    pub local: Option<SocketAddr>,
+    pub tls: bool,
+}
+
+/// How the stream ended, for the connection.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct StreamOutcome {
+    /// Close the connection after this response.
+    pub close: bool,
+    /// The response was not completed (reset mid-body): close without delay.
+    pub reset: bool,
+}
+
+/// Runs one request to completion.
+pub async fn handle<D: Downstream>(
+    ds: &mut D,
+    mut req: Request,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    conn: &ConnInfo,
+) -> StreamOutcome {
+    let stats = &rt.stats.hcm;
+    stats.downstream_rq_total.inc();
+    stats.downstream_rq_active.inc();
+    match req.protocol {
+        Protocol::Http2 => stats.downstream_rq_http2_total.inc(),
+        _ => stats.downstream_rq_http1_total.inc(),
+    }
+    let mut info = RequestInfo::new(req.protocol, conn.id, conn.remote, conn.local);
+    let stream_id = worker.next_id();
+    rvoy_log::stream_log!(
+        rvoy_log::Component::Http,
+        rvoy_log::Level::Debug,
+        conn.id,
+        stream_id,
+        "request headers complete (end_stream={}):\n':authority', '{}'\n':path', '{}'\n':method', '{}'",
+        !req.has_body,
+        req.authority.as_deref().unwrap_or(""),
+        req.path,
+        req.method
+    );
+    info.method = req.method.clone();
+    info.request_headers_bytes = req.head_bytes;
+    info.scheme = if conn.tls { "https" } else { "http" };
+    let outcome = run(ds, &mut req, &mut info, rt, worker, conn).await;
+    info.end = Some(std::time::Instant::now());
+    info.bytes_received = ds.bytes_received();
+    info.bytes_sent = ds.bytes_sent();
+    if info.request_headers.is_none() {
+        info.request_headers = Some(std::mem::take(&mut req.headers));
+    }
+    stats.downstream_rq_active.dec();
+    if let Some(code) = info.response_status {
+        rt.stats.response_code(code.as_u16());
+        stats.downstream_rq_completed.inc();
+        rt.stats.listener.downstream_rq_completed.inc();
+    }
+    stats
+        .downstream_rq_time
+        .record(info.elapsed().as_millis() as u64);
+    crate::access_log::emit(&rt.access_logs, &info);
+    rvoy_log::stream_log!(
+        rvoy_log::Component::Http,
+        rvoy_log::Level::Debug,
+        conn.id,
+        stream_id,
+        "encoding headers via codec (end_stream={}):\n':status', '{}'",
+        outcome.reset,
+        info.response_status.map_or(0, |s| s.as_u16())
+    );
+    outcome
+}
+
+async fn run<D: Downstream>(
+    ds: &mut D,
+    req: &mut Request,
+    info: &mut RequestInfo,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    conn: &ConnInfo,
+) -> StreamOutcome {
+    let hcm = &rt.hcm;
+    let grpc = local_reply::is_grpc_request(&req.headers);
+
+    // HTTP/1.0 and Host handling (Envoy's codec and HCM checks).
+    if req.protocol == Protocol::Http10 && !hcm.http1.accept_http_10 {
+        info.set_flag(ResponseFlag::DownstreamProtocolError);
+        ds.use_http11_status_line();
+        let reply = LocalReply::new(
+            StatusCode::UPGRADE_REQUIRED,
+            "Upgrade Required",
+            "http1.codec_error",
+        );
+        return send_local(ds, reply, info, rt, worker, true, false).await;
+    }
+    if req.authority.is_none() {
+        if req.protocol == Protocol::Http10 {
+            if let Some(h) = &hcm.http1.default_host_for_http_10 {
+                req.authority = Some(h.clone());
+            }
+        }
+        if req.authority.is_none() {
+            info.set_flag(ResponseFlag::DownstreamProtocolError);
+            let reply =
+                LocalReply::new(StatusCode::BAD_REQUEST, Bytes::new(), "missing_host_header");
+            return send_local(ds, reply, info, rt, worker, true, false).await;
+        }
+    }
+
+    // Headers with underscores.
+    if hcm.common.headers_with_underscores != UnderscoresAction::Allow {
+        let offending: Vec<http::HeaderName> = req
+            .headers
+            .keys()
+            .filter(|k| k.as_str().contains('_'))
+            .cloned()
+            .collect();
+        if !offending.is_empty() {
+            if hcm.common.headers_with_underscores == UnderscoresAction::RejectRequest {
+                rt.stats
+                    .http1
+                    .requests_rejected_with_underscores_in_headers
+                    .inc();
+                info.set_flag(ResponseFlag::DownstreamProtocolError);
+                let reply = LocalReply::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    "unexpected_underscore",
+                );
+                return send_local(ds, reply, info, rt, worker, true, false).await;
+            }
+            for k in offending {
+                req.headers.remove(&k);
+                rt.stats.http1.dropped_headers_with_underscores.inc();
+            }
+        }
+    }
+
+    // Path: absolute form, then normalization.
+    if !req.path.starts_with('/') {
+        if let Some(rest) = req
+            .path
+            .strip_prefix("http://")
+            .or_else(|| req.path.strip_prefix("https://"))
+        {
+            let (authority, path) = match rest.find('/') {
+                Some(i) => (&rest[..i], &rest[i..]),
+                None => (rest, "/"),
+            };
+            req.authority = Some(authority.to_owned());
+            req.path = path.to_owned();
+        } else if !(req.path == "*" && req.method == Method::OPTIONS)
+            && req.method != Method::CONNECT
+        {
+            rt.stats.hcm.downstream_rq_non_relative_path.inc();
+            info.set_flag(ResponseFlag::DownstreamProtocolError);
+            let reply = LocalReply::new(
+                StatusCode::NOT_FOUND,
+                Bytes::new(),
+                "absolute_path_rejected",
+            );
+            return send_local(ds, reply, info, rt, worker, false, grpc).await;
+        }
+    }
+    if path::is_active(hcm.normalize_path, hcm.merge_slashes, hcm.escaped_slashes) {
+        match path::normalize(
+            &req.path,
+            hcm.normalize_path,
+            hcm.merge_slashes,
+            hcm.escaped_slashes,
+        ) {
+            Normalized::Path(p) => req.path = p,
+            Normalized::Reject => {
+                rt.stats.hcm.downstream_rq_failed_path_normalization.inc();
+                info.set_flag(ResponseFlag::DownstreamProtocolError);
+                let reply = LocalReply::new(
+                    StatusCode::BAD_REQUEST,
+                    "Bad Request",
+                    "path_normalization_failed",
+                );
+                return send_local(ds, reply, info, rt, worker, false, grpc).await;
+            }
+            Normalized::Redirect(p) => {
+                rt.stats
+                    .hcm
+                    .downstream_rq_redirected_with_normalized_path
+                    .inc();
+                let mut reply = LocalReply::new(
+                    StatusCode::TEMPORARY_REDIRECT,
+                    Bytes::new(),
+                    "path_normalization_redirect",
+                );
+                if let Ok(v) = HeaderValue::from_str(&p) {
+                    reply.headers.insert(http::header::LOCATION, v);
+                }
+                return send_local(ds, reply, info, rt, worker, false, grpc).await;
+            }
+        }
+    }
+    info.path = req.path.clone();
+    info.authority = req.authority.clone();
+
+    // Forwarding headers, request id.
+    let peer = Peer {
+        remote: conn.remote,
+        tls: conn.tls,
+        machine_address: rt.machine_address,
+    };
+    let route_config = hcm.route_config.clone();
+    let fwd = forwarding::mutate_request(
+        &mut req.headers,
+        &peer,
+        hcm,
+        &route_config.internal_only_headers,
+        forwarding::new_uuid,
+    );
+    if fwd.remote.is_some() {
+        info.downstream_remote = fwd.remote;
+    }
+    info.request_id = req
+        .headers
+        .get(&forwarding::names::X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    if req.expect_continue {
+        if !hcm.proxy_100_continue {
+            req.headers.remove(EXPECT);
+            if ds.send_continue().await.is_err() {
+                return StreamOutcome {
+                    close: true,
+                    reset: true,
+                };
+            }
+        }
+    }
+
+    // Route.
+    let host = routing_host(req, rt);
+    let Some(vhost) = route_config.find_virtual_host(&host) else {
+        return no_route(ds, req, info, rt, worker, grpc).await;
+    };
+    let Some(route) = match_route(vhost, req, info) else {
+        return no_route(ds, req, info, rt, worker, grpc).await;
+    };
+    info.route_name = Some(route.name.as_str().into());
+
+    match &route.action {
+        RouteAction::DirectResponse(d) => {
+            rt.stats.hcm.rq_direct_response.inc();
+            let mut reply = LocalReply::new(
+                d.status,
+                d.body.clone().unwrap_or_default(),
+                "direct_response",
+            );
+            reply.grpc = false;
+            let code = d.status.as_u16();
+            if code == 201 || (300..400).contains(&code) {
+                if let Ok(v) = HeaderValue::from_str(&new_uri(req, None, None)) {
+                    reply.headers.insert(http::header::LOCATION, v);
+                }
+            }
+            finalize_response_headers(&mut reply.headers, route, vhost, &route_config, info);
+            send_local(ds, reply, info, rt, worker, false, false).await
+        }
+        RouteAction::Redirect(r) => {
+            rt.stats.hcm.rq_redirect.inc();
+            let mut reply = LocalReply::new(r.status, Bytes::new(), "redirect");
+            let prefix = match &route.matcher.path {
+                route::PathMatch::Prefix(p) | route::PathMatch::SeparatedPrefix(p) => {
+                    Some(p.as_str())
+                }
+                _ => None,
+            };
+            if let Ok(v) = HeaderValue::from_str(&new_uri(req, Some(r), prefix)) {
+                reply.headers.insert(http::header::LOCATION, v);
+            }
+            finalize_response_headers(&mut reply.headers, route, vhost, &route_config, info);
+            send_local(ds, reply, info, rt, worker, false, grpc).await
+        }
+        RouteAction::NonForwarding => {
+            let reply = LocalReply::new(StatusCode::NOT_FOUND, Bytes::new(), "route_not_found");
+            send_local(ds, reply, info, rt, worker, false, grpc).await
+        }
+        RouteAction::Forward(action) => {
+            router::forward(
+                ds,
+                req,
+                info,
+                rt,
+                worker,
+                &route_config,
+                vhost,
+                route,
+                action,
+                &fwd,
+                grpc,
+            )
+            .await
+        }
+    }
+}
+
+/// The host used for virtual host selection, after the port/dot options.
+fn routing_host(req: &Request, rt: &HttpListenerRuntime) -> String {
+    let hcm = &rt.hcm;
+    let mut host = req.authority.clone().unwrap_or_default();
+    if hcm.strip_trailing_host_dot {
+        let (h, port) = match route::strip_port(&host) {
+            Some(h) => (h.to_owned(), Some(host[h.len()..].to_owned())),
+            None => (host.clone(), None),
+        };
+        if let Some(stripped) = h.strip_suffix('.') {
+            host = format!("{stripped}{}", port.unwrap_or_default());
+        }
+    }
+    if hcm.strip_any_host_port {
+        if let Some(h) = route::strip_port(&host) {
+            host = h.to_owned();
+        }
+    } else if hcm.strip_matching_host_port {
+        if let (Some(h), Some(lp)) = (route::strip_port(&host), rt.listener_port) {
+            if host[h.len() + 1..].parse::<u16>().ok() == Some(lp) {
+                host = h.to_owned();
+            }
+        }
+    }
+    host
+}
+
+/// Finds the first route of `vhost` matching the request (Envoy's `getRouteFromEntries`).
+pub fn match_route<'a>(
+    vhost: &'a VirtualHost,
+    req: &Request,
+    info: &RequestInfo,
+) -> Option<&'a Route> {
+    let _ = info;
+    let (path_only, query) = match req.path.find('?') {
+        Some(i) => (&req.path[..i], &req.path[i + 1..]),
+        None => (req.path.as_str(), ""),
+    };
+    let path_only = match path_only.find('#') {
+        Some(i) => &path_only[..i],
+        None => path_only,
+    };
+    let grpc = local_reply::is_grpc_request(&req.headers);
+    vhost.routes.iter().find(|r| {
+        let m = &r.matcher;
+        if !m.path_matches(path_only) {
+            return false;
+        }
+        if m.grpc && !grpc {
+            return false;
+        }
+        if !m.headers.iter().all(|h| h.matches(&req.headers)) {
+            return false;
+        }
+        if !m.query_parameters.iter().all(|q| q.matches(query)) {
+            return false;
+        }
+        if let Some(f) = &m.runtime_fraction {
+            if !f.default.sample(fastrand::u64(..)) {
+                return false;
+            }
+        }
+        true
+    })
+}
+
+/// Route, virtual host and route configuration response headers, in Envoy's order.
+pub fn finalize_response_headers(
+    headers: &mut HeaderMap,
+    route: &Route,
+    vhost: &VirtualHost,
+    rc: &RouteConfig,
+    info: &RequestInfo,
+) {
+    if rc.most_specific_header_mutations_wins {
+        apply_mutations(&rc.response_headers, headers, info);
+        apply_mutations(&vhost.response_headers, headers, info);
+        apply_mutations(&route.response_headers, headers, info);
+    } else {
+        apply_mutations(&route.response_headers, headers, info);
+        apply_mutations(&vhost.response_headers, headers, info);
+        apply_mutations(&rc.response_headers, headers, info);
+    }
+}
+
+/// Envoy's `newUri`: the Location of a redirect (or a 201/3xx direct response).
+/// `matched_prefix` is the route's prefix, for `prefix_rewrite`.
+fn new_uri(req: &Request, r: Option<&Redirect>, matched_prefix: Option<&str>) -> String {
+    let forwarded_proto = req
+        .headers
+        .get(&forwarding::names::X_FORWARDED_PROTO)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("http");
+    let scheme = r
+        .and_then(|r| r.scheme.as_deref())
+        .unwrap_or(forwarded_proto);
+    let port = r
+        .and_then(|r| r.port)
+        .map(|p| format!(":{p}"))
+        .unwrap_or_default();
+    let host = match r.and_then(|r| r.host.as_deref()) {
+        Some(h) => h.to_owned(),
+        None => {
+            let authority = req.authority.as_deref().unwrap_or("");
+            match route::strip_port(authority) {
+                Some(h) => {
+                    let request_port = &authority[h.len()..];
+                    let mut remove = !port.is_empty();
+                    if scheme != forwarded_proto {
+                        remove |= forwarded_proto == "https" && request_port == ":443";
+                        remove |= forwarded_proto == "http" && request_port == ":80";
+                    }
+                    if remove {
+                        h.to_owned()
+                    } else {
+                        authority.to_owned()
+                    }
+                }
+                None => authority.to_owned(),
+            }
+        }
+    };
+    let (orig_path, orig_query) = match req.path.find('?') {
+        Some(i) => (&req.path[..i], &req.path[i..]),
+        None => (req.path.as_str(), ""),
+    };
+    let mut path = match r.map(|r| &r.path) {
+        None | Some(RedirectPath::Keep) => req.path.clone(),
+        Some(RedirectPath::Path(p)) => {
+            if p.contains('?') {
+                p.clone()
+            } else {
+                format!("{p}{orig_query}")
+            }
+        }
+        Some(RedirectPath::Prefix(p)) => match matched_prefix {
+            Some(prefix) if req.path.len() >= prefix.len() => {
+                format!("{p}{}", &req.path[prefix.len()..])
+            }
+            _ => req.path.clone(),
+        },
+        Some(RedirectPath::Regex(re, sub)) => {
+            format!("{}{orig_query}", re.replace_all(orig_path, sub.as_str()))
+        }
+    };
+    if r.is_some_and(|r| r.strip_query) {
+        if let Some(i) = path.find('?') {
+            path.truncate(i);
+        }
+    }
+    format!("{scheme}://{host}{port}{path}")
+}
+
+async fn no_route<D: Downstream>(
+    ds: &mut D,
+    _req: &Request,
+    info: &mut RequestInfo,
+    rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
+    grpc: bool,
+) -> StreamOutcome {
+    rt.stats.hcm.no_route.inc();
+    info.set_flag(ResponseFlag::NoRouteFound);
+    let reply = LocalReply::new(StatusCode::NOT_FOUND, Bytes::new(), "route_not_found");
+    send_local(ds, reply, info, rt, worker, false, grpc).await
+}
+
+/// Sends a local reply downstream and records it.
+pub async fn send_local<D: Downstream>(
+    ds: &mut D,
+    mut reply: LocalReply,
+    info: &mut RequestInfo,
+    rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
+    close: bool,
+    grpc: bool,
+) -> StreamOutcome {
+    reply.grpc = grpc;
+    // A reply sent before the request body was read ends an HTTP/1 connection.
+    let close = close || !ds.body_complete();
+    if close {
+        ds.set_close();
+    }
+    info.response_code_details = Some(reply.details.to_owned());
+    let rendered = local_reply::render(reply, &rt.hcm, info);
+    let mut headers = rendered.headers;
+    let is_head = info.method == Method::HEAD;
+    forwarding::mutate_response(
+        &mut headers,
+        false,
+        request_id_value(info).as_ref(),
+        &rt.hcm,
+    );
+    if !headers.contains_key(http::header::DATE) {
+        headers.insert(http::header::DATE, worker.date.now());
+    }
+    info.response_status = Some(rendered.status);
+    let end = rendered.body.is_empty() || is_head;
+    info.mark(|t| &mut t.first_downstream_tx);
+    let mut ok = ds
+        .send_head(rendered.status, None, &mut headers, end)
+        .await
+        .is_ok();
+    if ok && !end {
+        ok = ds.send_data(rendered.body, true).await.is_ok();
+    }
+    info.mark(|t| &mut t.last_downstream_tx);
+    info.response_headers = Some(headers);
+    let close = close || !ok;
+    StreamOutcome { close, reset: !ok }
+}
+
+fn request_id_value(info: &RequestInfo) -> Option<HeaderValue> {
+    info.request_id
+        .as_deref()
+        .and_then(|s| HeaderValue::from_str(s).ok())
+}
+
+/// The `Host`/`:authority` of a request (HTTP/1 keeps it in the headers).
+pub fn authority_of(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+}

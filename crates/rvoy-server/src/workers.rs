@@ -1,0 +1,430 @@
+//! Listener sockets and worker threads.
+//!
+//! Each listener is bound once on the main thread (to fail early on a busy port
+//! and to learn the port when it is 0); with `enable_reuse_port` (the default)
+//! every other worker then binds its own `SO_REUSEPORT` socket on that
+//! address, so the kernel spreads connections and no lock is shared. Each
+//! worker is an OS thread running a single-threaded tokio runtime; a
+//! connection lives on one worker from accept to close.
+
+use std::net::SocketAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rvoy_http::io::Stream;
+use rvoy_http::{ConnInfo, WorkerContext};
+use rvoy_model::address::{Address, SocketOptionValue, SocketState};
+use rvoy_model::listener::Listener;
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
+use tokio::sync::watch;
+
+use crate::snapshot::{ListenerRuntime, Snapshot};
+
+/// A bound listening socket, ready to hand to a worker.
+#[derive(Debug)]
+pub enum BoundSocket {
+    Tcp(std::net::TcpListener),
+    Unix(std::os::unix::net::UnixListener),
+}
+
+impl BoundSocket {
+    fn try_clone(&self) -> std::io::Result<BoundSocket> {
+        Ok(match self {
+            BoundSocket::Tcp(l) => BoundSocket::Tcp(l.try_clone()?),
+            BoundSocket::Unix(l) => BoundSocket::Unix(l.try_clone()?),
+        })
+    }
+}
+
+/// Failure to bind a listener, with Envoy's wording.
+#[derive(Debug, thiserror::Error)]
+#[error("error adding listener '{address}': cannot bind '{address}': {reason}")]
+pub struct BindError {
+    pub address: String,
+    pub reason: String,
+}
+
+fn apply_options(socket: &Socket, l: &Listener, state: SocketState) -> std::io::Result<()> {
+    for o in l.socket_options.iter().filter(|o| o.state == state) {
+        match &o.value {
+            SocketOptionValue::Int(v) => {
+                crate::sockopt::set_raw(socket, o.level, o.name, &v.to_ne_bytes())?
+            }
+            SocketOptionValue::Bytes(b) => crate::sockopt::set_raw(socket, o.level, o.name, b)?,
+        }
+    }
+    Ok(())
+}
+
+/// Binds one socket for `l`; `addr` overrides the configured address (port 0 resolved).
+fn bind_tcp(
+    l: &Listener,
+    addr: SocketAddr,
+    reuse_port: bool,
+) -> Result<std::net::TcpListener, BindError> {
+    let err = |e: std::io::Error| BindError {
+        address: l.address.envoy_string(),
+        reason: e.to_string(),
+    };
+    let domain = if addr.is_ipv4() {
+        Domain::IPV4
+    } else {
+        Domain::IPV6
+    };
+    let socket = Socket::new(domain, Type::STREAM, Some(Protocol::TCP)).map_err(err)?;
+    socket.set_reuse_address(true).map_err(err)?;
+    if reuse_port {
+        socket.set_reuse_port(true).map_err(err)?;
+    }
+    if let Address::Ip { ipv4_compat, .. } = &l.address {
+        if addr.is_ipv6() {
+            socket.set_only_v6(!ipv4_compat).map_err(err)?;
+        }
+    }
+    if l.freebind {
+        if addr.is_ipv4() {
+            socket.set_freebind_v4(true).map_err(err)?;
+        } else {
+            socket.set_freebind_v6(true).map_err(err)?;
+        }
+    }
+    if l.transparent {
+        socket.set_ip_transparent_v4(true).map_err(err)?;
+    }
+    apply_options(&socket, l, SocketState::Prebind).map_err(err)?;
+    socket.bind(&SockAddr::from(addr)).map_err(err)?;
+    apply_options(&socket, l, SocketState::Bound).map_err(err)?;
+    let backlog = l.tcp_backlog_size.map_or(libc_somaxconn(), |b| b as i32);
+    socket.listen(backlog).map_err(err)?;
+    apply_options(&socket, l, SocketState::Listening).map_err(err)?;
+    if let Some(q) = l.tcp_fast_open_queue_length {
+        let _ = crate::sockopt::set_raw(
+            &socket,
+            libc::IPPROTO_TCP,
+            libc::TCP_FASTOPEN,
+            &(q as i32).to_ne_bytes(),
+        );
+    }
+    socket.set_nonblocking(true).map_err(err)?;
+    Ok(socket.into())
+}
+
+fn libc_somaxconn() -> i32 {
+    std::fs::read_to_string("/proc/sys/net/core/somaxconn")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(4096)
+}
+
+/// The sockets of one listener for every worker.
+#[derive(Debug)]
+pub struct ListenerSockets {
+    pub name: String,
+    /// The address actually bound (port 0 resolved).
+    pub bound: Option<SocketAddr>,
+    pub per_worker: Vec<BoundSocket>,
+}
+
+/// Binds every listener that binds to a port, for `workers` workers.
+pub fn bind_all(snapshot: &Snapshot, workers: usize) -> Result<Vec<ListenerSockets>, BindError> {
+    let mut out = Vec::with_capacity(snapshot.listeners.len());
+    for lr in &snapshot.listeners {
+        let l = &lr.config;
+        if !l.bind_to_port {
+            out.push(ListenerSockets {
+                name: l.name.clone(),
+                bound: None,
+                per_worker: Vec::new(),
+            });
+            continue;
+        }
+        match &l.address {
+            Address::Ip { addr, .. } => {
+                let first = bind_tcp(l, *addr, l.reuse_port)?;
+                let bound = first.local_addr().map_err(|e| BindError {
+                    address: l.address.envoy_string(),
+                    reason: e.to_string(),
+                })?;
+                let mut per_worker = vec![BoundSocket::Tcp(first)];
+                for _ in 1..workers {
+                    let s = if l.reuse_port {
+                        BoundSocket::Tcp(bind_tcp(l, bound, true)?)
+                    } else {
+                        per_worker[0].try_clone().map_err(|e| BindError {
+                            address: l.address.envoy_string(),
+                            reason: e.to_string(),
+                        })?
+                    };
+                    per_worker.push(s);
+                }
+                out.push(ListenerSockets {
+                    name: l.name.clone(),
+                    bound: Some(bound),
+                    per_worker,
+                });
+            }
+            Address::Pipe { path, mode } => {
+                let err = |e: std::io::Error| BindError {
+                    address: l.address.envoy_string(),
+                    reason: e.to_string(),
+                };
+                let path_str = path.to_string_lossy();
+                let listener = if let Some(abstract_name) = path_str.strip_prefix('@') {
+                    let addr = <std::os::unix::net::SocketAddr as std::os::linux::net::SocketAddrExt>::from_abstract_name(abstract_name.as_bytes())
+                        .map_err(err)?;
+                    std::os::unix::net::UnixListener::bind_addr(&addr).map_err(err)?
+                } else {
+                    let _ = std::fs::remove_file(path);
+                    let listener = std::os::unix::net::UnixListener::bind(path).map_err(err)?;
+                    if *mode != 0 {
+                        std::fs::set_permissions(path, std::fs::Permissions::from_mode(*mode))
+                            .map_err(err)?;
+                    }
+                    listener
+                };
+                listener.set_nonblocking(true).map_err(err)?;
+                let first = BoundSocket::Unix(listener);
+                let mut per_worker = Vec::with_capacity(workers);
+                for _ in 1..workers {
+                    per_worker.push(first.try_clone().map_err(err)?);
+                }
+                per_worker.insert(0, first);
+                out.push(ListenerSockets {
+                    name: l.name.clone(),
+                    bound: None,
+                    per_worker,
+                });
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Signals workers send and receive.
+#[derive(Clone, Debug)]
+pub struct WorkerControl {
+    /// Becomes true when listeners must stop accepting.
+    pub stop_accepting: watch::Receiver<bool>,
+    /// Becomes true when connections must be closed now.
+    pub terminate: watch::Receiver<bool>,
+}
+
+/// Starts `count` workers serving `snapshot`'s listeners on `sockets`.
+pub fn start(
+    count: usize,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    mut sockets: Vec<ListenerSockets>,
+    control: WorkerControl,
+    store: rvoy_stats::Store,
+) -> std::io::Result<Vec<JoinHandle<()>>> {
+    let mut handles = Vec::with_capacity(count);
+    for id in (0..count).rev() {
+        let mine: Vec<(usize, Option<BoundSocket>)> = sockets
+            .iter_mut()
+            .enumerate()
+            .map(|(i, s)| {
+                (
+                    i,
+                    if s.per_worker.is_empty() {
+                        None
+                    } else {
+                        Some(s.per_worker.remove(id.min(s.per_worker.len() - 1)))
+                    },
+                )
+            })
+            .collect();
+        let snap = snapshot.clone();
+        let ctl = control.clone();
+        let store = store.clone();
+        let handle = std::thread::Builder::new()
+            .name(format!("wrk:worker_{id}"))
+            .spawn(move || {
+                let _stats = store.register_thread();
+                let rt = match tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                {
+                    Ok(rt) => rt,
+                    Err(e) => {
+                        rvoy_log::critical!(
+                            rvoy_log::Component::Main,
+                            "worker {} could not start: {}",
+                            id,
+                            e
+                        );
+                        return;
+                    }
+                };
+                let local = tokio::task::LocalSet::new();
+                local.block_on(&rt, run_worker(id, snap, mine, ctl));
+            })?;
+        handles.push(handle);
+    }
+    handles.reverse();
+    Ok(handles)
+}
+
+async fn run_worker(
+    id: usize,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    sockets: Vec<(usize, Option<BoundSocket>)>,
+    control: WorkerControl,
+) {
+    let worker = Rc::new(WorkerContext::new(id));
+    let mut accept_tasks = Vec::new();
+    for (index, socket) in sockets {
+        let Some(socket) = socket else { continue };
+        let snap = snapshot.clone();
+        let worker = worker.clone();
+        let ctl = control.clone();
+        accept_tasks.push(tokio::task::spawn_local(async move {
+            accept_loop(id, index, socket, snap, worker, ctl).await;
+        }));
+    }
+    // Reclaim idle upstream connections periodically.
+    let reclaim_worker = worker.clone();
+    tokio::task::spawn_local(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            reclaim_worker.reclaim_idle(Duration::from_secs(3600));
+        }
+    });
+    let mut terminate = control.terminate.clone();
+    while !*terminate.borrow() {
+        if terminate.changed().await.is_err() {
+            break;
+        }
+    }
+}
+
+async fn accept_loop(
+    worker_id: usize,
+    index: usize,
+    socket: BoundSocket,
+    snapshot: Arc<ArcSwap<Snapshot>>,
+    worker: Rc<WorkerContext>,
+    control: WorkerControl,
+) {
+    enum L {
+        Tcp(tokio::net::TcpListener),
+        Unix(tokio::net::UnixListener),
+    }
+    let listener = match socket {
+        BoundSocket::Tcp(s) => tokio::net::TcpListener::from_std(s).map(L::Tcp),
+        BoundSocket::Unix(s) => tokio::net::UnixListener::from_std(s).map(L::Unix),
+    };
+    let listener = match listener {
+        Ok(l) => l,
+        Err(e) => {
+            rvoy_log::error!(
+                rvoy_log::Component::Main,
+                "worker {}: listener {}: {}",
+                worker_id,
+                index,
+                e
+            );
+            return;
+        }
+    };
+    let mut stop = control.stop_accepting.clone();
+    loop {
+        if *stop.borrow() {
+            break;
+        }
+        let accepted = tokio::select! {
+            r = async {
+                match &listener {
+                    L::Tcp(l) => l.accept().await.map(|(s, peer)| {
+                        let local = s.local_addr().ok();
+                        let _ = s.set_nodelay(true);
+                        (Stream::Tcp(s), Some(peer), local)
+                    }),
+                    L::Unix(l) => l.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
+                }
+            } => r,
+            _ = stop.changed() => break,
+        };
+        let (stream, remote, local) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                rvoy_log::debug!(rvoy_log::Component::Connection, "accept error: {}", e);
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let snap = snapshot.load_full();
+        let Some(lr) = snap.listeners.get(index).cloned() else {
+            continue;
+        };
+        let worker = worker.clone();
+        tokio::task::spawn_local(async move {
+            serve_connection(worker_id, lr, snap, stream, remote, local, worker).await;
+        });
+    }
+}
+
+async fn serve_connection(
+    worker_id: usize,
+    lr: Arc<ListenerRuntime>,
+    _snapshot: Arc<Snapshot>,
+    stream: Stream,
+    remote: Option<SocketAddr>,
+    local: Option<SocketAddr>,
+    worker: Rc<WorkerContext>,
+) {
+    let stats = &lr.stats;
+    stats.downstream_cx_total.inc();
+    stats.downstream_cx_active.inc();
+    if let Some(w) = lr.worker_stats.get(worker_id) {
+        w.downstream_cx_total.inc();
+        w.downstream_cx_active.inc();
+    }
+    let started = Instant::now();
+    if let (Some(ka), Stream::Tcp(s)) = (lr.config.tcp_keepalive, &stream) {
+        let mut params = socket2::TcpKeepalive::new();
+        if let Some(t) = ka.time_secs {
+            params = params.with_time(Duration::from_secs(u64::from(t)));
+        }
+        if let Some(i) = ka.interval_secs {
+            params = params.with_interval(Duration::from_secs(u64::from(i)));
+        }
+        if let Some(p) = ka.probes {
+            params = params.with_retries(p);
+        }
+        let _ = socket2::SockRef::from(s).set_tcp_keepalive(&params);
+    }
+    match crate::snapshot::select_chain(&lr, local, remote) {
+        None => {
+            stats.no_filter_chain_match.inc();
+            drop(stream);
+        }
+        Some(chain) => {
+            let conn = ConnInfo {
+                id: rvoy_http::context::next_connection_id(),
+                remote,
+                local,
+                tls: false,
+            };
+            rvoy_log::conn_log!(
+                rvoy_log::Component::ConnHandler,
+                rvoy_log::Level::Debug,
+                conn.id,
+                "new connection from {}",
+                remote.map(|r| r.to_string()).unwrap_or_default()
+            );
+            rvoy_http::serve_connection(stream, chain.http.clone(), worker, conn).await;
+        }
+    }
+    stats.downstream_cx_active.dec();
+    stats.downstream_cx_destroy.inc();
+    if let Some(w) = lr.worker_stats.get(worker_id) {
+        w.downstream_cx_active.dec();
+    }
+    stats
+        .downstream_cx_length_ms
+        .record(started.elapsed().as_millis() as u64);
+}

@@ -1,0 +1,337 @@
+//! The cluster manager: every cluster's live host set, stats and circuit
+//! breakers, and the DNS refresh loops that keep DNS clusters current.
+//!
+//! Workers read a cluster's hosts through an `ArcSwap` (no lock); the main
+//! thread publishes new host sets when DNS answers change.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use rvoy_model::address::{Address, EndpointAddress};
+use rvoy_model::cluster::{self as model, Discovery};
+use rvoy_stats::Scope;
+
+use crate::dns::ClusterResolver;
+use crate::host::{Host, HostAddress, HostSet};
+use crate::resources::Resources;
+use crate::stats::{CircuitBreakerStats, ClusterMembershipStats, ClusterStats};
+
+/// One cluster at runtime.
+#[derive(Debug)]
+pub struct Cluster {
+    pub config: Arc<model::Cluster>,
+    hosts: ArcSwap<HostSet>,
+    pub stats: ClusterStats,
+    pub membership: ClusterMembershipStats,
+    pub resources: Resources,
+    pub high_resources: Resources,
+    pub cb_default: CircuitBreakerStats,
+    pub cb_high: CircuitBreakerStats,
+    version: AtomicU64,
+    /// When the last DNS resolution succeeded (for `/clusters`).
+    pub last_update: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Cluster {
+    fn new(config: Arc<model::Cluster>, root: &Scope) -> Self {
+        let scope = root.scope(&format!("cluster.{}.", config.stat_name));
+        let hosts = static_hosts(&config);
+        let set = HostSet::new(hosts, 1);
+        let cluster = Cluster {
+            stats: ClusterStats::new(&scope),
+            membership: ClusterMembershipStats::new(&scope),
+            resources: Resources::new(&config.thresholds),
+            high_resources: Resources::new(&config.high_thresholds),
+            cb_default: CircuitBreakerStats::new(&scope.scope("circuit_breakers.default.")),
+            cb_high: CircuitBreakerStats::new(&scope.scope("circuit_breakers.high.")),
+            hosts: ArcSwap::from_pointee(set),
+            version: AtomicU64::new(1),
+            last_update: std::sync::Mutex::new(None),
+            config,
+        };
+        cluster.record_membership();
+        cluster
+    }
+
+    /// The current hosts.
+    pub fn hosts(&self) -> arc_swap::Guard<Arc<HostSet>> {
+        self.hosts.load()
+    }
+
+    /// The current hosts as an owned handle.
+    pub fn hosts_full(&self) -> Arc<HostSet> {
+        self.hosts.load_full()
+    }
+
+    /// The circuit breakers of a priority.
+    pub fn resources(&self, high: bool) -> &Resources {
+        if high {
+            &self.high_resources
+        } else {
+            &self.resources
+        }
+    }
+
+    fn record_membership(&self) {
+        let set = self.hosts.load();
+        self.membership.membership_total.set(set.hosts.len() as u64);
+        self.membership
+            .membership_healthy
+            .set(set.healthy_count() as u64);
+        self.membership.max_host_weight.set(
+            set.hosts
+                .iter()
+                .map(|h| u64::from(h.weight))
+                .max()
+                .unwrap_or(0),
+        );
+    }
+
+    /// Publishes new hosts, keeping the existing `Host` of unchanged addresses.
+    fn publish(&self, mut hosts: Vec<Arc<Host>>) -> bool {
+        let current = self.hosts.load();
+        let same = current.hosts.len() == hosts.len()
+            && current
+                .hosts
+                .iter()
+                .zip(&hosts)
+                .all(|(a, b)| a.address == b.address && a.weight == b.weight);
+        if same {
+            return false;
+        }
+        for h in hosts.iter_mut() {
+            if let Some(existing) = current
+                .hosts
+                .iter()
+                .find(|e| e.address == h.address && e.weight == h.weight)
+            {
+                *h = existing.clone();
+            }
+        }
+        let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        self.hosts.store(Arc::new(HostSet::new(hosts, version)));
+        self.membership.membership_change.inc();
+        self.record_membership();
+        true
+    }
+}
+
+fn to_host_address(a: &Address) -> HostAddress {
+    match a {
+        Address::Ip { addr, .. } => HostAddress::Tcp(*addr),
+        Address::Pipe { path, .. } => HostAddress::Unix(path.clone()),
+    }
+}
+
+/// The hosts known without DNS (all of a STATIC cluster's).
+fn static_hosts(config: &model::Cluster) -> Vec<Arc<Host>> {
+    if config.discovery != Discovery::Static {
+        return Vec::new();
+    }
+    config
+        .endpoints
+        .iter()
+        .filter_map(|e| match &e.address {
+            EndpointAddress::Resolved(a) => Some(Arc::new(Host::new(
+                to_host_address(a),
+                e.hostname.as_str().into(),
+                e.weight,
+                e.priority,
+                e.health,
+            ))),
+            EndpointAddress::Dns { .. } => None,
+        })
+        .collect()
+}
+
+/// All clusters of a config.
+#[derive(Debug, Default)]
+pub struct ClusterManager {
+    by_name: HashMap<Arc<str>, Arc<Cluster>>,
+    /// In configuration order (for `/clusters`).
+    pub ordered: Vec<Arc<Cluster>>,
+    pub use_tcp_for_dns_lookups: bool,
+}
+
+impl ClusterManager {
+    pub fn new(
+        clusters: &[Arc<model::Cluster>],
+        root: &Scope,
+        use_tcp_for_dns_lookups: bool,
+    ) -> Self {
+        let mut by_name = HashMap::with_capacity(clusters.len());
+        let mut ordered = Vec::with_capacity(clusters.len());
+        for c in clusters {
+            rvoy_log::debug!(
+                rvoy_log::Component::Upstream,
+                "cm init: adding: cluster={} primary=1 secondary=0",
+                c.name
+            );
+            let cluster = Arc::new(Cluster::new(c.clone(), root));
+            by_name.insert(c.name.clone(), cluster.clone());
+            ordered.push(cluster);
+        }
+        ClusterManager {
+            by_name,
+            ordered,
+            use_tcp_for_dns_lookups,
+        }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Arc<Cluster>> {
+        self.by_name.get(name)
+    }
+
+    /// Resolves every DNS cluster once (Envoy's cluster warming), then keeps
+    /// refreshing them on the current runtime. Returns when the first round of
+    /// every cluster finished, successfully or not.
+    pub async fn initialize(self: &Arc<Self>) {
+        let mut waits = Vec::new();
+        for cluster in &self.ordered {
+            if cluster.config.discovery == Discovery::Static {
+                continue;
+            }
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            let c = cluster.clone();
+            let tcp = self.use_tcp_for_dns_lookups;
+            tokio::spawn(async move {
+                dns_loop(c, tcp, Some(tx)).await;
+            });
+            waits.push(rx);
+        }
+        for w in waits {
+            let _ = w.await;
+        }
+        for c in &self.ordered {
+            rvoy_log::debug!(
+                rvoy_log::Component::Upstream,
+                "cm init: init complete: cluster={} primary=0 secondary=0",
+                c.config.name
+            );
+        }
+        rvoy_log::debug!(
+            rvoy_log::Component::Upstream,
+            "maybe finish initialize state: 0"
+        );
+    }
+}
+
+/// Resolves a DNS cluster's endpoints forever, publishing changes.
+async fn dns_loop(
+    cluster: Arc<Cluster>,
+    use_tcp: bool,
+    mut first: Option<tokio::sync::oneshot::Sender<()>>,
+) {
+    let config = cluster.config.clone();
+    let resolver = match ClusterResolver::new(&config.dns, use_tcp) {
+        Ok(r) => r,
+        Err(e) => {
+            rvoy_log::error!(
+                rvoy_log::Component::Upstream,
+                "cluster {}: DNS resolver unavailable: {}",
+                config.name,
+                e
+            );
+            if let Some(tx) = first.take() {
+                let _ = tx.send(());
+            }
+            return;
+        }
+    };
+    let mut failures = 0u32;
+    loop {
+        cluster.membership.update_attempt.inc();
+        let mut hosts = Vec::new();
+        let mut ok = true;
+        let mut min_valid: Option<Instant> = None;
+        for e in &config.endpoints {
+            match &e.address {
+                EndpointAddress::Resolved(a) => {
+                    hosts.push(Arc::new(Host::new(
+                        to_host_address(a),
+                        e.hostname.as_str().into(),
+                        e.weight,
+                        e.priority,
+                        e.health,
+                    )));
+                }
+                EndpointAddress::Dns { host, port } => match resolver.resolve(host).await {
+                    Ok(resolved) => {
+                        if let Some(v) = resolved.valid_until {
+                            min_valid = Some(min_valid.map_or(v, |m| m.min(v)));
+                        }
+                        let hostname: Arc<str> = if e.hostname.is_empty() {
+                            host.as_str().into()
+                        } else {
+                            e.hostname.as_str().into()
+                        };
+                        let addrs: Vec<_> = if config.discovery == Discovery::LogicalDns {
+                            resolved.addresses.into_iter().take(1).collect()
+                        } else {
+                            resolved.addresses
+                        };
+                        for ip in addrs {
+                            hosts.push(Arc::new(Host::new(
+                                HostAddress::Tcp(std::net::SocketAddr::new(ip, *port)),
+                                hostname.clone(),
+                                e.weight,
+                                e.priority,
+                                e.health,
+                            )));
+                        }
+                    }
+                    Err(err) => {
+                        ok = false;
+                        rvoy_log::debug!(
+                            rvoy_log::Component::Upstream,
+                            "cluster {}: DNS resolution of {} failed: {}",
+                            config.name,
+                            host,
+                            err
+                        );
+                    }
+                },
+            }
+        }
+        if ok {
+            failures = 0;
+            cluster.membership.update_success.inc();
+            if let Ok(mut t) = cluster.last_update.lock() {
+                *t = Some(Instant::now());
+            }
+            if !cluster.publish(hosts) {
+                cluster.membership.update_no_rebuild.inc();
+            }
+        } else {
+            failures += 1;
+            cluster.membership.update_failure.inc();
+        }
+        if let Some(tx) = first.take() {
+            let _ = tx.send(());
+        }
+        let wait = if ok {
+            match (config.dns.respect_ttl, min_valid) {
+                (true, Some(until)) => until
+                    .saturating_duration_since(Instant::now())
+                    .max(Duration::from_millis(1)),
+                _ => config.dns.refresh_rate,
+            }
+        } else {
+            let base = config
+                .dns
+                .failure_refresh_base
+                .unwrap_or(config.dns.refresh_rate);
+            let max = config.dns.failure_refresh_max.unwrap_or(base * 10);
+            let backoff = base.saturating_mul(1u32 << failures.min(10));
+            let capped = backoff.min(max);
+            // Jitter like Envoy's backoff strategy: a random point below the cap.
+            Duration::from_millis(fastrand::u64(
+                capped.as_millis().max(1) as u64 / 2..=capped.as_millis().max(1) as u64,
+            ))
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
