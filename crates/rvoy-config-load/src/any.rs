@@ -34,10 +34,9 @@ pub fn effective_type_url(any: &prost_types::Any) -> String {
     if matches!(
         type_name_of(&any.type_url),
         TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS
-    ) {
-        if let Some(ts) = decode_typed_struct(any) {
-            return ts.0;
-        }
+    ) && let Some(ts) = decode_typed_struct(any)
+    {
+        return ts.0;
     }
     any.type_url.clone()
 }

@@ -22,8 +22,15 @@ pub enum Seg {
 }
 
 /// A field path such as `static_resources.listeners[0].filter_chains[0]`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+/// Its `Debug` is its rendering: `FieldPath("static_resources.listeners[0]")`.
+#[derive(Clone, Default, PartialEq, Eq, Hash)]
 pub struct FieldPath(pub Vec<Seg>);
+
+impl fmt::Debug for FieldPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("FieldPath").field(&self.to_string()).finish()
+    }
+}
 
 impl FieldPath {
     pub fn root() -> Self {

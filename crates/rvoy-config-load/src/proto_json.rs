@@ -11,13 +11,17 @@
 //! - enums by name in any case, or by number; an unknown enum name counts as an
 //!   unknown field;
 //! - integers from numbers without a fraction or from decimal strings; bools
-//!   also from `"true"`/`"false"`; floats also from `"NaN"`/`"Infinity"`;
+//!   also from strings as absl's `SimpleAtob` reads them (`"yes"`, `"1"`,
+//!   `"F"`...); floats also from `"NaN"`/`"Infinity"`;
 //! - `Duration` as `"1.5s"` or `{seconds, nanos}`; wrappers as bare scalars;
 //!   `Struct`/`Value`/`ListValue`, `Timestamp`, `FieldMask`, `Empty`;
 //! - `Any` as `{"@type": ..., fields...}` with the type resolved in the pool;
 //!   an unknown type is an error; `TypedStruct` contents are also read as the
 //!   message they name, when the pool has it;
-//! - `null` leaves a field unset; two members of one oneof are an error.
+//! - `null` leaves a field unset; two members of one oneof are an error;
+//! - repeated fields in protobuf's legacy syntax: a single value stands for a
+//!   one-element list, a `null` item is the type's default, and a list nested
+//!   in the list is flattened into it (not for `Value`/`ListValue` items).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -186,12 +190,12 @@ impl Reader<'_> {
             if matches!(value.value, Value::Null) && !accepts_null(&field) {
                 continue;
             }
-            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
-                if let Some(previous) =
+            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
+                && let Some(previous) =
                     oneofs_set.insert(oneof.name().to_owned(), field.name().to_owned())
-                {
-                    self.path.push(Seg::Field(field.name().into()));
-                    self.error(
+            {
+                self.path.push(Seg::Field(field.name().into()));
+                self.error(
                         key.pos,
                         format!(
                             "'{}' and '{previous}' are both set, but they are alternatives (oneof '{}')",
@@ -199,9 +203,8 @@ impl Reader<'_> {
                             oneof.name()
                         ),
                     );
-                    self.path.pop();
-                    continue;
-                }
+                self.path.pop();
+                continue;
             }
             self.path.push(Seg::Field(field.name().into()));
             if let Some(v) = self.field_value(value, &field) {
@@ -236,25 +239,53 @@ impl Reader<'_> {
             return self.map(node, field);
         }
         if field.is_list() {
+            let kind = field.kind();
             let Value::List(items) = &node.value else {
                 if matches!(node.value, Value::Null) {
                     return None;
                 }
-                self.type_error(node, "a list");
-                return None;
-            };
-            let kind = field.kind();
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                self.path.push(Seg::Index(i));
-                if let Some(v) = self.single(item, &kind) {
-                    out.push(v);
-                }
+                // Legacy syntax: a single element in place of a list of them.
+                self.path.push(Seg::Index(0));
+                let one = self.single(node, &kind);
                 self.path.pop();
-            }
+                return Some(PValue::List(one.into_iter().collect()));
+            };
+            let mut out = Vec::with_capacity(items.len());
+            let mut index = 0;
+            self.list_items(items, &kind, &mut out, &mut index);
             return Some(PValue::List(out));
         }
         self.single(node, &field.kind())
+    }
+
+    /// Reads the items of a repeated field the way protobuf's legacy JSON
+    /// syntax does: a `null` item is the type's default value, and a list
+    /// nested in the list is flattened into it (except for `Value` and
+    /// `ListValue` items, where a list is a value of its own).
+    fn list_items(
+        &mut self,
+        items: &[Node],
+        kind: &Kind,
+        out: &mut Vec<PValue>,
+        index: &mut usize,
+    ) {
+        let keeps_lists =
+            matches!(kind, Kind::Message(m) if matches!(m.full_name(), VALUE | LIST_VALUE));
+        for item in items {
+            if let (Value::List(inner), false) = (&item.value, keeps_lists) {
+                self.list_items(inner, kind, out, index);
+                continue;
+            }
+            self.path.push(Seg::Index(*index));
+            let value = if matches!(item.value, Value::Null) {
+                Some(null_item(kind))
+            } else {
+                self.single(item, kind)
+            };
+            out.extend(value);
+            self.path.pop();
+            *index += 1;
+        }
     }
 
     fn map(&mut self, node: &Node, field: &FieldDescriptor) -> Option<PValue> {
@@ -338,8 +369,13 @@ impl Reader<'_> {
             },
             Kind::Bool => match &node.value {
                 Value::Bool(b) => Some(PValue::Bool(*b)),
-                Value::String(s) if s == "true" => Some(PValue::Bool(true)),
-                Value::String(s) if s == "false" => Some(PValue::Bool(false)),
+                Value::String(s) => match simple_atob(s) {
+                    Some(b) => Some(PValue::Bool(b)),
+                    None => {
+                        self.error(node.pos, format!("expected 'true' or 'false', got '{s}'"));
+                        None
+                    }
+                },
                 _ => {
                     self.type_error(node, "a boolean");
                     None
@@ -590,11 +626,11 @@ impl Reader<'_> {
         let Some(field) = desc.get_field(1) else {
             return;
         };
-        if let Value::Map(entries) = &node.value {
-            if entries.iter().all(|(k, _)| k.name == "value") {
-                self.fields(node, &desc, msg, &[]);
-                return;
-            }
+        if let Value::Map(entries) = &node.value
+            && entries.iter().all(|(k, _)| k.name == "value")
+        {
+            self.fields(node, &desc, msg, &[]);
+            return;
         }
         if let Some(v) = self.single(node, &field.kind()) {
             msg.set_field(&field, v);
@@ -667,6 +703,45 @@ impl Reader<'_> {
         self.pool
             .get_message_by_name(LIST_VALUE)
             .expect("WKT in pool")
+    }
+}
+
+/// A boolean from a string as absl's `SimpleAtob` reads it (what protobuf's
+/// legacy JSON syntax uses): `true`/`t`/`yes`/`y`/`1` and
+/// `false`/`f`/`no`/`n`/`0`, in any case.
+fn simple_atob(s: &str) -> Option<bool> {
+    const TRUE: [&str; 5] = ["true", "t", "yes", "y", "1"];
+    const FALSE: [&str; 5] = ["false", "f", "no", "n", "0"];
+    if TRUE.iter().any(|t| t.eq_ignore_ascii_case(s)) {
+        Some(true)
+    } else if FALSE.iter().any(|f| f.eq_ignore_ascii_case(s)) {
+        Some(false)
+    } else {
+        None
+    }
+}
+
+/// What a `null` item of a repeated field reads as: the type's default
+/// (`null` itself for `Value`).
+fn null_item(kind: &Kind) -> PValue {
+    match kind {
+        Kind::Message(m) => {
+            let mut msg = DynamicMessage::new(m.clone());
+            if m.full_name() == VALUE {
+                msg.set_field_by_number(1, PValue::EnumNumber(0));
+            }
+            PValue::Message(msg)
+        }
+        Kind::Enum(_) => PValue::EnumNumber(0),
+        Kind::String => PValue::String(String::new()),
+        Kind::Bytes => PValue::Bytes(Default::default()),
+        Kind::Bool => PValue::Bool(false),
+        Kind::Double => PValue::F64(0.0),
+        Kind::Float => PValue::F32(0.0),
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => PValue::I32(0),
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 => PValue::I64(0),
+        Kind::Uint32 | Kind::Fixed32 => PValue::U32(0),
+        Kind::Uint64 | Kind::Fixed64 => PValue::U64(0),
     }
 }
 
@@ -792,6 +867,52 @@ mod tests {
         assert_eq!(c.connect_timeout.map(|d| d.seconds), Some(2));
         assert_eq!(c.per_connection_buffer_limit_bytes, Some(15));
         assert!(c.respect_dns_ttl);
+    }
+
+    #[test]
+    fn repeated_fields_take_legacy_forms() {
+        let pool = rvoy_api::descriptor_pool();
+        let desc = pool
+            .get_message_by_name("envoy.config.route.v3.VirtualHost")
+            .expect("VirtualHost");
+        let read = |yaml: &str| {
+            let node = parse_yaml(yaml).expect("yaml");
+            let p = parse_message(pool, &node, &desc, None, FieldPath::root());
+            assert!(p.errors.is_empty(), "{:?}", p.errors);
+            let vh: rvoy_api::envoy::config::route::v3::VirtualHost =
+                p.message.transcode_to().expect("transcode");
+            vh
+        };
+        // A single value in place of a list, for scalars and messages.
+        let vh = read("name: v\ndomains: '*'\nroutes: {match: {prefix: /}}\n");
+        assert_eq!(vh.domains, ["*"]);
+        assert_eq!(vh.routes.len(), 1);
+        // Nested lists are flattened; null items are defaults.
+        let vh = read("name: v\ndomains: [a, [b, [c]], null]\nroutes: [null]\n");
+        assert_eq!(vh.domains, ["a", "b", "c", ""]);
+        assert_eq!(vh.routes.len(), 1);
+        // A null list is no list.
+        let vh = read("name: v\ndomains: null\n");
+        assert!(vh.domains.is_empty());
+    }
+
+    #[test]
+    #[allow(deprecated)]
+    fn bools_from_strings_as_simple_atob() {
+        for (text, want) in [
+            ("'yes'", true),
+            ("'T'", true),
+            ("'1'", true),
+            ("'n'", false),
+        ] {
+            let p = cluster(&format!("name: c\nrespect_dns_ttl: {text}\n"));
+            assert!(p.errors.is_empty(), "{text}: {:?}", p.errors);
+            let c: rvoy_api::envoy::config::cluster::v3::Cluster =
+                p.message.transcode_to().expect("transcode");
+            assert_eq!(c.respect_dns_ttl, want, "{text}");
+        }
+        let p = cluster("name: c\nrespect_dns_ttl: 'on'\n");
+        assert_eq!(p.errors.len(), 1);
     }
 
     #[test]

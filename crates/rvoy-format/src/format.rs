@@ -28,10 +28,23 @@ pub(crate) enum Piece {
 /// A compiled substitution format: a text template or a JSON structure.
 ///
 /// Cheap to share (`Arc` inside); compile once at config load, render per
-/// request.
-#[derive(Clone, Debug)]
+/// request. Its `Debug` shows the source it was compiled from.
+#[derive(Clone)]
 pub struct Format {
     inner: Arc<Inner>,
+    /// The text (or, for JSON, the structure as JSON) it was compiled from.
+    source: Arc<str>,
+}
+
+impl std::fmt::Debug for Format {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let kind = if self.is_json() {
+            "JsonFormat"
+        } else {
+            "Format"
+        };
+        f.debug_tuple(kind).field(&&*self.source).finish()
+    }
 }
 
 #[derive(Debug)]
@@ -96,10 +109,13 @@ impl Format {
     /// Compiles a text format; with `omit_empty_values` unavailable values
     /// render as nothing instead of `-`.
     pub fn text(text: &str, omit_empty_values: bool) -> Result<Format, FormatError> {
-        Ok(Format::from_inner(Inner::Text {
-            pieces: parse_template(text)?.into(),
-            empty: if omit_empty_values { "" } else { "-" },
-        }))
+        Ok(Format::from_inner(
+            Inner::Text {
+                pieces: parse_template(text)?.into(),
+                empty: if omit_empty_values { "" } else { "-" },
+            },
+            text,
+        ))
     }
 
     /// Compiles a header value of `request_headers_to_add` and friends, as
@@ -109,7 +125,9 @@ impl Format {
     /// nothing.
     pub fn header_value(text: &str) -> Result<Format, FormatError> {
         let translated = translate_per_request_state(&translate_metadata(text)?);
-        Format::text(&translated, true)
+        let mut format = Format::text(&translated, true)?;
+        format.source = text.into();
+        Ok(format)
     }
 
     /// Compiles a JSON format (`json_format`). `structure` must be an object;
@@ -124,25 +142,39 @@ impl Format {
             ));
         };
         let root = build_object(map, omit_empty_values)?;
-        Ok(Format::from_inner(Inner::Json {
-            root,
-            omit_empty: omit_empty_values,
-        }))
+        Ok(Format::from_inner(
+            Inner::Json {
+                root,
+                omit_empty: omit_empty_values,
+            },
+            &structure.to_string(),
+        ))
     }
 
     /// A text format that is only `text`, with no operators.
     pub fn literal(text: impl Into<String>) -> Format {
         let text: String = text.into();
-        Format::from_inner(Inner::Text {
-            pieces: Box::new([Piece::Literal(text.into())]),
-            empty: "-",
-        })
+        let source = text.clone();
+        Format::from_inner(
+            Inner::Text {
+                pieces: Box::new([Piece::Literal(text.into())]),
+                empty: "-",
+            },
+            &source,
+        )
     }
 
-    fn from_inner(inner: Inner) -> Format {
+    fn from_inner(inner: Inner, source: &str) -> Format {
         Format {
             inner: Arc::new(inner),
+            source: source.into(),
         }
+    }
+
+    /// The text it was compiled from (for a JSON format, the structure as
+    /// JSON); for [`Format::literal`], the literal text.
+    pub fn source(&self) -> &str {
+        &self.source
     }
 
     /// The constant output of a text format without operators, so callers can

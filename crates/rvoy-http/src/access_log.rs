@@ -53,10 +53,10 @@ pub fn emit(loggers: &[AccessLogger], info: &RequestInfo) {
     }
     let mut line = String::with_capacity(256);
     for logger in loggers {
-        if let Some(f) = &logger.config.filter {
-            if !filter_matches(f, info) {
-                continue;
-            }
+        if let Some(f) = &logger.config.filter
+            && !filter_matches(f, info)
+        {
+            continue;
         }
         line.clear();
         logger
@@ -74,4 +74,56 @@ pub fn emit(loggers: &[AccessLogger], info: &RequestInfo) {
 #[allow(dead_code)]
 fn _comparison_is_used(c: Comparison) -> bool {
     c.test(0)
+}
+
+/// Whether a filter lets a connection-level record (TCP proxy, listener
+/// access logs) be logged: the same filters, read through [`StreamInfo`]
+/// (no headers; the response code of a connection is 0).
+pub fn filter_matches_info(filter: &AccessLogFilter, info: &dyn StreamInfo) -> bool {
+    match filter {
+        AccessLogFilter::StatusCode(c) => c.test(u64::from(info.response_code().unwrap_or(0))),
+        AccessLogFilter::Duration(c) => c.test(info.duration().map_or(0, |d| d.as_millis() as u64)),
+        AccessLogFilter::NotHealthCheck => true,
+        AccessLogFilter::Traceable => false,
+        AccessLogFilter::Runtime { default, .. } => default.sample(fastrand::u64(..)),
+        AccessLogFilter::And(all) => all.iter().all(|f| filter_matches_info(f, info)),
+        AccessLogFilter::Or(any) => any.iter().any(|f| filter_matches_info(f, info)),
+        AccessLogFilter::Header(h) => info.request_headers().is_some_and(|hdrs| h.matches(hdrs)),
+        AccessLogFilter::ResponseFlags(flags) => {
+            let set = info.response_flags();
+            if flags.is_empty() {
+                !set.is_empty()
+            } else {
+                let short = set.to_short_string();
+                short.split(',').any(|f| flags.iter().any(|x| x == f))
+            }
+        }
+        AccessLogFilter::GrpcStatus { statuses, exclude } => {
+            let code =
+                crate::local_reply::http_to_grpc_status(info.response_code().unwrap_or(0)) as i32;
+            statuses.contains(&code) != *exclude
+        }
+    }
+}
+
+/// Renders and writes a connection-level record to every logger whose
+/// filter matches.
+pub fn emit_info(loggers: &[AccessLogger], info: &dyn StreamInfo) {
+    if loggers.is_empty() {
+        return;
+    }
+    let mut line = String::with_capacity(256);
+    for logger in loggers {
+        if let Some(f) = &logger.config.filter
+            && !filter_matches_info(f, info)
+        {
+            continue;
+        }
+        line.clear();
+        logger.config.format.format.render(info, &mut line);
+        if logger.config.format.json && !line.ends_with('\n') {
+            line.push('\n');
+        }
+        logger.sink.write_line(line.as_bytes());
+    }
 }

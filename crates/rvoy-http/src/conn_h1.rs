@@ -27,6 +27,13 @@ enum HeadRead {
     Closed,
     IdleTimeout,
     HeaderTimeout,
+    /// `max_connection_duration` passed while the connection was idle.
+    MaxDuration,
+    /// The drain sequence (after the idle timeout or the maximum duration)
+    /// ended with no new request.
+    DrainTimeout,
+    /// The listener drains: this idle connection's turn to close came.
+    ListenerDrain,
     Error(HeadError),
 }
 
@@ -51,16 +58,47 @@ pub async fn serve(
     };
     let mut served: u32 = 0;
     let mut local_close = true;
+    let max_duration_at = hcm.common.max_connection_duration.map(|d| opened + d);
+    // Envoy's drain sequence on an HTTP/1 connection (after its idle timeout
+    // or maximum duration): requests arriving within `drain_timeout` are
+    // served with `connection: close`, then the connection closes.
+    let mut drain_until: Option<Instant> = None;
     loop {
-        let read = read_head(&mut stream, &mut buf, limits, &hcm, served == 0).await;
+        let read = read_head(
+            &mut stream,
+            &mut buf,
+            limits,
+            &hcm,
+            max_duration_at,
+            drain_until,
+            &rt.draining,
+        )
+        .await;
         let head = match read {
             HeadRead::Head(h) => h,
             HeadRead::Closed => {
                 local_close = false;
                 break;
             }
-            HeadRead::IdleTimeout => {
-                stats.downstream_cx_idle_timeout.inc();
+            HeadRead::IdleTimeout | HeadRead::MaxDuration => {
+                if matches!(read, HeadRead::IdleTimeout) {
+                    stats.downstream_cx_idle_timeout.inc();
+                } else {
+                    stats.downstream_cx_max_duration_reached.inc();
+                }
+                if served == 0 {
+                    // No codec yet: Envoy closes at once.
+                    break;
+                }
+                drain_until = Some(Instant::now() + hcm.drain_timeout);
+                continue;
+            }
+            HeadRead::DrainTimeout => {
+                delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                break;
+            }
+            HeadRead::ListenerDrain => {
+                stats.downstream_cx_drain_close.inc();
                 break;
             }
             HeadRead::HeaderTimeout => {
@@ -95,13 +133,15 @@ pub async fn serve(
             expect_continue: head.expect_continue,
             has_body: head.framing != parse::BodyFraming::Empty,
             head_bytes: head.head_len as u64,
+            replay_body: None,
+            internal_redirects: 0,
         };
         served += 1;
         let max_reached = hcm
             .common
             .max_requests_per_connection
             .is_some_and(|m| served >= m);
-        let draining = rt.draining.load(std::sync::atomic::Ordering::Relaxed);
+        let draining = rt.drain_close();
         let mut ds = H1Downstream::new(
             &mut stream,
             &mut buf,
@@ -110,12 +150,28 @@ pub async fn serve(
             &head.method,
             hcm.http1.proper_case_headers,
         );
-        ds.close_after = head.close || max_reached || draining;
+        ds.close_after = head.close || max_reached || draining || drain_until.is_some();
+        ds.drain_at = max_duration_at;
+        let closing_before = ds.close_after;
         let outcome = stream::handle(&mut ds, request, &rt, &worker, &conn).await;
         let close = outcome.close || ds.close_after || ds.close_delimited;
+        if ds.close_after
+            && !closing_before
+            && max_duration_at.is_some_and(|at| at <= Instant::now())
+        {
+            stats.downstream_cx_max_duration_reached.inc();
+        }
         let body_pending = !ds.body_complete();
+        let peer_closed = ds.peer_closed;
         drop(ds);
         if outcome.reset {
+            stats.downstream_cx_destroy_active_rq.inc();
+            if peer_closed {
+                stats.downstream_cx_destroy_remote_active_rq.inc();
+                local_close = false;
+            } else {
+                stats.downstream_cx_destroy_local_active_rq.inc();
+            }
             break;
         }
         if max_reached {
@@ -152,9 +208,10 @@ async fn read_head(
     buf: &mut BytesMut,
     limits: HeadLimits,
     hcm: &rvoy_model::hcm::HttpConnectionManager,
-    first: bool,
+    max_duration_at: Option<Instant>,
+    drain_until: Option<Instant>,
+    drain: &crate::context::Drain,
 ) -> HeadRead {
-    let _ = first;
     let started = Instant::now();
     loop {
         if !buf.is_empty() {
@@ -176,14 +233,33 @@ async fn read_head(
         };
         if buf.is_empty() {
             // Wait for the socket first so an idle connection holds no buffer.
-            let ready = match timeout {
-                Some(t) => tokio::time::timeout(t, stream.readable()).await,
-                None => Ok(stream.readable().await),
+            let now = Instant::now();
+            let (deadline, expired) = match drain_until {
+                Some(until) => (Some(until), HeadRead::DrainTimeout),
+                None => {
+                    let idle_at = timeout.map(|t| now + t);
+                    match (idle_at, max_duration_at) {
+                        (Some(i), Some(m)) if m < i => (Some(m), HeadRead::MaxDuration),
+                        (None, Some(m)) => (Some(m), HeadRead::MaxDuration),
+                        (i, _) => (i, HeadRead::IdleTimeout),
+                    }
+                }
             };
-            match ready {
-                Err(_) => return HeadRead::IdleTimeout,
-                Ok(Err(_)) => return HeadRead::Closed,
-                Ok(Ok(())) => {}
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                ready = stream.readable() => {
+                    if ready.is_err() {
+                        return HeadRead::Closed;
+                    }
+                }
+                _ = sleep => return expired,
+                _ = drain.idle_close() => return HeadRead::ListenerDrain,
             }
             buf.reserve(4096);
         } else if buf.capacity() - buf.len() < 1024 {

@@ -1,24 +1,50 @@
-//! A downstream HTTP/2 connection (h2c with prior knowledge): each stream is a
-//! request run on the worker, with the HTTP/2 settings of
-//! `http2_protocol_options` and GOAWAY when the listener drains.
+//! A downstream HTTP/2 connection (h2c with prior knowledge, or h2 over TLS):
+//! each stream is a request run on the worker, with the settings of
+//! `http2_protocol_options` and Envoy's connection-level behaviour:
+//!
+//! * the codec's byte stream is watched frame by frame ([`crate::h2_io`]) for
+//!   the `http2.*` stats and flood limits; a flood closes the connection;
+//! * requests are checked as Envoy's codec checks them (header count and
+//!   size, a missing `:authority`): the stream is reset, or with
+//!   `stream_error_on_invalid_http_message` off an invalid request closes
+//!   the whole connection, as Envoy does;
+//! * rapid reset (CVE-2023-44487): streams reset before they got a response
+//!   within a second of opening are counted, and a connection where they are
+//!   half of the streams is closed (`downstream_rq_too_many_premature_resets`);
+//! * GOAWAY on drain (listener drain, health check failure) and at
+//!   `max_connection_duration`; the idle timer runs only while no stream is
+//!   open; `connection_keepalive` PINGs.
 
+use std::cell::Cell;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
-use http::{HeaderMap, StatusCode};
+use http::{HeaderMap, HeaderValue, Method, StatusCode};
 
 use crate::context::{HttpListenerRuntime, WorkerContext};
 use crate::downstream::{Downstream, DownstreamError, Protocol};
+use crate::h2_io::{Failure, FrameIo, H2State};
 use crate::io::Rewind;
 use crate::stream::{self, ConnInfo, Request};
 use crate::upstream_h2::send_all;
 
 /// The HTTP/2 connection preface.
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Streams reset by the client before they were accepted that the codec
+/// holds at most (beyond: GOAWAY `ENHANCE_YOUR_CALM`). Above what one read
+/// batch can carry, so Envoy's premature-reset accounting decides first.
+const PENDING_ACCEPT_RESETS: usize = 2048;
+
+/// Envoy's `overload.premature_reset_total_stream_count`.
+const PREMATURE_RESET_TOTAL: u64 = 500;
+
+/// Envoy's `overload.premature_reset_min_stream_lifetime_seconds`.
+const PREMATURE_RESET_MIN_LIFETIME_SECS: u64 = 1;
 
 /// Serves one HTTP/2 connection until it closes.
 pub async fn serve(
@@ -34,82 +60,473 @@ pub async fn serve(
     stats.downstream_cx_http2_active.inc();
     let opened = Instant::now();
     let h2opts = &rt.hcm.http2;
-    let handshake = h2::server::Builder::new()
+    let state = H2State::new(
+        true,
+        h2opts,
+        rt.hcm
+            .http2
+            .stream_error(rt.hcm.stream_error_on_invalid_http_message),
+        rt.stats.http2().clone(),
+        stats.downstream_cx_rx_bytes_total,
+        stats.downstream_cx_tx_bytes_total,
+    );
+    let mut builder = h2::server::Builder::new();
+    builder
         .initial_window_size(h2opts.initial_stream_window_size)
         .initial_connection_window_size(h2opts.initial_connection_window_size)
         .max_concurrent_streams(h2opts.max_concurrent_streams)
         .header_table_size(h2opts.hpack_table_size)
-        .max_pending_accept_reset_streams(100)
-        .handshake::<_, Bytes>(io)
-        .await;
+        .max_header_list_size(codec_header_list_limit(&rt))
+        .max_pending_accept_reset_streams(PENDING_ACCEPT_RESETS);
+    if h2opts.allow_connect {
+        builder.enable_connect_protocol();
+    }
+    let idle = rt.hcm.common.idle_timeout;
+    let handshake = builder.handshake::<_, Bytes>(FrameIo::new(io, state.clone()));
+    let handshake = match idle {
+        Some(t) => tokio::time::timeout(t, handshake).await.ok(),
+        None => Some(handshake.await),
+    };
     let mut connection = match handshake {
-        Ok(c) => c,
-        Err(_) => {
+        Some(Ok(c)) => c,
+        Some(Err(_)) => {
             stats.downstream_cx_protocol_error.inc();
-            finish(&rt, opened);
+            finish(&rt, &state, opened, false, 0);
+            return;
+        }
+        None => {
+            stats.downstream_cx_idle_timeout.inc();
+            finish(&rt, &state, opened, true, 0);
             return;
         }
     };
-    let idle = rt.hcm.common.idle_timeout;
+    // The idle timer runs only while no stream is open (Envoy's
+    // `idle_timeout`); `max_connection_duration` and drain send GOAWAY and
+    // let open streams finish.
+    let max_duration_at = rt.hcm.common.max_connection_duration.map(|d| opened + d);
+    let shared = Rc::new(ConnShared::new());
+    let mut keepalive = Keepalive::new(h2opts.keepalive.as_ref(), connection.ping_pong());
+    let mut shutting_down = false;
+    let mut failure_handled = false;
+    let mut rejected_seen = 0u64;
+    let mut local_close = false;
     loop {
-        let next = match idle {
-            Some(t) => match tokio::time::timeout(t, connection.accept()).await {
-                Ok(n) => n,
-                Err(_) => {
-                    stats.downstream_cx_idle_timeout.inc();
-                    connection.graceful_shutdown();
-                    let _ = tokio::time::timeout(
-                        std::time::Duration::from_secs(1),
-                        std::future::poll_fn(|cx| connection.poll_closed(cx)),
-                    )
-                    .await;
+        let deadline = if shutting_down {
+            None
+        } else {
+            let idle_at = idle.map(|t| shared.idle_since().unwrap_or_else(Instant::now) + t);
+            [idle_at, max_duration_at].into_iter().flatten().min()
+        };
+        let deadline = [deadline, keepalive.deadline()].into_iter().flatten().min();
+        let timer = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let next = tokio::select! {
+            biased;
+            failure = std::future::poll_fn(|cx| state.poll_failure(cx)), if !failure_handled => {
+                failure_handled = true;
+                local_close = true;
+                on_failure(&rt, failure);
+                if failure.aborts() {
                     break;
                 }
-            },
-            None => connection.accept().await,
+                // The reset rate limit: GOAWAY INTERNAL_ERROR, then close.
+                connection.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
+                shutting_down = true;
+                continue;
+            }
+            _ = std::future::poll_fn(|cx| keepalive.poll_pong(cx)) => continue,
+            _ = std::future::poll_fn(|cx| shared.poll_drain(cx)), if !shutting_down => {
+                stats.downstream_cx_drain_close.inc();
+                connection.graceful_shutdown();
+                shutting_down = true;
+                continue;
+            }
+            next = connection.accept() => next,
+            _ = timer => {
+                let now = Instant::now();
+                if keepalive.on_timer(now, &state) {
+                    continue;
+                }
+                if shutting_down {
+                    continue;
+                }
+                if max_duration_at.is_some_and(|at| at <= now) {
+                    stats.downstream_cx_max_duration_reached.inc();
+                    connection.graceful_shutdown();
+                    shutting_down = true;
+                } else if let (Some(t), Some(since)) = (idle, shared.idle_since())
+                    && since + t <= now {
+                        stats.downstream_cx_idle_timeout.inc();
+                        connection.graceful_shutdown();
+                        shutting_down = true;
+                        local_close = true;
+                    }
+                continue;
+            }
         };
+        // Requests the codec refused as malformed count as requests too.
+        let rejected = state.rejected_streams();
+        for _ in rejected_seen..rejected {
+            stats.downstream_rq_total.inc();
+            stats.downstream_rq_http2_total.inc();
+            stats.downstream_rq_rx_reset.inc();
+            shared.stream_closed(true, &rt, &state);
+        }
+        rejected_seen = rejected;
         match next {
             Some(Ok((request, respond))) => {
+                let id = respond.stream_id().as_u32();
+                if id > state.last_accepted.get() {
+                    state.last_accepted.set(id);
+                }
+                let mut respond = respond;
+                if already_reset(&mut respond) {
+                    // Reset before we got to it (rapid reset): counted as
+                    // Envoy counts it, without running the request.
+                    stats.downstream_rq_total.inc();
+                    stats.downstream_rq_http2_total.inc();
+                    stats.downstream_rq_rx_reset.inc();
+                    shared.stream_closed(true, &rt, &state);
+                    continue;
+                }
                 let stream_rt = rt.clone();
                 let stream_worker = worker.clone();
+                let stream_shared = shared.clone();
+                let stream_state = state.clone();
+                shared.open.set(shared.open.get() + 1);
+                state.stats.streams_active.inc();
                 tokio::task::spawn_local(async move {
-                    serve_stream(request, respond, stream_rt, stream_worker, conn).await;
+                    let started = Instant::now();
+                    let responded = serve_stream(
+                        request,
+                        respond,
+                        &stream_rt,
+                        stream_worker,
+                        conn,
+                        &stream_state,
+                    )
+                    .await;
+                    stream_state.stats.streams_active.dec();
+                    stream_shared.open.set(stream_shared.open.get() - 1);
+                    stream_shared.last_closed.set(Instant::now());
+                    let premature = !responded
+                        && started.elapsed().as_secs() <= PREMATURE_RESET_MIN_LIFETIME_SECS;
+                    stream_shared.stream_closed(premature, &stream_rt, &stream_state);
+                    if stream_rt.drain_close() {
+                        stream_shared.request_drain();
+                    }
                 });
-                if rt.draining.load(std::sync::atomic::Ordering::Relaxed) {
+                if !shutting_down && rt.drain_close() {
                     stats.downstream_cx_drain_close.inc();
                     connection.graceful_shutdown();
+                    shutting_down = true;
                 }
             }
             Some(Err(e)) => {
-                if e.is_go_away() || e.reason() == Some(h2::Reason::PROTOCOL_ERROR) {
-                    stats.downstream_cx_protocol_error.inc();
+                if e.is_go_away()
+                    || e.is_library()
+                    || e.reason() == Some(h2::Reason::PROTOCOL_ERROR)
+                {
+                    if state.failure().is_none() {
+                        stats.downstream_cx_protocol_error.inc();
+                        local_close = true;
+                    }
+                } else if e.is_io() && state.failure().is_some() {
+                    local_close = true;
                 }
                 break;
             }
             None => break,
         }
     }
-    finish(&rt, opened);
+    let active = shared.open.get();
+    drop(connection);
+    finish(&rt, &state, opened, local_close, active);
 }
 
-fn finish(rt: &HttpListenerRuntime, opened: Instant) {
+/// The header list size the codec itself accepts: well above Envoy's
+/// `max_request_headers_kb` (checked per stream, with Envoy's reset) so that
+/// only absurd header blocks are refused by the codec.
+fn codec_header_list_limit(rt: &HttpListenerRuntime) -> u32 {
+    let envoy = u64::from(rt.hcm.max_request_headers_kb) * 1024;
+    let per_header = 32 * u64::from(rt.hcm.common.max_headers_count);
+    (4 * envoy + per_header).min(u64::from(u32::MAX)) as u32
+}
+
+/// Whether the client reset the stream before it was accepted.
+fn already_reset(respond: &mut SendResponse<Bytes>) -> bool {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(respond.poll_reset(&mut cx), std::task::Poll::Ready(_))
+}
+
+/// The connection-level counters of a failure.
+fn on_failure(rt: &HttpListenerRuntime, failure: Failure) {
     let stats = &rt.stats.hcm;
+    match failure {
+        Failure::Messaging | Failure::PrematureResets => stats.downstream_cx_protocol_error.inc(),
+        Failure::ResetRate => stats.downstream_cx_protocol_error.inc(),
+        _ => {}
+    }
+}
+
+/// State shared by a connection and its streams (one worker thread).
+#[derive(Debug)]
+struct ConnShared {
+    open: Cell<usize>,
+    last_closed: Cell<Instant>,
+    /// Streams closed so far, and those of them reset prematurely.
+    closed: Cell<u64>,
+    premature: Cell<u64>,
+    drain: Cell<bool>,
+    drain_waker: std::cell::RefCell<Option<std::task::Waker>>,
+}
+
+impl ConnShared {
+    fn new() -> Self {
+        ConnShared {
+            open: Cell::new(0),
+            last_closed: Cell::new(Instant::now()),
+            closed: Cell::new(0),
+            premature: Cell::new(0),
+            drain: Cell::new(false),
+            drain_waker: std::cell::RefCell::new(None),
+        }
+    }
+
+    /// Since when the connection has had no open stream, if it has none.
+    fn idle_since(&self) -> Option<Instant> {
+        (self.open.get() == 0).then(|| self.last_closed.get())
+    }
+
+    /// A stream ended; `premature`: without a response, within a second.
+    /// Closes the connection when premature resets are half of its streams
+    /// (Envoy's `maybeDrainDueToPrematureResets`).
+    fn stream_closed(&self, premature: bool, rt: &HttpListenerRuntime, state: &H2State) {
+        let closed = self.closed.get() + 1;
+        self.closed.set(closed);
+        if !premature {
+            return;
+        }
+        let bad = self.premature.get() + 1;
+        self.premature.set(bad);
+        let too_many = if closed < PREMATURE_RESET_TOTAL {
+            bad * 2 >= PREMATURE_RESET_TOTAL
+        } else {
+            bad * 2 >= closed
+        };
+        if too_many && state.failure().is_none() {
+            rt.stats.hcm.downstream_rq_too_many_premature_resets.inc();
+            state.fail(Failure::PrematureResets);
+        }
+    }
+
+    /// A response went out while the listener drains: GOAWAY.
+    fn request_drain(&self) {
+        if !self.drain.replace(true)
+            && let Some(w) = self.drain_waker.borrow_mut().take()
+        {
+            w.wake();
+        }
+    }
+
+    fn poll_drain(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.drain.get() {
+            return std::task::Poll::Ready(());
+        }
+        *self.drain_waker.borrow_mut() = Some(cx.waker().clone());
+        std::task::Poll::Pending
+    }
+}
+
+/// `connection_keepalive`: a PING every interval (with jitter), the
+/// connection closed when nothing comes back within the timeout.
+struct Keepalive {
+    config: Option<rvoy_model::hcm::Keepalive>,
+    ping: Option<h2::PingPong>,
+    next_ping: Option<Instant>,
+    /// When the PING awaiting its ACK was sent.
+    sent: Option<Instant>,
+}
+
+impl Keepalive {
+    fn new(config: Option<&rvoy_model::hcm::Keepalive>, ping: Option<h2::PingPong>) -> Self {
+        let config = config.filter(|k| k.interval.is_some()).cloned();
+        let mut k = Keepalive {
+            next_ping: None,
+            sent: None,
+            ping: if config.is_some() { ping } else { None },
+            config,
+        };
+        k.schedule(Instant::now());
+        k
+    }
+
+    fn schedule(&mut self, now: Instant) {
+        self.next_ping = self.config.as_ref().and_then(|c| {
+            let interval = c.interval?;
+            let jitter = interval.mul_f64(c.jitter_percent.clamp(0.0, 100.0) / 100.0);
+            let extra = if jitter.is_zero() {
+                Duration::ZERO
+            } else {
+                jitter.mul_f64(fastrand::f64())
+            };
+            Some(now + interval + extra)
+        });
+    }
+
+    fn deadline(&self) -> Option<Instant> {
+        match (self.sent, &self.config) {
+            (Some(at), Some(c)) => Some(at + c.timeout),
+            _ => self.next_ping,
+        }
+    }
+
+    /// Sends a PING or closes on a missing ACK when due; true if it acted.
+    fn on_timer(&mut self, now: Instant, state: &H2State) -> bool {
+        let Some(config) = &self.config else {
+            return false;
+        };
+        if let Some(at) = self.sent {
+            if at + config.timeout > now {
+                return false;
+            }
+            if state.last_rx() > at {
+                // Frames arrived meanwhile: the peer is alive.
+                self.sent = None;
+                self.schedule(now);
+            } else {
+                state.fail(Failure::KeepaliveTimeout);
+            }
+            return true;
+        }
+        if self.next_ping.is_some_and(|t| t <= now) {
+            if let Some(p) = self.ping.as_mut()
+                && p.send_ping(h2::Ping::opaque()).is_ok()
+            {
+                self.sent = Some(now);
+            }
+            self.next_ping = None;
+            if self.sent.is_none() {
+                self.schedule(now);
+            }
+            return true;
+        }
+        false
+    }
+
+    fn poll_pong(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
+        if self.sent.is_none() {
+            return std::task::Poll::Pending;
+        }
+        let Some(p) = self.ping.as_mut() else {
+            return std::task::Poll::Pending;
+        };
+        match p.poll_pong(cx) {
+            std::task::Poll::Ready(Ok(_)) => {
+                self.sent = None;
+                self.schedule(Instant::now());
+                std::task::Poll::Ready(())
+            }
+            std::task::Poll::Ready(Err(_)) => {
+                self.ping = None;
+                self.sent = None;
+                std::task::Poll::Pending
+            }
+            std::task::Poll::Pending => std::task::Poll::Pending,
+        }
+    }
+}
+
+fn finish(rt: &HttpListenerRuntime, state: &H2State, opened: Instant, local: bool, active: usize) {
+    let stats = &rt.stats.hcm;
+    state.close();
     stats.downstream_cx_active.dec();
     stats.downstream_cx_http2_active.dec();
     stats.downstream_cx_destroy.inc();
+    if local {
+        stats.downstream_cx_destroy_local.inc();
+    } else {
+        stats.downstream_cx_destroy_remote.inc();
+    }
+    if active > 0 {
+        stats.downstream_cx_destroy_active_rq.inc();
+        if local {
+            stats.downstream_cx_destroy_local_active_rq.inc();
+        } else {
+            stats.downstream_cx_destroy_remote_active_rq.inc();
+        }
+    }
     stats
         .downstream_cx_length_ms
         .record(opened.elapsed().as_millis() as u64);
 }
 
+/// Envoy's codec checks on a request head: header count and header list
+/// size (RFC 7541 sizes, pseudo-headers included).
+fn head_limits_exceeded(
+    parts: &http::request::Parts,
+    rt: &HttpListenerRuntime,
+) -> Option<&'static str> {
+    let uri = &parts.uri;
+    let mut count =
+        2 + usize::from(uri.scheme().is_some()) + usize::from(uri.authority().is_some());
+    let mut size: u64 = (":method".len() + parts.method.as_str().len() + 32) as u64;
+    size += (":path".len() + uri.path_and_query().map_or(0, |p| p.as_str().len()) + 32) as u64;
+    if let Some(s) = uri.scheme_str() {
+        size += (":scheme".len() + s.len() + 32) as u64;
+    }
+    if let Some(a) = uri.authority() {
+        size += (":authority".len() + a.as_str().len() + 32) as u64;
+    }
+    if let Some(p) = parts.extensions.get::<h2::ext::Protocol>() {
+        count += 1;
+        size += (":protocol".len() + p.as_str().len() + 32) as u64;
+    }
+    for (k, v) in &parts.headers {
+        count += 1;
+        size += (k.as_str().len() + v.len() + 32) as u64;
+    }
+    if size > u64::from(rt.hcm.max_request_headers_kb) * 1024 {
+        return Some("header_list_size_too_large");
+    }
+    if count > rt.hcm.common.max_headers_count as usize {
+        return Some("header_overflow");
+    }
+    None
+}
+
+/// Runs one stream; returns whether a response head was sent.
 async fn serve_stream(
     request: http::Request<RecvStream>,
-    respond: SendResponse<Bytes>,
-    rt: Arc<HttpListenerRuntime>,
+    mut respond: SendResponse<Bytes>,
+    rt: &Arc<HttpListenerRuntime>,
     worker: Rc<WorkerContext>,
     conn: ConnInfo,
-) {
-    let (parts, body) = request.into_parts();
+    state: &Rc<H2State>,
+) -> bool {
+    let (mut parts, body) = request.into_parts();
+    let stats = &rt.stats.hcm;
+    if let Some(which) = head_limits_exceeded(&parts, rt) {
+        // Envoy's codec resets the stream (INTERNAL_ERROR).
+        match which {
+            "header_overflow" => state.stats.header_overflow.inc(),
+            _ => state.stats.header_list_size_too_large.inc(),
+        }
+        stats.downstream_rq_total.inc();
+        stats.downstream_rq_http2_total.inc();
+        stats.downstream_rq_rx_reset.inc();
+        state.note_local_reset();
+        respond.send_reset(h2::Reason::INTERNAL_ERROR);
+        return false;
+    }
+    let extended_connect = parts
+        .extensions
+        .get::<h2::ext::Protocol>()
+        .map(|p| p.as_str().to_owned());
     let authority = parts
         .uri
         .authority()
@@ -121,28 +538,54 @@ async fn serve_stream(
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned)
         });
-    let path = parts
-        .uri
-        .path_and_query()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "/".to_owned());
-    let mut headers = parts.headers;
-    headers.remove(http::header::HOST);
-    let head_bytes = rvoy_format::header_map_bytes(&headers);
-    // Envoy's HTTP/2 codec resets streams whose headers are over the limits.
-    let limit = u64::from(rt.hcm.max_request_headers_kb) * 1024;
-    if head_bytes + path.len() as u64 > limit
-        || headers.len() > rt.hcm.common.max_headers_count as usize
-    {
-        rt.stats.hcm.downstream_rq_total.inc();
-        rt.stats.hcm.downstream_rq_rx_reset.inc();
-        let mut respond = respond;
-        respond.send_reset(h2::Reason::PROTOCOL_ERROR);
-        return;
+    if authority.is_none() {
+        // Envoy's codec: a request needs `:authority` or `host`.
+        state.stats.rx_messaging_error.inc();
+        stats.downstream_rq_total.inc();
+        stats.downstream_rq_http2_total.inc();
+        stats.downstream_rq_rx_reset.inc();
+        if rt
+            .hcm
+            .http2
+            .stream_error(rt.hcm.stream_error_on_invalid_http_message)
+        {
+            state.note_local_reset();
+            respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+        } else {
+            state.fail(Failure::Messaging);
+        }
+        return false;
     }
+    let mut method = parts.method;
+    let path = if method == Method::CONNECT && extended_connect.is_none() {
+        // A plain CONNECT has no `:path`.
+        String::new()
+    } else {
+        parts
+            .uri
+            .path_and_query()
+            .map(|p| p.as_str().to_owned())
+            .unwrap_or_else(|| "/".to_owned())
+    };
+    let mut headers = std::mem::take(&mut parts.headers);
+    headers.remove(http::header::HOST);
+    join_cookies(&mut headers);
+    if let Some(protocol) = &extended_connect {
+        // Extended CONNECT (RFC 8441) is an HTTP/1 upgrade to the rest of
+        // the proxy, as in Envoy: GET with `upgrade: <protocol>`.
+        method = Method::GET;
+        if let Ok(v) = HeaderValue::from_str(protocol) {
+            headers.insert(http::header::UPGRADE, v);
+            headers.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("upgrade"),
+            );
+        }
+    }
+    let head_bytes = rvoy_format::header_map_bytes(&headers);
     let has_body = !body.is_end_stream();
     let request = Request {
-        method: parts.method,
+        method,
         path,
         authority,
         scheme: parts.uri.scheme_str().map(str::to_owned),
@@ -153,6 +596,8 @@ async fn serve_stream(
         protocol: Protocol::Http2,
         has_body,
         head_bytes,
+        replay_body: None,
+        internal_redirects: 0,
     };
     let mut ds = H2Downstream {
         recv: body,
@@ -162,14 +607,44 @@ async fn serve_stream(
         done: !has_body,
         sent: 0,
         received: 0,
+        state: state.clone(),
+        upgrade: extended_connect.is_some(),
+        reset_by_peer: false,
     };
-    let outcome = stream::handle(&mut ds, request, &rt, &worker, &conn).await;
+    let outcome = stream::handle(&mut ds, request, rt, &worker, &conn).await;
+    let responded = ds.send.is_some();
     if outcome.reset {
-        if let Some(s) = ds.send.as_mut() {
-            s.send_reset(h2::Reason::INTERNAL_ERROR);
+        if !ds.peer_reset() {
+            state.note_local_reset();
+            stats.downstream_rq_tx_reset.inc();
+            match ds.send.as_mut() {
+                Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
+                None => ds.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+            }
         } else {
-            ds.respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            stats.downstream_rq_rx_reset.inc();
         }
+    } else if ds.peer_reset() {
+        stats.downstream_rq_rx_reset.inc();
+    }
+    responded
+}
+
+/// HTTP/2 splits `cookie` into one field per cookie; the rest of the proxy
+/// (and HTTP/1 upstreams) get one `cookie` header joined with `; `, as
+/// Envoy's codec does.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut values = headers.get_all(http::header::COOKIE).iter();
+    let (Some(first), Some(_)) = (values.next(), values.next()) else {
+        return;
+    };
+    let mut joined = first.as_bytes().to_vec();
+    for v in headers.get_all(http::header::COOKIE).iter().skip(1) {
+        joined.extend_from_slice(b"; ");
+        joined.extend_from_slice(v.as_bytes());
+    }
+    if let Ok(v) = HeaderValue::from_bytes(&joined) {
+        headers.insert(http::header::COOKIE, v);
     }
 }
 
@@ -182,6 +657,29 @@ pub struct H2Downstream {
     done: bool,
     sent: u64,
     received: u64,
+    state: Rc<H2State>,
+    /// An extended CONNECT (websocket over HTTP/2): a `101` from upstream is
+    /// a `200` here, and the stream carries the tunnel.
+    upgrade: bool,
+    reset_by_peer: bool,
+}
+
+impl H2Downstream {
+    /// Whether the client reset the stream.
+    fn peer_reset(&mut self) -> bool {
+        if self.reset_by_peer {
+            return true;
+        }
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        let polled = match self.send.as_mut() {
+            Some(s) => s.poll_reset(&mut cx),
+            None => self.respond.poll_reset(&mut cx),
+        };
+        if let std::task::Poll::Ready(Ok(_)) = polled {
+            self.reset_by_peer = true;
+        }
+        self.reset_by_peer
+    }
 }
 
 impl Downstream for H2Downstream {
@@ -197,13 +695,26 @@ impl Downstream for H2Downstream {
             Some(Ok(chunk)) => {
                 let _ = self.recv.flow_control().release_capacity(chunk.len());
                 self.received += chunk.len() as u64;
+                if self.recv.is_end_stream() {
+                    self.done = true;
+                }
                 Ok(Some(chunk))
             }
-            Some(Err(_)) => Err(DownstreamError::Reset),
+            Some(Err(e)) => {
+                if e.is_reset() && e.is_remote() {
+                    self.reset_by_peer = true;
+                }
+                Err(DownstreamError::Reset)
+            }
             None => {
                 self.done = true;
-                if let Ok(Some(t)) = self.recv.trailers().await {
-                    self.trailers = Some(t);
+                match self.recv.trailers().await {
+                    Ok(Some(t)) => {
+                        self.state.stats.trailers.inc();
+                        self.trailers = Some(t);
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Err(DownstreamError::Reset),
                 }
                 Ok(None)
             }
@@ -216,6 +727,17 @@ impl Downstream for H2Downstream {
 
     fn take_trailers(&mut self) -> Option<HeaderMap> {
         self.trailers.take()
+    }
+
+    async fn closed(&mut self) {
+        let respond = &mut self.respond;
+        let reset = match self.send.as_mut() {
+            Some(send) => std::future::poll_fn(|cx| send.poll_reset(cx)).await,
+            None => std::future::poll_fn(|cx| respond.poll_reset(cx)).await,
+        };
+        if reset.is_ok() {
+            self.reset_by_peer = true;
+        }
     }
 
     async fn send_continue(&mut self) -> Result<(), DownstreamError> {
@@ -245,9 +767,17 @@ impl Downstream for H2Downstream {
         ] {
             headers.remove(h);
         }
+        let status = if self.upgrade && status == StatusCode::SWITCHING_PROTOCOLS {
+            // The upgrade succeeded: over HTTP/2 that is a 200 (RFC 8441).
+            headers.remove("sec-websocket-accept");
+            StatusCode::OK
+        } else {
+            status
+        };
         let mut resp = http::Response::new(());
         *resp.status_mut() = status;
         *resp.headers_mut() = headers.clone();
+        self.state.queued(1, 0);
         let send = self
             .respond
             .send_response(resp, end_stream)
@@ -261,6 +791,8 @@ impl Downstream for H2Downstream {
             return Err(DownstreamError::Reset);
         };
         self.sent += data.len() as u64;
+        self.state
+            .queued(H2State::data_frames(data.len()), data.len() as u64);
         send_all(send, data, end_stream)
             .await
             .map_err(|_| DownstreamError::Reset)
@@ -270,8 +802,17 @@ impl Downstream for H2Downstream {
         let Some(send) = self.send.as_mut() else {
             return Err(DownstreamError::Reset);
         };
+        self.state.queued(1, 0);
         send.send_trailers(trailers)
             .map_err(|_| DownstreamError::Reset)
+    }
+
+    async fn read_raw(&mut self) -> Result<Option<Bytes>, DownstreamError> {
+        // A tunnel's bytes are the stream's DATA frames.
+        if self.done {
+            return Ok(None);
+        }
+        self.read_body().await
     }
 
     fn bytes_sent(&self) -> u64 {

@@ -45,8 +45,110 @@ pub struct HttpListenerRuntime {
     pub listener_port: Option<u16>,
     /// Connection-level access logs of the listener (`Listener.access_log`).
     pub listener_access_logs: Vec<AccessLogger>,
-    /// Set when the server is draining: responses get `connection: close`.
-    pub draining: Arc<std::sync::atomic::AtomicBool>,
+    /// The listener's drain state (`/drain_listeners`).
+    pub draining: Arc<Drain>,
+    /// The server's health check failure flag (admin `/healthcheck/fail`) on
+    /// listeners with `drain_type: DEFAULT`: while it is set, Envoy's drain
+    /// manager drain-closes every connection, as when draining.
+    pub health_failed: Option<Arc<std::sync::atomic::AtomicBool>>,
+    /// The runtimes of the HCM's HTTP filters (before the router), in order.
+    pub filters: Vec<crate::filter::FilterRuntime>,
+}
+
+impl HttpListenerRuntime {
+    /// Whether anything can read a request's timing points: access logs,
+    /// local reply formats, or header values with command operators.
+    pub fn needs_timings(&self) -> bool {
+        !self.access_logs.is_empty()
+            || !self.listener_access_logs.is_empty()
+            || self.hcm.local_reply.body_format.is_some()
+            || !self.hcm.local_reply.mappers.is_empty()
+            || self.hcm.route_config.has_formatted_headers()
+    }
+}
+
+impl HttpListenerRuntime {
+    /// Whether responses close their connection (`connection: close`, HTTP/2
+    /// GOAWAY): the listener drains or the server fails health checks.
+    pub fn drain_close(&self) -> bool {
+        use std::sync::atomic::Ordering::Relaxed;
+        // A server failing health checks drain-closes at once (DEFAULT drain type).
+        self.health_failed.as_ref().is_some_and(|f| f.load(Relaxed)) || self.draining.drain_close()
+    }
+}
+
+/// A listener's drain (Envoy's drain manager for it): once started, responses
+/// close their connections (`connection: close`, HTTP/2 GOAWAY) with Envoy's
+/// probability over `--drain-time-s` (`gradual`) or at once (`immediate`), and
+/// each idle connection is closed at its own moment within the drain time.
+#[derive(Debug, Default)]
+pub struct Drain {
+    started: std::sync::OnceLock<DrainStart>,
+    notify: tokio::sync::Notify,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct DrainStart {
+    at: std::time::Instant,
+    time: std::time::Duration,
+    gradual: bool,
+}
+
+impl Drain {
+    /// Starts draining (once; later calls change nothing).
+    pub fn start(&self, time: std::time::Duration, gradual: bool) {
+        let start = DrainStart {
+            at: std::time::Instant::now(),
+            time,
+            gradual,
+        };
+        if self.started.set(start).is_ok() {
+            self.notify.notify_waiters();
+        }
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.started.get().is_some()
+    }
+
+    /// Envoy's `drainClose()`: whether a connection should close now. With
+    /// the gradual strategy the probability grows linearly over the drain time.
+    pub fn drain_close(&self) -> bool {
+        let Some(s) = self.started.get() else {
+            return false;
+        };
+        if !s.gradual || s.time.is_zero() {
+            return true;
+        }
+        let elapsed = s.at.elapsed();
+        if elapsed >= s.time {
+            return true;
+        }
+        let secs = s.time.as_secs().max(1);
+        elapsed.as_secs() > fastrand::u64(..) % secs
+    }
+
+    /// Resolves when an idle connection should be closed: after the drain
+    /// starts, at a random point of the drain time (gradual) or at once.
+    pub async fn idle_close(&self) {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let start = match self.started.get() {
+            Some(s) => *s,
+            None => {
+                notified.await;
+                match self.started.get() {
+                    Some(s) => *s,
+                    None => return std::future::pending().await,
+                }
+            }
+        };
+        if start.gradual && !start.time.is_zero() {
+            let delay = start.time.mul_f64(fastrand::f64());
+            tokio::time::sleep_until((start.at + delay).into()).await;
+        }
+    }
 }
 
 /// A cached `date` header, refreshed at most once a second.
@@ -64,10 +166,10 @@ impl DateCache {
             .map(|d| d.as_secs())
             .unwrap_or(0);
         let mut cached = self.cached.borrow_mut();
-        if let Some((s, v)) = &*cached {
-            if *s == secs {
-                return v.clone();
-            }
+        if let Some((s, v)) = &*cached
+            && *s == secs
+        {
+            return v.clone();
         }
         let v = HeaderValue::from_str(&httpdate::fmt_http_date(now))
             .unwrap_or_else(|_| HeaderValue::from_static(""));
@@ -76,12 +178,16 @@ impl DateCache {
     }
 }
 
+/// A worker's load-balancer state for one cluster, keyed by the cluster's
+/// address so a replaced cluster gets fresh state.
+type WorkerLb = (Arc<Cluster>, Rc<LbState>);
+
 /// One worker's private state.
 #[derive(Debug, Default)]
 pub struct WorkerContext {
     pub h1_pools: H1Pools,
     pub h2_pools: H2Pools,
-    lb: RefCell<HashMap<usize, (Arc<Cluster>, Rc<LbState>)>>,
+    lb: RefCell<HashMap<usize, WorkerLb>>,
     pub date: DateCache,
     pub worker_id: usize,
     next_stream_id: Cell<u64>,

@@ -78,7 +78,31 @@ pub trait Downstream {
     /// Answers with an `HTTP/1.1` status line whatever the request's version
     /// (Envoy's codec does so when it refuses HTTP/1.0).
     fn use_http11_status_line(&mut self) {}
+    /// Runs the HTTP filters' response-head hooks on a response about to be
+    /// sent; callers invoke it right before [`Downstream::send_head`].
+    fn encode_headers(
+        &mut self,
+        status: StatusCode,
+        headers: &mut HeaderMap,
+        end_stream: bool,
+        info: &crate::request_info::RequestInfo,
+    ) {
+        let _ = (status, headers, end_stream, info);
+    }
+    /// Resolves when the client has gone away (connection closed, stream
+    /// reset) while the response is awaited. Bytes the client sends meanwhile
+    /// (a pipelined request) are kept for later.
+    async fn closed(&mut self) {
+        std::future::pending::<()>().await
+    }
+    /// The stream's timers, when the connection manager runs them.
+    fn timers(&self) -> Option<std::rc::Rc<crate::stream_timers::StreamTimers>> {
+        None
+    }
 }
+
+/// How many bytes of pipelined requests are read while a response is awaited.
+const PIPELINE_BUFFER_LIMIT: usize = 64 * 1024;
 
 /// How the response body goes on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -105,6 +129,11 @@ pub struct H1Downstream<'a> {
     pub close_delimited: bool,
     /// The response asked for `connection: close`.
     pub close_after: bool,
+    /// From this instant the connection drains (`max_connection_duration`,
+    /// listener drain): the response says `connection: close`.
+    pub drain_at: Option<std::time::Instant>,
+    /// The client closed the connection (or it failed) during the request.
+    pub peer_closed: bool,
     head_buf: Vec<u8>,
     sent: u64,
     received: u64,
@@ -132,6 +161,8 @@ impl<'a> H1Downstream<'a> {
             proper_case,
             close_delimited: false,
             close_after: false,
+            drain_at: None,
+            peer_closed: false,
             head_buf: Vec::with_capacity(256),
             sent: 0,
             received: 0,
@@ -194,8 +225,15 @@ impl Downstream for H1Downstream<'_> {
                 }
                 Decoded::NeedMore => {
                     self.buf.reserve(16 * 1024);
-                    let n = self.stream.read_buf(self.buf).await?;
+                    let n = match self.stream.read_buf(self.buf).await {
+                        Ok(n) => n,
+                        Err(e) => {
+                            self.peer_closed = true;
+                            return Err(e.into());
+                        }
+                    };
                     if n == 0 {
+                        self.peer_closed = true;
                         if self.decoder.on_eof() {
                             return Ok(None);
                         }
@@ -210,6 +248,27 @@ impl Downstream for H1Downstream<'_> {
 
     fn body_complete(&self) -> bool {
         self.decoder.is_done()
+    }
+
+    async fn closed(&mut self) {
+        // While the body arrives, `read_body` sees the end of the connection.
+        if !self.decoder.is_done() {
+            return std::future::pending().await;
+        }
+        loop {
+            // Pipelined requests wait here, within reason.
+            if self.buf.len() >= PIPELINE_BUFFER_LIMIT {
+                return std::future::pending().await;
+            }
+            self.buf.reserve(4096);
+            match self.stream.read_buf(self.buf).await {
+                Ok(0) | Err(_) => {
+                    self.peer_closed = true;
+                    return;
+                }
+                Ok(_) => {}
+            }
+        }
     }
 
     async fn read_raw(&mut self) -> Result<Option<Bytes>, DownstreamError> {
@@ -280,6 +339,12 @@ impl Downstream for H1Downstream<'_> {
             if upgrade {
                 self.encoding = Encoding::Identity;
             }
+        }
+        if self
+            .drain_at
+            .is_some_and(|at| at <= std::time::Instant::now())
+        {
+            self.close_after = true;
         }
         if self.close_delimited || self.close_after {
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));

@@ -168,6 +168,25 @@ pub fn mutate_request(
     new_request_id: impl FnOnce() -> HeaderValue,
 ) -> Forwarding {
     if !is_upgrade(headers) {
+        // Headers the client nominated as hop-by-hop go with `connection`
+        // (`te` is handled by `sanitize_te`).
+        let nominated: Vec<HeaderName> = headers
+            .get_all(CONNECTION)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .filter(|t| {
+                !t.is_empty()
+                    && !t.eq_ignore_ascii_case("te")
+                    && !t.eq_ignore_ascii_case("close")
+                    && !t.eq_ignore_ascii_case("keep-alive")
+            })
+            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+            .collect();
+        for name in nominated {
+            headers.remove(name);
+        }
         headers.remove(CONNECTION);
         headers.remove(UPGRADE);
         sanitize_te(headers);
@@ -232,12 +251,11 @@ pub fn mutate_request(
     } else {
         clean_internal_headers(headers, edge, internal_only_headers);
     }
-    if edge {
-        if let Some(addr) = final_remote {
-            if let Ok(v) = HeaderValue::from_str(&addr.ip().to_string()) {
-                headers.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), v);
-            }
-        }
+    if edge
+        && let Some(addr) = final_remote
+        && let Ok(v) = HeaderValue::from_str(&addr.ip().to_string())
+    {
+        headers.insert(X_ENVOY_EXTERNAL_ADDRESS.clone(), v);
     }
     if hcm.generate_request_id {
         let force = edge && !hcm.preserve_external_request_id;
@@ -328,10 +346,10 @@ pub fn mutate_response(
     headers.remove(TRANSFER_ENCODING);
     headers.remove(&KEEP_ALIVE);
     headers.remove(&PROXY_CONNECTION);
-    if hcm.always_set_request_id_in_response {
-        if let Some(id) = request_id {
-            headers.insert(X_REQUEST_ID.clone(), id.clone());
-        }
+    if hcm.always_set_request_id_in_response
+        && let Some(id) = request_id
+    {
+        headers.insert(X_REQUEST_ID.clone(), id.clone());
     }
     if let Some(via) = &hcm.via {
         append_comma(headers, &VIA, via);
@@ -348,10 +366,10 @@ pub fn set_server(headers: &mut HeaderMap, hcm: &HttpConnectionManager) {
             }
         }
         ServerHeader::AppendIfAbsent => {
-            if !headers.contains_key(http::header::SERVER) {
-                if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
-                    headers.insert(http::header::SERVER, v);
-                }
+            if !headers.contains_key(http::header::SERVER)
+                && let Ok(v) = HeaderValue::from_str(&hcm.server_name)
+            {
+                headers.insert(http::header::SERVER, v);
             }
         }
         ServerHeader::PassThrough => {}

@@ -1,5 +1,7 @@
-//! Byte streams the proxy reads and writes: TCP or Unix domain sockets, on
-//! either side, behind one type so codecs are written once.
+//! Byte streams the proxy reads and writes: TCP or Unix domain sockets, or
+//! TLS over TCP, on either side, behind one type so codecs are written once.
+//! The plain variants dispatch straight to tokio's sockets; TLS is boxed so
+//! the enum stays small.
 
 use std::io;
 use std::pin::Pin;
@@ -13,29 +15,51 @@ use tokio::net::{TcpStream, UnixStream};
 pub enum Stream {
     Tcp(TcpStream),
     Unix(UnixStream),
+    Tls(Box<rvoy_tls::TlsStream>),
 }
 
 impl Stream {
-    /// Non-blocking read used to check a pooled connection is still open.
-    pub fn try_read(&self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Stream::Tcp(s) => s.try_read(buf),
-            Stream::Unix(s) => s.try_read(buf),
-        }
-    }
-
-    /// Waits until the socket has data (or EOF) to read.
-    pub async fn readable(&self) -> io::Result<()> {
+    /// Waits until the socket has data (or EOF) to read; for TLS, plaintext.
+    pub async fn readable(&mut self) -> io::Result<()> {
         match self {
             Stream::Tcp(s) => s.readable().await,
             Stream::Unix(s) => s.readable().await,
+            Stream::Tls(s) => s.readable().await,
+        }
+    }
+
+    /// [`readable`](Self::readable) as a poll function.
+    pub fn poll_readable(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(s) => s.poll_read_ready(cx),
+            Stream::Unix(s) => s.poll_read_ready(cx),
+            Stream::Tls(s) => s.poll_readable(cx),
         }
     }
 
     /// Whether the peer closed or sent unexpected bytes (for idle pooled connections).
-    pub fn is_stale(&self) -> bool {
+    pub fn is_stale(&mut self) -> bool {
         let mut probe = [0u8; 1];
-        !matches!(self.try_read(&mut probe), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+        let plain =
+            |r: io::Result<usize>| !matches!(r, Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        match self {
+            Stream::Tcp(s) => plain(s.try_read(&mut probe)),
+            Stream::Unix(s) => plain(s.try_read(&mut probe)),
+            Stream::Tls(s) => s.is_stale(),
+        }
+    }
+
+    /// Whether this is a TLS connection.
+    pub fn is_tls(&self) -> bool {
+        matches!(self, Stream::Tls(_))
+    }
+
+    /// The ALPN protocol a TLS handshake negotiated.
+    pub fn alpn(&self) -> Option<&[u8]> {
+        match self {
+            Stream::Tls(s) => s.alpn(),
+            _ => None,
+        }
     }
 }
 
@@ -48,6 +72,7 @@ impl AsyncRead for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_read(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_read(cx, buf),
         }
     }
 }
@@ -61,6 +86,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
             Stream::Unix(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write(cx, buf),
         }
     }
 
@@ -72,6 +98,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_write_vectored(cx, bufs),
             Stream::Unix(s) => Pin::new(s).poll_write_vectored(cx, bufs),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_write_vectored(cx, bufs),
         }
     }
 
@@ -83,6 +110,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_flush(cx),
             Stream::Unix(s) => Pin::new(s).poll_flush(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_flush(cx),
         }
     }
 
@@ -90,6 +118,7 @@ impl AsyncWrite for Stream {
         match self.get_mut() {
             Stream::Tcp(s) => Pin::new(s).poll_shutdown(cx),
             Stream::Unix(s) => Pin::new(s).poll_shutdown(cx),
+            Stream::Tls(s) => Pin::new(&mut **s).poll_shutdown(cx),
         }
     }
 }

@@ -11,8 +11,11 @@ pub mod conn_h1;
 pub mod conn_h2;
 pub mod context;
 pub mod downstream;
+pub mod filter;
 pub mod forwarding;
+pub mod grpc;
 pub mod h1;
+pub mod h2_io;
 pub mod headers;
 pub mod io;
 pub mod local_reply;
@@ -22,6 +25,7 @@ pub mod request_info;
 pub mod router;
 pub mod stats;
 pub mod stream;
+pub mod stream_timers;
 pub mod upstream_h1;
 pub mod upstream_h2;
 
@@ -54,6 +58,20 @@ pub async fn serve_connection(
                 conn,
             )
             .await
+        }
+        // Over TLS, ALPN decides when it chose a protocol (Envoy's
+        // `determineNextProtocol`); otherwise the bytes do.
+        CodecType::Auto if stream.alpn() == Some(b"h2") => {
+            conn_h2::serve(
+                io::Rewind::new(bytes::Bytes::new(), stream),
+                rt,
+                worker,
+                conn,
+            )
+            .await
+        }
+        CodecType::Auto if stream.alpn() == Some(b"http/1.1") => {
+            conn_h1::serve(stream, BytesMut::new(), rt, worker, conn).await
         }
         CodecType::Auto => {
             // Read until the bytes decide: the preface, or anything else.

@@ -29,6 +29,12 @@ pub struct LocalReply {
     pub headers: HeaderMap,
     /// Whether the request came from a gRPC client.
     pub grpc: bool,
+    /// A filter's own response (a CORS preflight answer): sent as it is,
+    /// without `local_reply_config` or the gRPC conversion.
+    pub raw: bool,
+    /// The `grpc-status` a gRPC client gets, instead of the one mapped from
+    /// `status` (a filter's explicit gRPC status: fault abort, rate limit).
+    pub grpc_status: Option<u32>,
 }
 
 impl LocalReply {
@@ -39,6 +45,8 @@ impl LocalReply {
             details,
             headers: HeaderMap::new(),
             grpc: false,
+            raw: false,
+            grpc_status: None,
         }
     }
 }
@@ -88,6 +96,13 @@ pub fn render(reply: LocalReply, hcm: &HttpConnectionManager, info: &mut Request
     let mut body = reply.body;
     let mut headers = reply.headers;
     info.response_status = Some(status);
+    if reply.raw {
+        return Rendered {
+            status,
+            headers,
+            body,
+        };
+    }
     let mut format = hcm.local_reply.body_format.as_ref();
     for mapper in &hcm.local_reply.mappers {
         if filter_matches(&mapper.filter, info) {
@@ -118,15 +133,20 @@ pub fn render(reply: LocalReply, hcm: &HttpConnectionManager, info: &mut Request
         content_type = Some(HeaderValue::from_static("text/plain"));
     }
     if reply.grpc {
-        let mut h = HeaderMap::new();
+        // Envoy keeps the headers the reply was given (a filter's, a
+        // mapper's) and drops a content-length among them.
+        let mut h = headers;
+        h.remove(CONTENT_LENGTH);
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/grpc"));
-        let code = http_to_grpc_status(status.as_u16());
+        let code = reply
+            .grpc_status
+            .unwrap_or_else(|| http_to_grpc_status(status.as_u16()));
         h.insert("grpc-status", HeaderValue::from(code));
         let msg = String::from_utf8_lossy(&body);
-        if !msg.is_empty() {
-            if let Ok(v) = HeaderValue::from_str(&percent_encode_grpc_message(&msg)) {
-                h.insert("grpc-message", v);
-            }
+        if !msg.is_empty()
+            && let Ok(v) = HeaderValue::from_str(&percent_encode_grpc_message(&msg))
+        {
+            h.insert("grpc-message", v);
         }
         info.grpc_status = Some(code as i32);
         return Rendered {
@@ -135,11 +155,12 @@ pub fn render(reply: LocalReply, hcm: &HttpConnectionManager, info: &mut Request
             body: Bytes::new(),
         };
     }
-    if let Some(ct) = content_type {
-        headers.insert(CONTENT_TYPE, ct);
-    }
+    // Envoy's order on the wire: content-length, content-type.
     if !body.is_empty() {
         headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+    }
+    if let Some(ct) = content_type {
+        headers.insert(CONTENT_TYPE, ct);
     }
     Rendered {
         status,

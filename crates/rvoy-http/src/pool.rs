@@ -28,6 +28,9 @@ pub enum ConnectError {
     Failure(io::Error),
     /// `connection timeout`.
     Timeout,
+    /// The TLS handshake failed (a `connection failure` too), with Envoy's
+    /// transport failure reason (`TLS_error:|...:TLS_error_end`).
+    Tls(String),
 }
 
 impl ConnectError {
@@ -39,21 +42,44 @@ impl ConnectError {
                 None => e.to_string(),
             },
             ConnectError::Timeout => String::new(),
+            ConnectError::Tls(reason) => reason.clone(),
         }
     }
 }
 
-/// Opens a connection to `host` with the cluster's socket settings.
-pub async fn connect(host: &Host, cluster: &Cluster) -> Result<Stream, ConnectError> {
+/// Opens a connection to `host` with the cluster's socket settings, and its
+/// TLS handshake when the cluster has a TLS transport socket (`alpn`: the
+/// protocol offered when the TLS context configures none). The cluster's
+/// `connect_timeout` covers both, as in Envoy.
+pub async fn connect(
+    host: &Host,
+    cluster: &rvoy_upstream::cluster::Cluster,
+    alpn: rvoy_tls::AlpnFallback,
+) -> Result<Stream, ConnectError> {
+    let config = &cluster.config;
     let fut = async {
-        match &host.address {
-            HostAddress::Tcp(addr) => connect_tcp(*addr, cluster).await.map(Stream::Tcp),
-            HostAddress::Unix(path) => UnixStream::connect(path).await.map(Stream::Unix),
+        match (&host.address, &cluster.tls) {
+            (HostAddress::Tcp(addr), None) => connect_tcp(*addr, config)
+                .await
+                .map(Stream::Tcp)
+                .map_err(ConnectError::Failure),
+            (HostAddress::Tcp(addr), Some(tls)) => {
+                let tcp = connect_tcp(*addr, config)
+                    .await
+                    .map_err(ConnectError::Failure)?;
+                tls.connect(tcp, &host.hostname, addr.ip(), alpn)
+                    .await
+                    .map(|s| Stream::Tls(Box::new(s)))
+                    .map_err(|f| ConnectError::Tls(f.reason))
+            }
+            (HostAddress::Unix(path), _) => UnixStream::connect(path)
+                .await
+                .map(Stream::Unix)
+                .map_err(ConnectError::Failure),
         }
     };
-    match tokio::time::timeout(cluster.connect_timeout, fut).await {
-        Ok(Ok(s)) => Ok(s),
-        Ok(Err(e)) => Err(ConnectError::Failure(e)),
+    match tokio::time::timeout(config.connect_timeout, fut).await {
+        Ok(r) => r,
         Err(_) => Err(ConnectError::Timeout),
     }
 }
@@ -87,14 +113,39 @@ async fn connect_tcp(addr: SocketAddr, cluster: &Cluster) -> io::Result<TcpStrea
 }
 
 /// An HTTP/1 upstream connection and its read buffer.
+///
+/// Dropping it closes the connection and settles its accounting (cluster
+/// and host gauges, circuit breaker, lifetime histogram), wherever that
+/// happens: a failed request, a cancelled stream, or pool reclaim.
 #[derive(Debug)]
 pub struct H1Conn {
     pub stream: Stream,
     pub read_buf: BytesMut,
     pub host: Arc<Host>,
+    pub cluster: Arc<rvoy_upstream::cluster::Cluster>,
     /// Requests sent on this connection so far.
     pub requests: u32,
     pub created: Instant,
+    /// Whether we (not the peer) decided to close it.
+    pub closing_locally: bool,
+}
+
+impl Drop for H1Conn {
+    fn drop(&mut self) {
+        let stats = &self.cluster.stats.traffic;
+        stats.upstream_cx_active.dec();
+        stats.upstream_cx_destroy.inc();
+        if self.closing_locally {
+            stats.upstream_cx_destroy_local.inc();
+        } else {
+            stats.upstream_cx_destroy_remote.inc();
+        }
+        stats
+            .upstream_cx_length_ms
+            .record(self.created.elapsed().as_millis() as u64);
+        rvoy_upstream::host::HostStats::dec(&self.host.stats.cx_active);
+        self.cluster.resources(false).connections.release();
+    }
 }
 
 #[derive(Debug)]
@@ -123,9 +174,14 @@ impl H1Pools {
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         let mut found = None;
-        while let Some(entry) = list.pop() {
+        while let Some(mut entry) = list.pop() {
             let expired = idle_timeout.is_some_and(|t| now.duration_since(entry.since) >= t);
             if expired || entry.conn.stream.is_stale() {
+                let mut conn = entry.conn;
+                conn.closing_locally = expired;
+                if expired {
+                    conn.cluster.stats.traffic.upstream_cx_idle_timeout.inc();
+                }
                 continue;
             }
             found = Some(entry.conn);
@@ -153,7 +209,9 @@ impl H1Pools {
     pub fn reclaim(&self, max_idle: Duration) {
         let now = Instant::now();
         self.idle.borrow_mut().retain(|_, list| {
-            list.retain(|e| now.duration_since(e.since) < max_idle && !e.conn.stream.is_stale());
+            list.retain_mut(|e| {
+                now.duration_since(e.since) < max_idle && !e.conn.stream.is_stale()
+            });
             !list.is_empty()
         });
     }

@@ -65,6 +65,8 @@ pub struct RequestInfo {
     pub request_id: Option<String>,
     pub is_health_check: bool,
     pub grpc_status: Option<i32>,
+    /// Whether [`RequestInfo::mark`] records (off when nothing reads timings).
+    pub record_timings: bool,
 }
 
 impl RequestInfo {
@@ -108,6 +110,34 @@ impl RequestInfo {
             request_id: None,
             is_health_check: false,
             grpc_status: None,
+            record_timings: true,
+        }
+    }
+
+    /// The record of the next pass of the same request after an internal
+    /// redirect: same connection, request id and method, a new start.
+    pub fn next_pass(&self) -> RequestInfo {
+        let mut next = RequestInfo::new(
+            self.protocol,
+            self.connection_id,
+            self.downstream_direct_remote,
+            self.downstream_local,
+        );
+        next.downstream_remote = self.downstream_remote;
+        next.method = self.method.clone();
+        next.scheme = self.scheme;
+        next.request_headers_bytes = self.request_headers_bytes;
+        next.request_id = self.request_id.clone();
+        next.bytes_received = self.bytes_received;
+        next.record_timings = self.record_timings;
+        next
+    }
+
+    /// The client went away before the response was complete (`DC`).
+    pub fn downstream_disconnected(&mut self) {
+        self.set_flag(ResponseFlag::DownstreamConnectionTermination);
+        if self.response_code_details.is_none() || self.response_status.is_none() {
+            self.response_code_details = Some("downstream_remote_disconnect".to_owned());
         }
     }
 
@@ -121,11 +151,16 @@ impl RequestInfo {
     }
 
     /// Records a timing point now.
+    /// Records a timing point the first time it is reached, when something
+    /// (an access log, a format) can read timings.
     pub fn mark(&mut self, point: fn(&mut Timings) -> &mut Option<Duration>) {
-        let d = self.start.elapsed();
+        if !self.record_timings {
+            return;
+        }
+        let start = self.start;
         let slot = point(&mut self.timings);
         if slot.is_none() {
-            *slot = Some(d);
+            *slot = Some(start.elapsed());
         }
     }
 }

@@ -29,7 +29,7 @@ use crate::forwarding::{self, Forwarding, names};
 use crate::h1::body::BodyDecoder;
 use crate::h1::encode;
 use crate::h1::parse::{self, BodyFraming, HeadLimits};
-use crate::headers::apply_mutations;
+use crate::headers::{apply_mutations, apply_request_mutations};
 use crate::local_reply::LocalReply;
 use crate::pool::{self, H1Conn, PoolKey};
 use crate::request_info::RequestInfo;
@@ -43,6 +43,7 @@ pub(crate) enum AttemptFailure {
     Connect { reason: String, timeout: bool },
     Reset { reason: &'static str },
     PerTryTimeout,
+    PerTryIdleTimeout,
     GlobalTimeout,
     Downstream,
 }
@@ -65,6 +66,60 @@ pub(crate) enum UpstreamBody {
     Empty,
 }
 
+/// The timers that still run while a response streams downstream: the
+/// route's overall `timeout` and the retry policy's `per_try_idle_timeout`.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct ResponseDeadline {
+    pub global: Option<Instant>,
+    pub idle: Option<Duration>,
+}
+
+/// Which response timer fired.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ResponseTimeout {
+    Global,
+    Idle,
+}
+
+impl ResponseDeadline {
+    /// Awaits one read from upstream under the timers.
+    pub(crate) async fn read<F: std::future::Future>(
+        &self,
+        fut: F,
+    ) -> Result<F::Output, ResponseTimeout> {
+        let idle = self.idle.map(|i| Instant::now() + i);
+        let (deadline, kind) = match (self.global, idle) {
+            (Some(g), Some(i)) if i < g => (i, ResponseTimeout::Idle),
+            (Some(g), _) => (g, ResponseTimeout::Global),
+            (None, Some(i)) => (i, ResponseTimeout::Idle),
+            (None, None) => return Ok(fut.await),
+        };
+        tokio::time::timeout_at(deadline.into(), fut)
+            .await
+            .map_err(|_| kind)
+    }
+
+    /// Accounts a timer that fired after the response started.
+    pub(crate) fn on_timeout(kind: ResponseTimeout, info: &mut RequestInfo, cluster: &Cluster) {
+        let stats = &cluster.stats.traffic;
+        let details = match kind {
+            ResponseTimeout::Global => {
+                stats.upstream_rq_timeout.inc();
+                "response_timeout"
+            }
+            ResponseTimeout::Idle => {
+                stats.upstream_rq_per_try_idle_timeout.inc();
+                "upstream_per_try_idle_timeout"
+            }
+        };
+        info.response_code_details = Some(details.to_owned());
+        if let Some(h) = &info.upstream_host {
+            rvoy_upstream::host::HostStats::inc(&h.stats.rq_timeout);
+        }
+        info.set_flag(ResponseFlag::UpstreamRequestTimeout);
+    }
+}
+
 /// Retry accounting for one request.
 struct RetryState {
     policy: Option<Arc<RetryPolicy>>,
@@ -75,12 +130,24 @@ struct RetryState {
 }
 
 impl RetryState {
-    fn new(policy: Option<&Arc<RetryPolicy>>, headers: &HeaderMap) -> Self {
+    /// `envoy_headers`: the request has `x-envoy-*` headers (that may set
+    /// retry policy).
+    fn new(policy: Option<&Arc<RetryPolicy>>, req: &Request, envoy_headers: bool) -> Self {
+        let headers = &req.headers;
         let mut retry_on = policy.map(|p| p.retry_on).unwrap_or_default();
         let mut max = policy.map(|p| p.num_retries).unwrap_or(1);
         let mut codes: Vec<u16> = policy
             .map(|p| p.retriable_status_codes.clone())
             .unwrap_or_default();
+        if !envoy_headers && policy.is_none() {
+            return RetryState {
+                policy: None,
+                retry_on,
+                max,
+                used: 0,
+                retriable_status_codes: codes,
+            };
+        }
         if let Some(v) = headers
             .get(&names::X_ENVOY_RETRY_ON)
             .and_then(|v| v.to_str().ok())
@@ -105,6 +172,16 @@ impl RetryState {
             .and_then(|v| v.to_str().ok())
         {
             codes.extend(v.split(',').filter_map(|c| c.trim().parse::<u16>().ok()));
+        }
+        // Retries only for requests matching one of `retriable_request_headers`.
+        if let Some(p) = policy
+            && !p.retriable_request_headers.is_empty()
+            && !p
+                .retriable_request_headers
+                .iter()
+                .any(|m| m.matches_with(headers, req))
+        {
+            max = 0;
         }
         RetryState {
             policy: policy.cloned(),
@@ -151,10 +228,14 @@ impl RetryState {
                     || r.has(RetryOn::RESET)
                     || r.has(RetryOn::RESET_BEFORE_REQUEST)
             }
-            AttemptFailure::Reset { .. } => {
-                r.has(RetryOn::RESET) || r.has(RetryOn::FIVE_XX) || r.has(RetryOn::GATEWAY_ERROR)
+            AttemptFailure::Reset { reason } => {
+                r.has(RetryOn::RESET)
+                    || r.has(RetryOn::FIVE_XX)
+                    || r.has(RetryOn::GATEWAY_ERROR)
+                    || (r.has(RetryOn::REFUSED_STREAM)
+                        && *reason == crate::upstream_h2::REFUSED_STREAM_RESET)
             }
-            AttemptFailure::PerTryTimeout => {
+            AttemptFailure::PerTryTimeout | AttemptFailure::PerTryIdleTimeout => {
                 r.has(RetryOn::FIVE_XX) || r.has(RetryOn::GATEWAY_ERROR) || r.has(RetryOn::RESET)
             }
             _ => false,
@@ -214,12 +295,12 @@ pub async fn forward<D: Downstream>(
 ) -> StreamOutcome {
     // Cluster selection.
     let (cluster_name, weighted) = match &action.cluster {
-        ClusterSpecifier::Cluster(c) => (Some(c.to_string()), None),
+        ClusterSpecifier::Cluster(c) => (Some(std::borrow::Cow::Borrowed(&**c)), None),
         ClusterSpecifier::Header(h) => (
             req.headers
                 .get(h)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
+                .map(|v| std::borrow::Cow::Owned(v.to_owned())),
             None,
         ),
         ClusterSpecifier::Weighted(w) => {
@@ -231,12 +312,12 @@ pub async fn forward<D: Downstream>(
             match w.pick(random) {
                 Some(c) => {
                     let name = match &c.name {
-                        ClusterName::Static(n) => Some(n.to_string()),
+                        ClusterName::Static(n) => Some(std::borrow::Cow::Borrowed(&**n)),
                         ClusterName::Header(h) => req
                             .headers
                             .get(h)
                             .and_then(|v| v.to_str().ok())
-                            .map(str::to_owned),
+                            .map(|v| std::borrow::Cow::Owned(v.to_owned())),
                     };
                     (name, Some(c))
                 }
@@ -268,18 +349,32 @@ pub async fn forward<D: Downstream>(
     );
 
     // Timeouts: route timeout, overridable by x-envoy-upstream-rq-timeout-ms.
+    let has_envoy_headers = req
+        .headers
+        .keys()
+        .any(|k| k.as_str().starts_with("x-envoy-"));
     let mut global_timeout = action.timeout;
-    if let Some(ms) = header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS) {
+    if let Some(ms) = has_envoy_headers
+        .then(|| header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS))
+        .flatten()
+    {
         global_timeout = (ms > 0).then(|| Duration::from_millis(ms));
     }
     let mut per_try = action.retry_policy.as_ref().and_then(|p| p.per_try_timeout);
-    if let Some(ms) = header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS) {
+    if let Some(ms) = has_envoy_headers
+        .then(|| header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS))
+        .flatten()
+    {
         per_try = (ms > 0).then(|| Duration::from_millis(ms));
     }
     if per_try.is_some_and(|p| global_timeout.is_some_and(|g| p >= g)) {
         per_try = None;
     }
-    let mut retry = RetryState::new(action.retry_policy.as_ref(), &req.headers);
+    let per_try_idle = action
+        .retry_policy
+        .as_ref()
+        .and_then(|p| p.per_try_idle_timeout);
+    let mut retry = RetryState::new(action.retry_policy.as_ref(), req, has_envoy_headers);
     for h in [
         &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
         &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS,
@@ -290,33 +385,41 @@ pub async fn forward<D: Downstream>(
         &names::X_ENVOY_RETRIABLE_HEADER_NAMES,
         &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_ALT_RESPONSE,
     ] {
+        if !has_envoy_headers {
+            break;
+        }
         req.headers.remove(h);
     }
     let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
 
     // Request headers for upstream: mutations, rewrites.
     let original_authority = req.authority.clone().unwrap_or_default();
-    let info_ref: &RequestInfo = info;
-    let mut headers = std::mem::take(&mut req.headers);
-    if rc.most_specific_header_mutations_wins {
-        apply_mutations(&rc.request_headers, &mut headers, info_ref);
-        apply_mutations(&vhost.request_headers, &mut headers, info_ref);
-        apply_mutations(&route.request_headers, &mut headers, info_ref);
+    info.request_headers = Some(std::mem::take(&mut req.headers));
+    let levels = if rc.most_specific_header_mutations_wins {
+        [
+            &rc.request_headers,
+            &vhost.request_headers,
+            &route.request_headers,
+        ]
     } else {
-        apply_mutations(&route.request_headers, &mut headers, info_ref);
-        apply_mutations(&vhost.request_headers, &mut headers, info_ref);
-        apply_mutations(&rc.request_headers, &mut headers, info_ref);
+        [
+            &route.request_headers,
+            &vhost.request_headers,
+            &rc.request_headers,
+        ]
+    };
+    for m in levels {
+        apply_request_mutations(m, info);
     }
     if let Some(w) = weighted {
-        apply_mutations(&w.request_headers, &mut headers, info_ref);
+        apply_request_mutations(&w.request_headers, info);
     }
+    let mut headers = info.request_headers.take().unwrap_or_default();
     let mut path = req.path.clone();
     let rewritten = rewrite_path(&path, route, action);
     if let Some(new_path) = rewritten {
-        if !suppress {
-            if let Ok(v) = HeaderValue::from_str(&path) {
-                headers.insert(names::X_ENVOY_ORIGINAL_PATH.clone(), v);
-            }
+        if !suppress && let Ok(v) = HeaderValue::from_str(&path) {
+            headers.insert(names::X_ENVOY_ORIGINAL_PATH.clone(), v);
         }
         path = new_path;
     }
@@ -324,10 +427,10 @@ pub async fn forward<D: Downstream>(
     match &action.host_rewrite {
         HostRewrite::Literal(h) => authority = h.clone(),
         HostRewrite::Header(h) => {
-            if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok()) {
-                if !v.is_empty() {
-                    authority = v.to_owned();
-                }
+            if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
+                && !v.is_empty()
+            {
+                authority = v.to_owned();
             }
         }
         HostRewrite::PathRegex {
@@ -341,10 +444,10 @@ pub async fn forward<D: Downstream>(
         }
         HostRewrite::None | HostRewrite::Auto => {}
     }
-    if let Some(w) = weighted {
-        if let Some(h) = &w.host_rewrite_literal {
-            authority = h.clone();
-        }
+    if let Some(w) = weighted
+        && let Some(h) = &w.host_rewrite_literal
+    {
+        authority = h.clone();
     }
     info.authority = Some(authority.clone());
     // Expected timeout header.
@@ -360,22 +463,24 @@ pub async fn forward<D: Downstream>(
             );
         }
     }
-    info.request_headers = Some(headers.clone());
-
+    // The request headers live in `info` from here on (access logs,
+    // `%REQ(...)%`), in `req` only while an attempt sends them.
     let is_upgrade = forwarding::is_upgrade(&headers);
-    if is_upgrade {
-        let upgrade_type = headers
+    let upgrade_type = is_upgrade.then(|| {
+        headers
             .get(http::header::UPGRADE)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("")
-            .to_ascii_lowercase();
+            .to_ascii_lowercase()
+    });
+    info.request_headers = Some(headers);
+    if let Some(upgrade_type) = upgrade_type {
         let route_override = action
             .upgrades
             .iter()
             .find(|(t, _)| *t == upgrade_type)
             .map(|(_, e)| *e);
-        let allowed =
-            route_override.unwrap_or_else(|| rt.hcm.upgrades.iter().any(|t| *t == upgrade_type));
+        let allowed = route_override.unwrap_or_else(|| rt.hcm.upgrades.contains(&upgrade_type));
         if !allowed {
             rt.stats.hcm.downstream_rq_ws_on_non_ws_route.inc();
             let reply = LocalReply::new(StatusCode::FORBIDDEN, Bytes::new(), "upgrade_failed");
@@ -384,7 +489,19 @@ pub async fn forward<D: Downstream>(
     }
 
     let start = Instant::now();
-    let global_deadline = global_timeout.map(|t| start + t);
+    // The route timeout runs from the end of the request, so an upgraded
+    // stream (whose request never ends) has none.
+    if is_upgrade {
+        global_timeout = None;
+    }
+    let stream_timers = ds.timers();
+    let global_deadline = || {
+        let t = global_timeout?;
+        match &stream_timers {
+            Some(st) => st.request_completed_at().map(|at| at + t),
+            None => Some(start + t),
+        }
+    };
     // Request body: read it all when it must be replayable (retries/mirrors)
     // or small; otherwise it streams during the first attempt.
     let buffer_limit = route
@@ -398,8 +515,14 @@ pub async fn forward<D: Downstream>(
         .chain(rc.mirror_policies.iter())
         .collect();
     let mut body_buf: Option<BytesMut> = None;
-    let need_replay = (retry.enabled() || !mirrors.is_empty()) && !is_upgrade;
-    if need_replay && req.has_body {
+    let mut stream_prefix: Option<Bytes> = None;
+    let need_replay =
+        (retry.enabled() || !mirrors.is_empty() || action.internal_redirect.is_some())
+            && !is_upgrade;
+    if let Some(replay) = req.replay_body.take() {
+        // After an internal redirect: the body read by the first pass.
+        body_buf = Some(BytesMut::from(&replay[..]));
+    } else if need_replay && req.has_body {
         let mut buf = BytesMut::new();
         let mut too_large = false;
         loop {
@@ -415,19 +538,24 @@ pub async fn forward<D: Downstream>(
                 }
                 Ok(None) => break,
                 Err(_) => {
-                    info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                    info.downstream_disconnected();
                     return StreamOutcome {
                         close: true,
                         reset: true,
+                        redirected: false,
                     };
                 }
             }
         }
         if too_large {
-            // Too big to replay: no retries and no mirrors; stream the rest.
+            // Too big to replay: no retries, mirrors or redirects; what was
+            // read goes first and the rest streams.
+            cluster.stats.traffic.retry_or_shadow_abandoned.inc();
             retry.max = 0;
+            stream_prefix = Some(buf.freeze());
+        } else {
+            body_buf = Some(buf);
         }
-        body_buf = Some(buf);
     } else if !req.has_body {
         body_buf = Some(BytesMut::new());
     }
@@ -435,38 +563,48 @@ pub async fn forward<D: Downstream>(
     let trailers_in = ds.take_trailers();
 
     for mirror in &mirrors {
-        if let Some(body) = &body_buf {
-            if body.len() <= buffer_limit {
-                spawn_mirror(
-                    mirror,
-                    rt,
-                    worker,
-                    &req.method,
-                    &path,
-                    &authority,
-                    &headers,
-                    body.clone().freeze(),
-                );
-            }
+        if let Some(body) = &body_buf
+            && body.len() <= buffer_limit
+        {
+            spawn_mirror(
+                mirror,
+                rt,
+                worker,
+                &req.method,
+                &path,
+                &authority,
+                info.request_headers.as_ref().unwrap_or(&HeaderMap::new()),
+                body.clone().freeze(),
+            );
         }
     }
 
     let attempts_header = vhost.include_request_attempt_count;
     let mut previous_hosts: Vec<Arc<Host>> = Vec::new();
     let mut attempt = 0u32;
+    let mut last_was_timeout = false;
     let stats = &cluster.stats.traffic;
     let failure = loop {
         attempt += 1;
         info.attempt_count = attempt;
-        let remaining = global_deadline.map(|d| d.saturating_duration_since(Instant::now()));
+        let remaining = global_deadline().map(|d| d.saturating_duration_since(Instant::now()));
         if remaining.is_some_and(|r| r.is_zero()) {
             break AttemptFailure::GlobalTimeout;
         }
-        let mut attempt_headers = headers.clone();
+        // During the attempt the headers sit in the request, so that they are
+        // still there for the access log if a stream timer ends it.
+        req.headers = info.request_headers.take().unwrap_or_default();
+        let attempt_headers = &mut req.headers;
         if attempts_header {
             attempt_headers.insert(
                 names::X_ENVOY_ATTEMPT_COUNT.clone(),
                 HeaderValue::from(attempt),
+            );
+        }
+        if attempt > 1 && vhost.include_is_timeout_retry_header {
+            attempt_headers.insert(
+                names::X_ENVOY_IS_TIMEOUT_RETRY.clone(),
+                HeaderValue::from_static(if last_was_timeout { "true" } else { "false" }),
             );
         }
         if attempt > 1 && !suppress {
@@ -479,10 +617,11 @@ pub async fn forward<D: Downstream>(
                 );
             }
         }
-        let try_deadline = match (per_try, global_deadline) {
-            (Some(p), Some(g)) => Some((Instant::now() + p).min(g)),
-            (Some(p), None) => Some(Instant::now() + p),
-            (None, g) => g,
+        let timers = AttemptTimers {
+            start,
+            per_try: per_try.map(|p| Instant::now() + p),
+            global: global_timeout,
+            idle: per_try_idle,
         };
         let avoid_previous = retry
             .policy
@@ -496,12 +635,13 @@ pub async fn forward<D: Downstream>(
             worker,
             &cluster,
             action,
-            &attempt_headers,
+            &req.headers,
             &path,
             &authority,
             body_buf.as_ref().map(|b| b.clone().freeze()),
+            stream_prefix.take(),
             trailers_in.clone(),
-            try_deadline,
+            timers,
             if avoid_previous { &previous_hosts } else { &[] },
             retry
                 .policy
@@ -509,10 +649,11 @@ pub async fn forward<D: Downstream>(
                 .map_or(1, |p| p.host_selection_retry_max_attempts),
         )
         .await;
-        if let Some(h) = &info.upstream_host {
-            if !previous_hosts.iter().any(|p| Arc::ptr_eq(p, h)) {
-                previous_hosts.push(h.clone());
-            }
+        info.request_headers = Some(std::mem::take(&mut req.headers));
+        if let (true, Some(h)) = (avoid_previous, &info.upstream_host)
+            && !previous_hosts.iter().any(|p| Arc::ptr_eq(p, h))
+        {
+            previous_hosts.push(h.clone());
         }
         match result {
             Ok(resp) => {
@@ -528,13 +669,30 @@ pub async fn forward<D: Downstream>(
                     {
                         stats.upstream_rq_retry_overflow.inc();
                         return send_response(
-                            ds, resp, info, rt, worker, rc, vhost, route, action, start, attempt,
-                            grpc, &cluster, weighted,
+                            ds,
+                            resp,
+                            info,
+                            rt,
+                            worker,
+                            rc,
+                            vhost,
+                            route,
+                            action,
+                            start,
+                            attempt,
+                            ResponseDeadline {
+                                global: global_deadline(),
+                                idle: per_try_idle,
+                            },
+                            grpc,
+                            &cluster,
+                            weighted,
                         )
                         .await;
                     }
                     cluster.stats.rq_codes.inc(status);
                     discard(resp, worker, &cluster);
+                    last_was_timeout = false;
                     retry.used += 1;
                     stats.upstream_rq_retry.inc();
                     let wait = retry.backoff();
@@ -551,18 +709,69 @@ pub async fn forward<D: Downstream>(
                 {
                     stats.upstream_rq_retry_limit_exceeded.inc();
                 }
+                if let Some(policy) = &action.internal_redirect
+                    && policy.redirect_response_codes.contains(&status)
+                {
+                    let empty = HeaderMap::new();
+                    let redirect = InternalRedirect {
+                        policy,
+                        response: &resp.headers,
+                        status,
+                        headers: info.request_headers.as_ref().unwrap_or(&empty),
+                        path: &path,
+                        authority: &authority,
+                        body: body_buf.as_ref(),
+                    };
+                    match redirect.apply(req, rc, rt) {
+                        Ok(()) => {
+                            info.response_status = Some(resp.status);
+                            info.response_code_details = Some("internal_redirect".to_owned());
+                            cluster.stats.rq_codes.inc(status);
+                            stats.upstream_internal_redirect_succeeded_total.inc();
+                            discard(resp, worker, &cluster);
+                            return StreamOutcome {
+                                close: false,
+                                reset: false,
+                                redirected: true,
+                            };
+                        }
+                        Err(passthrough) => {
+                            if let Some(reason) = passthrough {
+                                reason.counter(&rt.stats.hcm).inc();
+                            }
+                            stats.upstream_internal_redirect_failed_total.inc();
+                        }
+                    }
+                }
                 return send_response(
-                    ds, resp, info, rt, worker, rc, vhost, route, action, start, attempt, grpc,
-                    &cluster, weighted,
+                    ds,
+                    resp,
+                    info,
+                    rt,
+                    worker,
+                    rc,
+                    vhost,
+                    route,
+                    action,
+                    start,
+                    attempt,
+                    ResponseDeadline {
+                        global: global_deadline(),
+                        idle: per_try_idle,
+                    },
+                    grpc,
+                    &cluster,
+                    weighted,
                 )
                 .await;
             }
             Err(failure) => {
                 if matches!(failure, AttemptFailure::Downstream) {
-                    info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                    info.downstream_disconnected();
                     return StreamOutcome {
                         close: true,
                         reset: true,
+                        redirected: false,
                     };
                 }
                 let retriable =
@@ -573,6 +782,10 @@ pub async fn forward<D: Downstream>(
                         .retries
                         .try_acquire()
                 {
+                    last_was_timeout = matches!(
+                        failure,
+                        AttemptFailure::PerTryTimeout | AttemptFailure::PerTryIdleTimeout
+                    );
                     retry.used += 1;
                     stats.upstream_rq_retry.inc();
                     let wait = retry.backoff();
@@ -629,25 +842,28 @@ pub async fn forward<D: Downstream>(
             )
         }
         AttemptFailure::Reset { reason } => {
-            info.set_flag(ResponseFlag::UpstreamConnectionTermination);
+            let (flag, details) = crate::upstream_h2::reset_flag_and_details(reason);
+            info.set_flag(flag);
             cluster.stats.rq_codes.inc(503);
             LocalReply::new(
                 StatusCode::SERVICE_UNAVAILABLE,
                 reset_body(retried, reason, ""),
-                "upstream_reset_before_response_started{connection_termination}",
+                details,
             )
         }
-        AttemptFailure::PerTryTimeout | AttemptFailure::GlobalTimeout => {
+        AttemptFailure::PerTryTimeout
+        | AttemptFailure::PerTryIdleTimeout
+        | AttemptFailure::GlobalTimeout => {
             info.set_flag(ResponseFlag::UpstreamRequestTimeout);
-            stats.upstream_rq_timeout.inc();
-            if let Some(h) = &info.upstream_host {
-                rvoy_upstream::host::HostStats::inc(&h.stats.rq_timeout);
-            }
             cluster.stats.rq_codes.inc(504);
             LocalReply::new(
                 StatusCode::GATEWAY_TIMEOUT,
                 "upstream request timeout",
-                "upstream_response_timeout",
+                match failure {
+                    AttemptFailure::PerTryTimeout => "upstream_per_try_timeout",
+                    AttemptFailure::PerTryIdleTimeout => "upstream_per_try_idle_timeout",
+                    _ => "response_timeout",
+                },
             )
         }
         AttemptFailure::Downstream => LocalReply::new(
@@ -663,6 +879,159 @@ pub async fn forward<D: Downstream>(
         );
     }
     send_local(ds, reply, info, rt, worker, false, grpc).await
+}
+
+/// Why an internal redirect was not followed (the router's
+/// `passthrough_internal_redirect_*` stats).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum RedirectPassthrough {
+    BadLocation,
+    NoRoute,
+    TooManyRedirects,
+    UnsafeScheme,
+}
+
+impl RedirectPassthrough {
+    fn counter(self, stats: &crate::stats::HcmCounters) -> &rvoy_stats::Counter {
+        match self {
+            RedirectPassthrough::BadLocation => &stats.passthrough_internal_redirect_bad_location,
+            RedirectPassthrough::NoRoute => &stats.passthrough_internal_redirect_no_route,
+            RedirectPassthrough::TooManyRedirects => {
+                &stats.passthrough_internal_redirect_too_many_redirects
+            }
+            RedirectPassthrough::UnsafeScheme => &stats.passthrough_internal_redirect_unsafe_scheme,
+        }
+    }
+}
+
+/// An upstream `3xx` that the route's `internal_redirect_policy` may follow.
+struct InternalRedirect<'a> {
+    policy: &'a rvoy_model::route::InternalRedirectPolicy,
+    response: &'a HeaderMap,
+    status: u16,
+    /// The request headers as sent upstream.
+    headers: &'a HeaderMap,
+    path: &'a str,
+    authority: &'a str,
+    /// The whole request body, when it was buffered.
+    body: Option<&'a BytesMut>,
+}
+
+impl InternalRedirect<'_> {
+    /// Rewrites `req` for a second pass through routing (Envoy's
+    /// `convertRequestHeadersForInternalRedirect`), or says why not; `Err(None)`
+    /// when the request cannot be replayed at all.
+    fn apply(
+        &self,
+        req: &mut Request,
+        rc: &RouteConfig,
+        rt: &HttpListenerRuntime,
+    ) -> Result<(), Option<RedirectPassthrough>> {
+        let body = self.body.ok_or(None)?;
+        let location = self
+            .response
+            .get(http::header::LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or(None)?;
+        if req.internal_redirects >= self.policy.max_internal_redirects {
+            return Err(Some(RedirectPassthrough::TooManyRedirects));
+        }
+        let target = AbsoluteUrl::parse(location).ok_or(Some(RedirectPassthrough::BadLocation))?;
+        let scheme = req.scheme.as_deref().unwrap_or_else(|| {
+            self.headers
+                .get(&names::X_FORWARDED_PROTO)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("http")
+        });
+        let scheme_is_http = scheme.eq_ignore_ascii_case("http");
+        let target_is_http = target.scheme.eq_ignore_ascii_case("http");
+        if !self.policy.allow_cross_scheme_redirect && scheme_is_http != target_is_http {
+            return Err(Some(RedirectPassthrough::UnsafeScheme));
+        }
+        let mut headers = self.headers.clone();
+        headers.remove(HOST);
+        for name in &self.policy.response_headers_to_copy {
+            let mut values = self.response.get_all(name).iter().peekable();
+            if values.peek().is_none() {
+                headers.remove(name);
+            }
+            for v in values {
+                headers.append(name.clone(), v.clone());
+            }
+        }
+        let original_url = format!(
+            "{}://{}{}",
+            if scheme_is_http { "http" } else { "https" },
+            self.authority,
+            self.path
+        );
+        let mut next = Request {
+            method: req.method.clone(),
+            path: target.path_and_query,
+            authority: Some(target.host_and_port),
+            scheme: Some(target.scheme.to_ascii_lowercase()),
+            headers,
+            protocol: req.protocol,
+            expect_continue: false,
+            has_body: !body.is_empty(),
+            head_bytes: req.head_bytes,
+            replay_body: Some(body.clone().freeze()),
+            internal_redirects: req.internal_redirects + 1,
+        };
+        if crate::stream::resolve_route(rc, &next, rt).is_none() {
+            return Err(Some(RedirectPassthrough::NoRoute));
+        }
+        // RFC 7231 6.4.4: a 303 turns the request into a GET without a body.
+        if self.status == 303 && next.method != Method::GET && next.method != Method::HEAD {
+            next.method = Method::GET;
+            next.headers.remove(CONTENT_LENGTH);
+            next.has_body = false;
+            next.replay_body = Some(Bytes::new());
+        }
+        if let Ok(v) = HeaderValue::from_str(&original_url) {
+            next.headers.insert(names::X_ENVOY_ORIGINAL_URL.clone(), v);
+        }
+        *req = next;
+        Ok(())
+    }
+}
+
+/// An absolute `http(s)://host[:port][/path][?query]` URL (a redirect target).
+#[derive(Debug, PartialEq, Eq)]
+struct AbsoluteUrl {
+    scheme: String,
+    host_and_port: String,
+    /// Path and query, `/` when the URL has no path; the fragment is dropped.
+    path_and_query: String,
+}
+
+impl AbsoluteUrl {
+    fn parse(url: &str) -> Option<AbsoluteUrl> {
+        let (scheme, _) = url.split_once("://")?;
+        if scheme.is_empty()
+            || !scheme
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"+-.".contains(&b))
+        {
+            return None;
+        }
+        let url = url.split('#').next().unwrap_or(url);
+        let rest = url.get(scheme.len() + 3..)?;
+        let end = rest.find(['/', '?']).unwrap_or(rest.len());
+        let host = &rest[..end];
+        if host.is_empty() || host.contains('@') || host.bytes().any(|b| b <= b' ' || b >= 0x7f) {
+            return None;
+        }
+        let mut path_and_query = rest[end..].to_owned();
+        if path_and_query.is_empty() || path_and_query.starts_with('?') {
+            path_and_query.insert(0, '/');
+        }
+        Some(AbsoluteUrl {
+            scheme: scheme.to_owned(),
+            host_and_port: host.to_owned(),
+            path_and_query,
+        })
+    }
 }
 
 fn reset_body(retried: bool, reason: &str, transport: &str) -> String {
@@ -681,13 +1050,7 @@ fn reset_body(retried: bool, reason: &str, transport: &str) -> String {
 }
 
 fn router_config(rt: &HttpListenerRuntime) -> Option<&rvoy_model::hcm::RouterConfig> {
-    rt.hcm
-        .http_filters
-        .iter()
-        .map(|f| match f {
-            rvoy_model::hcm::HttpFilter::Router(r) => r,
-        })
-        .next()
+    Some(&rt.hcm.router)
 }
 
 /// `prefix_rewrite` / `regex_rewrite` of the path (query kept).
@@ -731,8 +1094,9 @@ async fn attempt_once<D: Downstream>(
     path: &str,
     authority: &str,
     body: Option<Bytes>,
+    prefix: Option<Bytes>,
     trailers: Option<HeaderMap>,
-    deadline: Option<Instant>,
+    timers: AttemptTimers,
     avoid: &[Arc<Host>],
     host_attempts: u32,
 ) -> Result<UpstreamResponse, AttemptFailure> {
@@ -771,17 +1135,25 @@ async fn attempt_once<D: Downstream>(
         HostRewrite::Auto if !host.hostname.is_empty() => host.hostname.to_string(),
         _ => authority.to_owned(),
     };
-    let mut headers = headers.clone();
-    headers.remove(HOST);
+    // With a rewritten host the attempt's headers say where the request was
+    // going (`x-envoy-original-host`, `x-forwarded-host`); otherwise they are
+    // sent as they are. The `host` header is always written from the authority.
     let original_host = req.authority.as_deref().unwrap_or("");
-    if upstream_authority != original_host && !original_host.is_empty() {
+    let rewritten;
+    let headers = if upstream_authority != original_host && !original_host.is_empty() {
+        let mut h = headers.clone();
         if let Ok(v) = HeaderValue::from_str(original_host) {
             if action.append_x_forwarded_host {
-                forwarding::append_comma(&mut headers, &names::X_FORWARDED_HOST, &v);
+                forwarding::append_comma(&mut h, &names::X_FORWARDED_HOST, &v);
             }
-            headers.insert(names::X_ENVOY_ORIGINAL_HOST.clone(), v);
+            h.insert(names::X_ENVOY_ORIGINAL_HOST.clone(), v);
         }
-    }
+        rewritten = h;
+        &rewritten
+    } else {
+        headers
+    };
+    let stream_timers = ds.timers();
     let fut = async {
         if h2 {
             crate::upstream_h2::exchange(
@@ -792,10 +1164,11 @@ async fn attempt_once<D: Downstream>(
                 worker,
                 cluster,
                 &host,
-                &headers,
+                headers,
                 path,
                 &upstream_authority,
                 body,
+                prefix,
                 trailers,
             )
             .await
@@ -808,21 +1181,107 @@ async fn attempt_once<D: Downstream>(
                 worker,
                 cluster,
                 &host,
-                &headers,
+                headers,
                 path,
                 &upstream_authority,
                 body,
+                prefix,
                 trailers,
             )
             .await
         }
     };
-    match deadline {
-        Some(d) => match tokio::time::timeout_at(d.into(), fut).await {
-            Ok(r) => r,
-            Err(_) => Err(AttemptFailure::PerTryTimeout),
-        },
-        None => fut.await,
+    let result = timers.run(fut, stream_timers).await;
+    match &result {
+        Err(AttemptFailure::PerTryTimeout) => {
+            stats.upstream_rq_per_try_timeout.inc();
+            rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
+        }
+        Err(AttemptFailure::PerTryIdleTimeout) => {
+            stats.upstream_rq_per_try_idle_timeout.inc();
+            rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
+        }
+        Err(AttemptFailure::GlobalTimeout) => {
+            stats.upstream_rq_timeout.inc();
+            rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
+        }
+        _ => {}
+    }
+    result
+}
+
+/// The timers of one attempt until the response head: `per_try_timeout`,
+/// the route `timeout`, and `per_try_idle_timeout` (reset by request body
+/// progress).
+#[derive(Clone, Copy, Debug)]
+struct AttemptTimers {
+    /// When the router started (the route timeout's start without stream timers).
+    start: Instant,
+    per_try: Option<Instant>,
+    /// The route `timeout`.
+    global: Option<Duration>,
+    idle: Option<Duration>,
+}
+
+impl AttemptTimers {
+    /// The route timeout's deadline: it runs from the end of the request.
+    fn global_deadline(
+        &self,
+        stream_timers: Option<&crate::stream_timers::StreamTimers>,
+    ) -> Option<Instant> {
+        let t = self.global?;
+        match stream_timers {
+            Some(st) => st.request_completed_at().map(|at| at + t),
+            None => Some(self.start + t),
+        }
+    }
+
+    async fn run<F>(
+        self,
+        fut: F,
+        stream_timers: Option<Rc<crate::stream_timers::StreamTimers>>,
+    ) -> Result<UpstreamResponse, AttemptFailure>
+    where
+        F: std::future::Future<Output = Result<UpstreamResponse, AttemptFailure>>,
+    {
+        if self.per_try.is_none() && self.global.is_none() && self.idle.is_none() {
+            return fut.await;
+        }
+        let attempt_start = Instant::now();
+        let st = stream_timers.as_deref();
+        let last_progress = || st.map_or(attempt_start, |t| t.last_activity().max(attempt_start));
+        tokio::pin!(fut);
+        loop {
+            let global = self.global_deadline(st);
+            let idle = self.idle.map(|i| last_progress() + i);
+            let next = [self.per_try, global, idle].into_iter().flatten().min();
+            let sleep = async {
+                match next {
+                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                biased;
+                r = &mut fut => return r,
+                _ = sleep => {
+                    let now = Instant::now();
+                    let global = self.global_deadline(st);
+                    let expired = |d: Option<Instant>| d.is_some_and(|d| d <= now);
+                    match (self.per_try, global) {
+                        (Some(p), Some(g)) if p <= g && p <= now => {
+                            return Err(AttemptFailure::PerTryTimeout)
+                        }
+                        (_, g) if expired(g) => return Err(AttemptFailure::GlobalTimeout),
+                        (p, _) if expired(p) => return Err(AttemptFailure::PerTryTimeout),
+                        _ => {}
+                    }
+                    if expired(self.idle.map(|i| last_progress() + i)) {
+                        return Err(AttemptFailure::PerTryIdleTimeout);
+                    }
+                }
+            }
+        }
     }
 }
 
@@ -850,7 +1309,7 @@ impl Drop for HostActive<'_> {
 /// Gets an HTTP/1 connection to `host`: a pooled one, or a new one.
 async fn h1_connection(
     worker: &WorkerContext,
-    cluster: &Cluster,
+    cluster: &Arc<Cluster>,
     host: &Arc<Host>,
     info: &mut RequestInfo,
 ) -> Result<H1Conn, AttemptFailure> {
@@ -881,7 +1340,7 @@ async fn h1_connection(
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http1_total.inc();
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
-    match pool::connect(host, &cluster.config).await {
+    match pool::connect(host, cluster, rvoy_tls::AlpnFallback::Http1).await {
         Ok(stream) => {
             stats
                 .upstream_cx_connect_ms
@@ -893,8 +1352,10 @@ async fn h1_connection(
                 stream,
                 read_buf: BytesMut::new(),
                 host: host.clone(),
+                cluster: cluster.clone(),
                 requests: 0,
                 created: Instant::now(),
+                closing_locally: true,
             })
         }
         Err(e) => {
@@ -914,21 +1375,9 @@ async fn h1_connection(
     }
 }
 
-/// Closes an upstream HTTP/1 connection and accounts for it.
-pub(crate) fn close_h1(conn: H1Conn, cluster: &Cluster, local: bool) {
-    let stats = &cluster.stats.traffic;
-    stats.upstream_cx_active.dec();
-    stats.upstream_cx_destroy.inc();
-    if local {
-        stats.upstream_cx_destroy_local.inc();
-    } else {
-        stats.upstream_cx_destroy_remote.inc();
-    }
-    stats
-        .upstream_cx_length_ms
-        .record(conn.created.elapsed().as_millis() as u64);
-    rvoy_upstream::host::HostStats::dec(&conn.host.stats.cx_active);
-    cluster.resources(false).connections.release();
+/// Closes an upstream HTTP/1 connection; `local` when we chose to close it.
+pub(crate) fn close_h1(mut conn: H1Conn, _cluster: &Cluster, local: bool) {
+    conn.closing_locally = local;
     drop(conn);
 }
 
@@ -946,45 +1395,42 @@ async fn exchange_h1<D: Downstream>(
     path: &str,
     authority: &str,
     body: Option<Bytes>,
+    mut prefix: Option<Bytes>,
     trailers: Option<HeaderMap>,
 ) -> Result<UpstreamResponse, AttemptFailure> {
     let mut conn = h1_connection(worker, cluster, host, info).await?;
     conn.requests += 1;
     rvoy_upstream::host::HostStats::inc(&host.stats.rq_total);
     let streaming_body = body.is_none();
-    let mut headers = headers.clone();
     let chunked = streaming_body && !headers.contains_key(CONTENT_LENGTH);
-    if let Some(b) = &body {
+    let framing = if forwarding::is_upgrade(headers) {
+        encode::RequestFraming::NoTransferEncoding
+    } else if let Some(b) = &body {
         // Envoy adds `content-length: 0` to bodyless requests of methods that may
-        // carry a body (not GET, HEAD, DELETE, CONNECT, OPTIONS, TRACE).
+        // carry a body (`requestShouldHaveNoBody`: not GET, HEAD, DELETE,
+        // CONNECT, TRACE).
         let no_body_method = matches!(
             req.method,
-            Method::GET
-                | Method::HEAD
-                | Method::DELETE
-                | Method::CONNECT
-                | Method::OPTIONS
-                | Method::TRACE
+            Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT | Method::TRACE
         );
         if !b.is_empty() || headers.contains_key(CONTENT_LENGTH) || !no_body_method {
-            headers.insert(CONTENT_LENGTH, HeaderValue::from(b.len()));
+            encode::RequestFraming::Length(b.len() as u64)
+        } else {
+            encode::RequestFraming::AsIs
         }
     } else if chunked {
-        headers.insert(
-            http::header::TRANSFER_ENCODING,
-            HeaderValue::from_static("chunked"),
-        );
-    }
-    if forwarding::is_upgrade(&headers) {
-        headers.remove(http::header::TRANSFER_ENCODING);
-    }
+        encode::RequestFraming::Chunked
+    } else {
+        encode::RequestFraming::AsIs
+    };
     let mut head = Vec::with_capacity(512);
     encode::request_head(
         &req.method,
         path,
         Some(authority.as_bytes()),
-        &headers,
+        headers,
         cluster.config.http1.proper_case_headers,
+        framing,
         &mut head,
     );
     info.mark(|t| &mut t.first_upstream_tx);
@@ -1011,10 +1457,13 @@ async fn exchange_h1<D: Downstream>(
     if streaming_body && !early_response {
         // Stream the request body as it arrives.
         loop {
-            let chunk = tokio::select! {
-                biased;
-                r = ds.read_body() => r,
-                _ = conn.stream.readable() => { early_response = true; break; }
+            let chunk = match prefix.take() {
+                Some(p) => Ok(Some(p)),
+                None => tokio::select! {
+                    biased;
+                    r = ds.read_body() => r,
+                    _ = conn.stream.readable() => { early_response = true; break; }
+                },
             };
             match chunk {
                 Ok(Some(data)) => {
@@ -1071,7 +1520,15 @@ async fn exchange_h1<D: Downstream>(
         max_headers: 100,
     };
     let head = loop {
-        match upstream_h1::read_response_head(&mut conn, limits).await {
+        let read = tokio::select! {
+            biased;
+            r = upstream_h1::read_response_head(&mut conn, limits) => r,
+            _ = ds.closed() => {
+                close_h1(conn, cluster, true);
+                return Err(AttemptFailure::Downstream);
+            }
+        };
+        match read {
             Ok(h) if h.status.as_u16() == 100 => {
                 if rt.hcm.proxy_100_continue {
                     let _ = ds.send_continue().await;
@@ -1134,6 +1591,7 @@ async fn send_response<D: Downstream>(
     _action: &ForwardAction,
     start: Instant,
     attempt: u32,
+    deadline: ResponseDeadline,
     _grpc: bool,
     cluster: &Arc<Cluster>,
     weighted: Option<&rvoy_model::route::ClusterWeight>,
@@ -1166,7 +1624,7 @@ async fn send_response<D: Downstream>(
         .as_deref()
         .and_then(|s| HeaderValue::from_str(s).ok());
     let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
-    if !suppress {
+    if !suppress && status != StatusCode::SWITCHING_PROTOCOLS {
         headers.insert(
             names::X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
             HeaderValue::from(start.elapsed().as_millis() as u64),
@@ -1201,7 +1659,7 @@ async fn send_response<D: Downstream>(
     info.mark(|t| &mut t.first_downstream_tx);
     match body {
         UpstreamBody::Empty => {
-            info.response_headers = Some(headers.clone());
+            ds.encode_headers(status, &mut headers, true, info);
             let ok = ds
                 .send_head(status, reason_ref, &mut headers, true)
                 .await
@@ -1211,6 +1669,7 @@ async fn send_response<D: Downstream>(
             StreamOutcome {
                 close: !ok,
                 reset: !ok,
+                redirected: false,
             }
         }
         UpstreamBody::H1 {
@@ -1219,6 +1678,7 @@ async fn send_response<D: Downstream>(
             close,
         } => {
             let end = decoder.is_done() && status != StatusCode::SWITCHING_PROTOCOLS;
+            ds.encode_headers(status, &mut headers, end, info);
             if ds
                 .send_head(status, reason_ref, &mut headers, end)
                 .await
@@ -1229,6 +1689,7 @@ async fn send_response<D: Downstream>(
                 return StreamOutcome {
                     close: true,
                     reset: true,
+                    redirected: false,
                 };
             }
             info.response_headers = Some(headers);
@@ -1239,6 +1700,7 @@ async fn send_response<D: Downstream>(
                     return StreamOutcome {
                         close: true,
                         reset: true,
+                        redirected: false,
                     };
                 }
                 return tunnel_h1(ds, conn, cluster, info).await;
@@ -1246,15 +1708,38 @@ async fn send_response<D: Downstream>(
             let mut trailers: Option<HeaderMap>;
             if !end {
                 loop {
-                    match upstream_h1::read_body(&mut conn, &mut decoder).await {
+                    let read = match tokio::select! {
+                        biased;
+                        r = deadline.read(upstream_h1::read_body(&mut conn, &mut decoder)) => r,
+                        _ = ds.closed() => {
+                            close_h1(conn, cluster, true);
+                            info.downstream_disconnected();
+                            return StreamOutcome {
+                                close: true,
+                                reset: true, redirected: false };
+                        }
+                    } {
+                        Ok(r) => r,
+                        Err(kind) => {
+                            ResponseDeadline::on_timeout(kind, info, cluster);
+                            close_h1(conn, cluster, true);
+                            return StreamOutcome {
+                                close: true,
+                                reset: true,
+                                redirected: false,
+                            };
+                        }
+                    };
+                    match read {
                         Ok(Body::Data(d)) => {
                             stats.upstream_cx_rx_bytes_total.add(d.len() as u64);
                             if ds.send_data(d, false).await.is_err() {
                                 close_h1(conn, cluster, true);
-                                info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                                info.downstream_disconnected();
                                 return StreamOutcome {
                                     close: true,
                                     reset: true,
+                                    redirected: false,
                                 };
                             }
                         }
@@ -1269,12 +1754,13 @@ async fn send_response<D: Downstream>(
                             return StreamOutcome {
                                 close: true,
                                 reset: true,
+                                redirected: false,
                             };
                         }
                     }
                 }
                 let done = match trailers.take() {
-                    Some(t) if ds.protocol() == Protocol::Http2 || t.len() > 0 => {
+                    Some(t) if ds.protocol() == Protocol::Http2 || !t.is_empty() => {
                         info.response_trailers = Some(t.clone());
                         ds.send_trailers(t).await
                     }
@@ -1285,6 +1771,7 @@ async fn send_response<D: Downstream>(
                     return StreamOutcome {
                         close: true,
                         reset: true,
+                        redirected: false,
                     };
                 }
             }
@@ -1308,8 +1795,10 @@ async fn send_response<D: Downstream>(
             StreamOutcome::default()
         }
         UpstreamBody::H2(h2) => {
-            crate::upstream_h2::relay_response(ds, h2, status, reason_ref, headers, info, cluster)
-                .await
+            crate::upstream_h2::relay_response(
+                ds, h2, status, reason_ref, headers, info, cluster, deadline,
+            )
+            .await
         }
     }
 }
@@ -1343,6 +1832,7 @@ async fn tunnel_h1<D: Downstream>(
     StreamOutcome {
         close: true,
         reset: false,
+        redirected: false,
     }
 }
 
@@ -1360,10 +1850,10 @@ fn spawn_mirror(
     headers: &HeaderMap,
     body: Bytes,
 ) {
-    if let Some(f) = &mirror.fraction {
-        if !f.default.sample(fastrand::u64(..)) {
-            return;
-        }
+    if let Some(f) = &mirror.fraction
+        && !f.default.sample(fastrand::u64(..))
+    {
+        return;
     }
     let name = match &mirror.cluster {
         ClusterName::Static(n) => n.to_string(),
@@ -1386,10 +1876,10 @@ fn spawn_mirror(
         names::X_ENVOY_INTERNAL.clone(),
         HeaderValue::from_static("true"),
     );
-    if let Some(ip) = rt.machine_address {
-        if let Ok(v) = HeaderValue::from_str(&ip.to_string()) {
-            forwarding::append_comma_no_space(&mut headers, &names::X_FORWARDED_FOR, &v);
-        }
+    if let Some(ip) = rt.machine_address
+        && let Ok(v) = HeaderValue::from_str(&ip.to_string())
+    {
+        forwarding::append_comma_no_space(&mut headers, &names::X_FORWARDED_FOR, &v);
     }
     let request = Request {
         method: method.clone(),
@@ -1401,6 +1891,8 @@ fn spawn_mirror(
         expect_continue: false,
         has_body: !body.is_empty(),
         head_bytes: 0,
+        replay_body: None,
+        internal_redirects: 0,
     };
     let rt = rt.clone();
     let worker = worker.clone();
@@ -1430,6 +1922,7 @@ fn spawn_mirror(
                 &shadow_authority,
                 Some(body),
                 None,
+                None,
             )
             .await
         } else {
@@ -1445,6 +1938,7 @@ fn spawn_mirror(
                 &path,
                 &shadow_authority,
                 Some(body),
+                None,
                 None,
             )
             .await
@@ -1543,5 +2037,25 @@ fn shadow_host(authority: &str) -> String {
     match rvoy_model::route::strip_port(authority) {
         Some(h) => format!("{h}-shadow{}", &authority[h.len()..]),
         None => format!("{authority}-shadow"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absolute_url_parts() {
+        let u = AbsoluteUrl::parse("http://example.com:8080/a/b?x=1#frag").unwrap();
+        assert_eq!(u.scheme, "http");
+        assert_eq!(u.host_and_port, "example.com:8080");
+        assert_eq!(u.path_and_query, "/a/b?x=1");
+        let u = AbsoluteUrl::parse("https://h").unwrap();
+        assert_eq!(u.path_and_query, "/");
+        let u = AbsoluteUrl::parse("https://h?q").unwrap();
+        assert_eq!(u.path_and_query, "/?q");
+        assert!(AbsoluteUrl::parse("/relative").is_none());
+        assert!(AbsoluteUrl::parse("http:///nohost").is_none());
+        assert!(AbsoluteUrl::parse("://x/").is_none());
     }
 }

@@ -1,5 +1,11 @@
-//! The connection manager's stats (`http.<stat_prefix>.*`), with Envoy's names,
-//! resolved to handles when the listener is built.
+//! The connection manager's stats (`http.<stat_prefix>.*`), with Envoy 1.40's
+//! names, resolved to handles when the listener is built.
+//!
+//! Envoy's `http.<stat_prefix>.` scope holds three families: the connection
+//! manager's own stats, the router filter's stats (`no_route`, `rq_total`...,
+//! [`ROUTER_STAT_NAMES`]) and the tracing stats (`tracing.*`). The admin
+//! interface has only the first ([`HcmStats::admin`]); `http.async-client.*`
+//! has only the router's ([`RouterStats`]).
 
 use rvoy_stats::Scope;
 
@@ -60,7 +66,13 @@ stats_struct!(
             rs_too_large,
             no_route,
             no_cluster,
+            passthrough_internal_redirect_bad_location,
+            passthrough_internal_redirect_no_route,
+            passthrough_internal_redirect_predicate,
+            passthrough_internal_redirect_too_many_redirects,
+            passthrough_internal_redirect_unsafe_scheme,
             rq_direct_response,
+            rq_overload_local_reply,
             rq_redirect,
             rq_total,
             rq_reset_after_downstream_response_started,
@@ -70,6 +82,7 @@ stats_struct!(
             downstream_cx_ssl_active,
             downstream_cx_http1_active,
             downstream_cx_upgrades_active,
+            downstream_cx_http1_soft_drain,
             downstream_cx_http2_active,
             downstream_cx_http3_active,
             downstream_cx_rx_bytes_buffered,
@@ -77,6 +90,55 @@ stats_struct!(
             downstream_rq_active,
         ],
         histograms: [downstream_cx_length_ms: Milliseconds, downstream_rq_time: Milliseconds],
+    }
+);
+
+/// The router filter's stats in the `http.<stat_prefix>.` scope (Envoy's
+/// `ALL_ROUTER_STATS`), part of [`HcmCounters`] for a data-plane HCM.
+pub const ROUTER_STAT_NAMES: &[&str] = &[
+    "no_route",
+    "no_cluster",
+    "passthrough_internal_redirect_bad_location",
+    "passthrough_internal_redirect_no_route",
+    "passthrough_internal_redirect_predicate",
+    "passthrough_internal_redirect_too_many_redirects",
+    "passthrough_internal_redirect_unsafe_scheme",
+    "rq_direct_response",
+    "rq_overload_local_reply",
+    "rq_redirect",
+    "rq_total",
+    "rq_reset_after_downstream_response_started",
+];
+
+stats_struct!(
+    /// The router stats alone, e.g. `http.async-client.*` (the cluster
+    /// manager's async HTTP client).
+    RouterStats {
+        counters: [
+            no_route,
+            no_cluster,
+            passthrough_internal_redirect_bad_location,
+            passthrough_internal_redirect_no_route,
+            passthrough_internal_redirect_predicate,
+            passthrough_internal_redirect_too_many_redirects,
+            passthrough_internal_redirect_unsafe_scheme,
+            rq_direct_response,
+            rq_overload_local_reply,
+            rq_redirect,
+            rq_total,
+            rq_reset_after_downstream_response_started,
+        ],
+        gauges: [],
+        histograms: [],
+    }
+);
+
+stats_struct!(
+    /// `http.<stat_prefix>.tracing.*`.
+    TracingStats {
+        counters: [client_enabled, health_check, not_traceable, random_sampling, service_forced],
+        gauges: [],
+        histograms: [],
     }
 );
 
@@ -95,6 +157,52 @@ stats_struct!(
 );
 
 stats_struct!(
+    /// `http2.*` codec stats (downstream; `cluster.<name>.http2.*` upstream),
+    /// created by Envoy with the first HTTP/2 connection.
+    Http2CodecStats {
+        counters: [
+            cookies_total_bytes_too_large,
+            dropped_headers_with_underscores,
+            goaway_sent,
+            header_list_size_too_large,
+            header_overflow,
+            headers_cb_no_stream,
+            inbound_empty_frames_flood,
+            inbound_priority_frames_flood,
+            inbound_window_update_frames_flood,
+            keepalive_timeout,
+            metadata_empty_frames,
+            nghttp2_downstream_connections,
+            nghttp2_upstream_connections,
+            oghttp2_downstream_connections,
+            oghttp2_upstream_connections,
+            outbound_control_flood,
+            outbound_flood,
+            requests_rejected_with_underscores_in_headers,
+            rx_messaging_error,
+            rx_reset,
+            stream_refused_errors,
+            trailers,
+            tx_flush_timeout,
+            tx_reset,
+        ],
+        gauges: [
+            deferred_stream_close,
+            outbound_control_frames_active,
+            outbound_frames_active,
+            pending_send_bytes,
+            streams_active,
+        ],
+        histograms: [
+            cookie_count: Unspecified,
+            cookie_size: Unspecified,
+            header_count: Unspecified,
+            header_list_size: Unspecified,
+        ],
+    }
+);
+
+stats_struct!(
     /// `listener.<address>.http.<stat_prefix>.*`: per-listener response classes.
     ListenerHttpStats {
         counters: [downstream_rq_1xx, downstream_rq_2xx, downstream_rq_3xx, downstream_rq_4xx, downstream_rq_5xx, downstream_rq_completed],
@@ -107,8 +215,13 @@ stats_struct!(
 #[derive(Debug)]
 pub struct HcmStats {
     pub hcm: HcmCounters,
+    pub tracing: TracingStats,
     pub http1: Http1CodecStats,
     pub listener: ListenerHttpStats,
+    /// The store's root scope (stats named at run time: `http2.*` with the
+    /// first HTTP/2 connection, `cluster.<name>.http2.*`, gRPC stats).
+    pub root: Scope,
+    http2: std::sync::OnceLock<std::sync::Arc<Http2CodecStats>>,
 }
 
 impl HcmStats {
@@ -117,10 +230,35 @@ impl HcmStats {
         let hcm_scope = root.scope(&format!("http.{stat_prefix}."));
         HcmStats {
             hcm: HcmCounters::new(&hcm_scope),
+            tracing: TracingStats::new(&hcm_scope.scope("tracing.")),
             http1: Http1CodecStats::new(&root.scope("http1.")),
             listener: ListenerHttpStats::new(
                 &listener_scope.scope(&format!("http.{stat_prefix}.")),
             ),
+            root: root.clone(),
+            http2: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// The downstream `http2.*` codec stats, created with the first HTTP/2
+    /// connection as Envoy does.
+    pub fn http2(&self) -> &std::sync::Arc<Http2CodecStats> {
+        self.http2
+            .get_or_init(|| std::sync::Arc::new(Http2CodecStats::new(&self.root.scope("http2."))))
+    }
+
+    /// The admin interface's HCM (`http.admin.*`, `listener.admin.http.admin.*`):
+    /// no router stats, and tracing stats Envoy keeps in a store it never
+    /// shows (null handles here).
+    pub fn admin(root: &Scope, listener_scope: &Scope) -> Self {
+        let hcm_scope = root.scope("http.admin.");
+        HcmStats {
+            hcm: HcmCounters::new_without(&hcm_scope, ROUTER_STAT_NAMES),
+            tracing: TracingStats::new_without(&hcm_scope, TracingStats::NAMES),
+            http1: Http1CodecStats::new(&root.scope("http1.")),
+            listener: ListenerHttpStats::new(&listener_scope.scope("http.admin.")),
+            root: root.clone(),
+            http2: std::sync::OnceLock::new(),
         }
     }
 

@@ -18,12 +18,14 @@ use rvoy_model::route::{
 
 use crate::context::{HttpListenerRuntime, WorkerContext};
 use crate::downstream::{Downstream, Protocol};
+use crate::filter;
 use crate::forwarding::{self, Peer};
 use crate::headers::apply_mutations;
 use crate::local_reply::{self, LocalReply};
 use crate::path::{self, Normalized};
 use crate::request_info::RequestInfo;
 use crate::router;
+use crate::stream_timers::{StreamTimeout, StreamTimers, Timed};
 
 /// A request head as the codec delivered it.
 #[derive(Debug)]
@@ -40,6 +42,28 @@ pub struct Request {
     /// The request has a body to read.
     pub has_body: bool,
     pub head_bytes: u64,
+    /// The request body already read, replayed after an internal redirect.
+    pub replay_body: Option<Bytes>,
+    /// Internal redirects this request has followed.
+    pub internal_redirects: u32,
+}
+
+impl rvoy_model::matcher::PseudoHeaders for Request {
+    fn pseudo(&self, p: rvoy_model::matcher::Pseudo) -> Option<&str> {
+        use rvoy_model::matcher::Pseudo;
+        match p {
+            Pseudo::Method => Some(self.method.as_str()),
+            Pseudo::Path => Some(self.path.as_str()),
+            Pseudo::Authority => self.authority.as_deref(),
+            Pseudo::Scheme => Some(self.scheme.as_deref().unwrap_or_else(|| {
+                self.headers
+                    .get(&forwarding::names::X_FORWARDED_PROTO)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("http")
+            })),
+            Pseudo::Status | Pseudo::Protocol => None,
+        }
+    }
 }
 
 /// The connection a request arrived on.
@@ -58,6 +82,9 @@ pub struct StreamOutcome {
     pub close: bool,
     /// The response was not completed (reset mid-body): close without delay.
     pub reset: bool,
+    /// The router followed an internal redirect: the request (rewritten in
+    /// place) goes through routing again.
+    pub redirected: bool,
 }
 
 /// Runs one request to completion.
@@ -76,6 +103,7 @@ pub async fn handle<D: Downstream>(
         _ => stats.downstream_rq_http1_total.inc(),
     }
     let mut info = RequestInfo::new(req.protocol, conn.id, conn.remote, conn.local);
+    info.record_timings = rt.needs_timings();
     let stream_id = worker.next_id();
     rvoy_log::stream_log!(
         rvoy_log::Component::Http,
@@ -91,7 +119,30 @@ pub async fn handle<D: Downstream>(
     info.method = req.method.clone();
     info.request_headers_bytes = req.head_bytes;
     info.scheme = if conn.tls { "https" } else { "http" };
-    let outcome = run(ds, &mut req, &mut info, rt, worker, conn).await;
+    let hcm = &rt.hcm;
+    let grpc = local_reply::is_grpc_request(&req.headers);
+    let timers = Rc::new(StreamTimers::new(
+        hcm.stream_idle_timeout,
+        hcm.request_timeout,
+        hcm.common.max_stream_duration,
+        !req.has_body,
+    ));
+    let result = {
+        let mut timed = Timed {
+            inner: &mut *ds,
+            timers: timers.clone(),
+        };
+        timers
+            .run(run(&mut timed, &mut req, &mut info, rt, worker, conn))
+            .await
+    };
+    if info.request_headers.is_none() {
+        info.request_headers = Some(std::mem::take(&mut req.headers));
+    }
+    let outcome = match result {
+        Ok(outcome) => outcome,
+        Err(kind) => on_stream_timeout(ds, kind, &timers, &mut info, rt, worker, grpc).await,
+    };
     info.end = Some(std::time::Instant::now());
     info.bytes_received = ds.bytes_received();
     info.bytes_sent = ds.bytes_sent();
@@ -143,10 +194,10 @@ async fn run<D: Downstream>(
         return send_local(ds, reply, info, rt, worker, true, false).await;
     }
     if req.authority.is_none() {
-        if req.protocol == Protocol::Http10 {
-            if let Some(h) = &hcm.http1.default_host_for_http_10 {
-                req.authority = Some(h.clone());
-            }
+        if req.protocol == Protocol::Http10
+            && let Some(h) = &hcm.http1.default_host_for_http_10
+        {
+            req.authority = Some(h.clone());
         }
         if req.authority.is_none() {
             info.set_flag(ResponseFlag::DownstreamProtocolError);
@@ -271,24 +322,92 @@ async fn run<D: Downstream>(
         .get(&forwarding::names::X_REQUEST_ID)
         .and_then(|v| v.to_str().ok())
         .map(str::to_owned);
-    if req.expect_continue {
-        if !hcm.proxy_100_continue {
-            req.headers.remove(EXPECT);
-            if ds.send_continue().await.is_err() {
-                return StreamOutcome {
-                    close: true,
-                    reset: true,
-                };
-            }
+    if req.expect_continue && !hcm.proxy_100_continue {
+        req.headers.remove(EXPECT);
+        if ds.send_continue().await.is_err() {
+            return StreamOutcome {
+                close: true,
+                reset: true,
+                redirected: false,
+            };
         }
     }
 
-    // Route.
+    loop {
+        let outcome = route_request(ds, req, info, rt, worker, &route_config, &fwd, grpc).await;
+        if !outcome.redirected {
+            return outcome;
+        }
+        // Envoy logs each pass of an internally redirected request, with
+        // the rewritten request and the upstream's 3xx.
+        info.path = req.path.clone();
+        info.authority = req.authority.clone();
+        info.method = req.method.clone();
+        info.request_headers = Some(req.headers.clone());
+        info.end = Some(std::time::Instant::now());
+        info.bytes_received = ds.bytes_received();
+        crate::access_log::emit(&rt.access_logs, info);
+        *info = info.next_pass();
+        info.path = req.path.clone();
+        info.authority = req.authority.clone();
+    }
+}
+
+/// Routes a request and runs its route's action.
+#[allow(clippy::too_many_arguments)]
+async fn route_request<D: Downstream>(
+    ds: &mut D,
+    req: &mut Request,
+    info: &mut RequestInfo,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    route_config: &Arc<RouteConfig>,
+    fwd: &forwarding::Forwarding,
+    grpc: bool,
+) -> StreamOutcome {
+    let route_config = &**route_config;
     let host = routing_host(req, rt);
-    let Some(vhost) = route_config.find_virtual_host(&host) else {
+    let vhost = route_config.find_virtual_host(&host);
+    let tls_redirect = vhost.is_some_and(|v| needs_tls_redirect(v, req));
+    let route = match vhost {
+        Some(v) if !tls_redirect => {
+            match_route(v, req, route_config.ignore_path_parameters_in_path_matching)
+        }
+        _ => None,
+    };
+    // The HTTP filters see the request before the router; every response
+    // goes back through them.
+    let ctx = filter::RouteContext {
+        rc: route_config,
+        vhost,
+        route,
+    };
+    let (chain, filter_reply) =
+        filter::FilterChain::decode_headers(&rt.filters, ctx, req, info, ds).await;
+    let ds = &mut filter::Encoder { inner: ds, chain };
+    if let Some(reply) = filter_reply {
+        let close = !ds.body_complete();
+        return send_local(ds, reply, info, rt, worker, close, grpc).await;
+    }
+    rt.stats.hcm.rq_total.inc();
+    let Some(vhost) = vhost else {
         return no_route(ds, req, info, rt, worker, grpc).await;
     };
-    let Some(route) = match_route(vhost, req, info) else {
+    if tls_redirect {
+        // Envoy's SSL redirect route: 301 to the same URL over https.
+        rt.stats.hcm.rq_redirect.inc();
+        let mut reply = LocalReply::new(StatusCode::MOVED_PERMANENTLY, Bytes::new(), "redirect");
+        let location = format!(
+            "https://{}{}",
+            req.authority.as_deref().unwrap_or(""),
+            req.path
+        );
+        if let Ok(v) = HeaderValue::from_str(&location) {
+            reply.headers.insert(http::header::LOCATION, v);
+        }
+        return send_local(ds, reply, info, rt, worker, false, grpc).await;
+    }
+    let Some(route) = route else {
         return no_route(ds, req, info, rt, worker, grpc).await;
     };
     info.route_name = Some(route.name.as_str().into());
@@ -303,12 +422,12 @@ async fn run<D: Downstream>(
             );
             reply.grpc = false;
             let code = d.status.as_u16();
-            if code == 201 || (300..400).contains(&code) {
-                if let Ok(v) = HeaderValue::from_str(&new_uri(req, None, None)) {
-                    reply.headers.insert(http::header::LOCATION, v);
-                }
+            if (code == 201 || (300..400).contains(&code))
+                && let Ok(v) = HeaderValue::from_str(&new_uri(req, None, None))
+            {
+                reply.headers.insert(http::header::LOCATION, v);
             }
-            finalize_response_headers(&mut reply.headers, route, vhost, &route_config, info);
+            finalize_response_headers(&mut reply.headers, route, vhost, route_config, info);
             send_local(ds, reply, info, rt, worker, false, false).await
         }
         RouteAction::Redirect(r) => {
@@ -323,7 +442,7 @@ async fn run<D: Downstream>(
             if let Ok(v) = HeaderValue::from_str(&new_uri(req, Some(r), prefix)) {
                 reply.headers.insert(http::header::LOCATION, v);
             }
-            finalize_response_headers(&mut reply.headers, route, vhost, &route_config, info);
+            finalize_response_headers(&mut reply.headers, route, vhost, route_config, info);
             send_local(ds, reply, info, rt, worker, false, grpc).await
         }
         RouteAction::NonForwarding => {
@@ -331,22 +450,106 @@ async fn run<D: Downstream>(
             send_local(ds, reply, info, rt, worker, false, grpc).await
         }
         RouteAction::Forward(action) => {
+            if let Some(timers) = ds.timers() {
+                timers.apply_route(action.idle_timeout, action.max_stream_duration);
+                crate::grpc::apply_route_timeout(
+                    &timers,
+                    action,
+                    &mut req.headers,
+                    rt.hcm.common.max_stream_duration,
+                );
+            }
             router::forward(
                 ds,
                 req,
                 info,
                 rt,
                 worker,
-                &route_config,
+                route_config,
                 vhost,
                 route,
                 action,
-                &fwd,
+                fwd,
                 grpc,
             )
             .await
         }
     }
+}
+
+/// A stream timer fired: Envoy's local reply (408 while the request is still
+/// arriving, 504 after), or a reset once the response has started.
+async fn on_stream_timeout<D: Downstream>(
+    ds: &mut D,
+    kind: StreamTimeout,
+    timers: &StreamTimers,
+    info: &mut RequestInfo,
+    rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
+    grpc: bool,
+) -> StreamOutcome {
+    let hcm_stats = &rt.stats.hcm;
+    match kind {
+        StreamTimeout::Idle => {
+            hcm_stats.downstream_rq_idle_timeout.inc();
+            info.set_flag(ResponseFlag::StreamIdleTimeout);
+        }
+        StreamTimeout::Request => hcm_stats.downstream_rq_timeout.inc(),
+        StreamTimeout::MaxDuration => hcm_stats.downstream_rq_max_duration_reached.inc(),
+    }
+    if timers.response_started() {
+        info.response_code_details = Some(kind.details().to_owned());
+        return StreamOutcome {
+            close: true,
+            reset: true,
+            redirected: false,
+        };
+    }
+    let status = if timers.request_complete() {
+        StatusCode::GATEWAY_TIMEOUT
+    } else {
+        StatusCode::REQUEST_TIMEOUT
+    };
+    let mut reply = LocalReply::new(status, kind.body(), kind.details());
+    if kind == StreamTimeout::MaxDuration {
+        // Envoy: `DeadlineExceeded` for gRPC clients.
+        reply.grpc_status = Some(4);
+    }
+    send_local(ds, reply, info, rt, worker, false, grpc).await
+}
+
+/// The virtual host and route a request selects, if any.
+pub(crate) fn resolve_route<'a>(
+    rc: &'a RouteConfig,
+    req: &Request,
+    rt: &HttpListenerRuntime,
+) -> Option<(&'a VirtualHost, &'a Route)> {
+    let host = routing_host(req, rt);
+    let vhost = rc.find_virtual_host(&host)?;
+    if needs_tls_redirect(vhost, req) {
+        return None;
+    }
+    let route = match_route(vhost, req, rc.ignore_path_parameters_in_path_matching)?;
+    Some((vhost, route))
+}
+
+/// Whether the virtual host's `require_tls` sends this request to https.
+fn needs_tls_redirect(vhost: &VirtualHost, req: &Request) -> bool {
+    let external = || {
+        req.headers
+            .get(&forwarding::names::X_ENVOY_INTERNAL)
+            .is_none_or(|v| v.as_bytes() != b"true")
+    };
+    let required = match vhost.require_tls {
+        route::RequireTls::None => false,
+        route::RequireTls::All => true,
+        route::RequireTls::ExternalOnly => external(),
+    };
+    required
+        && req
+            .headers
+            .get(&forwarding::names::X_FORWARDED_PROTO)
+            .is_none_or(|v| !v.as_bytes().eq_ignore_ascii_case(b"https"))
 }
 
 /// The host used for virtual host selection, after the port/dot options.
@@ -366,12 +569,11 @@ fn routing_host(req: &Request, rt: &HttpListenerRuntime) -> String {
         if let Some(h) = route::strip_port(&host) {
             host = h.to_owned();
         }
-    } else if hcm.strip_matching_host_port {
-        if let (Some(h), Some(lp)) = (route::strip_port(&host), rt.listener_port) {
-            if host[h.len() + 1..].parse::<u16>().ok() == Some(lp) {
-                host = h.to_owned();
-            }
-        }
+    } else if hcm.strip_matching_host_port
+        && let (Some(h), Some(lp)) = (route::strip_port(&host), rt.listener_port)
+        && host[h.len() + 1..].parse::<u16>().ok() == Some(lp)
+    {
+        host = h.to_owned();
     }
     host
 }
@@ -380,9 +582,8 @@ fn routing_host(req: &Request, rt: &HttpListenerRuntime) -> String {
 pub fn match_route<'a>(
     vhost: &'a VirtualHost,
     req: &Request,
-    info: &RequestInfo,
+    ignore_path_parameters: bool,
 ) -> Option<&'a Route> {
-    let _ = info;
     let (path_only, query) = match req.path.find('?') {
         Some(i) => (&req.path[..i], &req.path[i + 1..]),
         None => (req.path.as_str(), ""),
@@ -390,6 +591,13 @@ pub fn match_route<'a>(
     let path_only = match path_only.find('#') {
         Some(i) => &path_only[..i],
         None => path_only,
+    };
+    let without_params;
+    let path_only = if ignore_path_parameters && path_only.contains(';') {
+        without_params = strip_path_parameters(path_only);
+        without_params.as_str()
+    } else {
+        path_only
     };
     let grpc = local_reply::is_grpc_request(&req.headers);
     vhost.routes.iter().find(|r| {
@@ -400,19 +608,28 @@ pub fn match_route<'a>(
         if m.grpc && !grpc {
             return false;
         }
-        if !m.headers.iter().all(|h| h.matches(&req.headers)) {
+        if !m.headers.iter().all(|h| h.matches_with(&req.headers, req)) {
             return false;
         }
         if !m.query_parameters.iter().all(|q| q.matches(query)) {
             return false;
         }
-        if let Some(f) = &m.runtime_fraction {
-            if !f.default.sample(fastrand::u64(..)) {
-                return false;
-            }
+        if let Some(f) = &m.runtime_fraction
+            && !f.default.sample(fastrand::u64(..))
+        {
+            return false;
         }
         true
     })
+}
+
+/// The path without `;parameters` in its segments
+/// (`ignore_path_parameters_in_path_matching`).
+fn strip_path_parameters(path: &str) -> String {
+    path.split('/')
+        .map(|segment| segment.split(';').next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("/")
 }
 
 /// Route, virtual host and route configuration response headers, in Envoy's order.
@@ -494,10 +711,10 @@ fn new_uri(req: &Request, r: Option<&Redirect>, matched_prefix: Option<&str>) ->
             format!("{}{orig_query}", re.replace_all(orig_path, sub.as_str()))
         }
     };
-    if r.is_some_and(|r| r.strip_query) {
-        if let Some(i) = path.find('?') {
-            path.truncate(i);
-        }
+    if r.is_some_and(|r| r.strip_query)
+        && let Some(i) = path.find('?')
+    {
+        path.truncate(i);
     }
     format!("{scheme}://{host}{port}{path}")
 }
@@ -536,18 +753,19 @@ pub async fn send_local<D: Downstream>(
     let rendered = local_reply::render(reply, &rt.hcm, info);
     let mut headers = rendered.headers;
     let is_head = info.method == Method::HEAD;
+    if !headers.contains_key(http::header::DATE) {
+        headers.insert(http::header::DATE, worker.date.now());
+    }
     forwarding::mutate_response(
         &mut headers,
         false,
         request_id_value(info).as_ref(),
         &rt.hcm,
     );
-    if !headers.contains_key(http::header::DATE) {
-        headers.insert(http::header::DATE, worker.date.now());
-    }
     info.response_status = Some(rendered.status);
     let end = rendered.body.is_empty() || is_head;
     info.mark(|t| &mut t.first_downstream_tx);
+    ds.encode_headers(rendered.status, &mut headers, end, info);
     let mut ok = ds
         .send_head(rendered.status, None, &mut headers, end)
         .await
@@ -558,7 +776,11 @@ pub async fn send_local<D: Downstream>(
     info.mark(|t| &mut t.last_downstream_tx);
     info.response_headers = Some(headers);
     let close = close || !ok;
-    StreamOutcome { close, reset: !ok }
+    StreamOutcome {
+        close,
+        reset: !ok,
+        redirected: false,
+    }
 }
 
 fn request_id_value(info: &RequestInfo) -> Option<HeaderValue> {

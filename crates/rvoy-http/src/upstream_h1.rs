@@ -113,10 +113,7 @@ impl Future for WriteOrReadable<'_> {
                 }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e.into())),
                 Poll::Pending => {
-                    let ready = match &*this.stream {
-                        Stream::Tcp(s) => s.poll_read_ready(cx),
-                        Stream::Unix(s) => s.poll_read_ready(cx),
-                    };
+                    let ready = this.stream.poll_readable(cx);
                     if let Poll::Ready(Ok(())) = ready {
                         return Poll::Ready(Ok(WriteOutcome::ResponseStarted));
                     }

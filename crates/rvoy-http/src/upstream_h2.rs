@@ -20,6 +20,37 @@ use crate::request_info::RequestInfo;
 use crate::router::{AttemptFailure, UpstreamBody, UpstreamResponse};
 use crate::stream::{Request, StreamOutcome};
 
+/// The reset reason of an upstream `RST_STREAM(REFUSED_STREAM)`: retriable
+/// under `retry_on: refused-stream`.
+pub(crate) const REFUSED_STREAM_RESET: &str = "remote refused stream reset";
+
+/// Envoy's response flag and details for an upstream reset before the
+/// response started (`streamResetReasonToResponseFlag`).
+pub(crate) fn reset_flag_and_details(reason: &str) -> (ResponseFlag, &'static str) {
+    match reason {
+        "remote reset" => (
+            ResponseFlag::UpstreamRemoteReset,
+            "upstream_reset_before_response_started{remote_reset}",
+        ),
+        REFUSED_STREAM_RESET => (
+            ResponseFlag::UpstreamRemoteReset,
+            "upstream_reset_before_response_started{remote_refused_stream_reset}",
+        ),
+        "protocol error" => (
+            ResponseFlag::UpstreamProtocolError,
+            "upstream_reset_before_response_started{protocol_error}",
+        ),
+        "local reset" => (
+            ResponseFlag::LocalReset,
+            "upstream_reset_before_response_started{local_reset}",
+        ),
+        _ => (
+            ResponseFlag::UpstreamConnectionTermination,
+            "upstream_reset_before_response_started{connection_termination}",
+        ),
+    }
+}
+
 /// A worker's HTTP/2 upstream connections, one per cluster and host.
 #[derive(Debug, Default)]
 pub struct H2Pools {
@@ -60,10 +91,10 @@ fn strip_connection_headers(headers: &mut HeaderMap) {
     ] {
         headers.remove(h);
     }
-    if let Some(te) = headers.get(http::header::TE) {
-        if !te.as_bytes().eq_ignore_ascii_case(b"trailers") {
-            headers.remove(http::header::TE);
-        }
+    if let Some(te) = headers.get(http::header::TE)
+        && !te.as_bytes().eq_ignore_ascii_case(b"trailers")
+    {
+        headers.remove(http::header::TE);
     }
 }
 
@@ -89,7 +120,7 @@ async fn connection(
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
     info.mark(|t| &mut t.upstream_connect_start);
     let started = Instant::now();
-    let stream = match pool::connect(host, &cluster.config).await {
+    let stream = match pool::connect(host, cluster, rvoy_tls::AlpnFallback::Http2).await {
         Ok(s) => s,
         Err(e) => {
             stats.upstream_cx_connect_fail.inc();
@@ -184,6 +215,7 @@ pub(crate) async fn exchange<D: Downstream>(
     path: &str,
     authority: &str,
     body: Option<Bytes>,
+    mut prefix: Option<Bytes>,
     trailers: Option<HeaderMap>,
 ) -> Result<UpstreamResponse, AttemptFailure> {
     let (key, mut send) = connection(worker, cluster, host, info).await?;
@@ -224,7 +256,11 @@ pub(crate) async fn exchange<D: Downstream>(
                 }
             }
             None => loop {
-                match ds.read_body().await {
+                let chunk = match prefix.take() {
+                    Some(p) => Ok(Some(p)),
+                    None => ds.read_body().await,
+                };
+                match chunk {
                     Ok(Some(chunk)) => {
                         if send_all(&mut stream, chunk, false).await.is_err() {
                             return Err(AttemptFailure::Reset {
@@ -252,13 +288,22 @@ pub(crate) async fn exchange<D: Downstream>(
         }
     }
     info.mark(|t| &mut t.last_upstream_tx);
-    let resp = match response.await {
+    let response = tokio::select! {
+        biased;
+        r = response => r,
+        _ = ds.closed() => {
+            stream.send_reset(h2::Reason::CANCEL);
+            return Err(AttemptFailure::Downstream);
+        }
+    };
+    let resp = match response {
         Ok(r) => r,
         Err(e) => {
-            let reason = if e.is_reset() {
-                "remote reset"
-            } else {
-                "connection termination"
+            let reason = match e.reason() {
+                Some(h2::Reason::REFUSED_STREAM) if e.is_remote() => REFUSED_STREAM_RESET,
+                Some(_) if e.is_reset() && e.is_remote() => "remote reset",
+                Some(h2::Reason::PROTOCOL_ERROR) if !e.is_remote() => "protocol error",
+                _ => "connection termination",
             };
             if e.is_go_away() || e.is_io() {
                 worker.h2_pools.remove(&key);
@@ -283,6 +328,7 @@ pub(crate) async fn exchange<D: Downstream>(
 }
 
 /// Streams an HTTP/2 response body (and trailers) downstream.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn relay_response<D: Downstream>(
     ds: &mut D,
     mut resp: H2Response,
@@ -291,8 +337,10 @@ pub(crate) async fn relay_response<D: Downstream>(
     mut headers: HeaderMap,
     info: &mut RequestInfo,
     cluster: &Arc<Cluster>,
+    deadline: crate::router::ResponseDeadline,
 ) -> StreamOutcome {
     let stats = &cluster.stats.traffic;
+    ds.encode_headers(status, &mut headers, false, info);
     if ds
         .send_head(status, reason, &mut headers, false)
         .await
@@ -302,19 +350,41 @@ pub(crate) async fn relay_response<D: Downstream>(
         return StreamOutcome {
             close: true,
             reset: true,
+            redirected: false,
         };
     }
     info.response_headers = Some(headers);
     loop {
-        match resp.body.data().await {
+        let read = match tokio::select! {
+            biased;
+            r = deadline.read(resp.body.data()) => r,
+            _ = ds.closed() => {
+                info.downstream_disconnected();
+                return StreamOutcome {
+                    close: true,
+                    reset: true, redirected: false };
+            }
+        } {
+            Ok(r) => r,
+            Err(kind) => {
+                crate::router::ResponseDeadline::on_timeout(kind, info, cluster);
+                return StreamOutcome {
+                    close: true,
+                    reset: true,
+                    redirected: false,
+                };
+            }
+        };
+        match read {
             Some(Ok(chunk)) => {
                 let _ = resp.body.flow_control().release_capacity(chunk.len());
                 stats.upstream_cx_rx_bytes_total.add(chunk.len() as u64);
                 if ds.send_data(chunk, false).await.is_err() {
-                    info.set_flag(ResponseFlag::DownstreamConnectionTermination);
+                    info.downstream_disconnected();
                     return StreamOutcome {
                         close: true,
                         reset: true,
+                        redirected: false,
                     };
                 }
             }
@@ -324,6 +394,7 @@ pub(crate) async fn relay_response<D: Downstream>(
                 return StreamOutcome {
                     close: true,
                     reset: true,
+                    redirected: false,
                 };
             }
             None => break,
@@ -343,6 +414,7 @@ pub(crate) async fn relay_response<D: Downstream>(
         return StreamOutcome {
             close: true,
             reset: true,
+            redirected: false,
         };
     }
     let _ = HeaderValue::from_static("");

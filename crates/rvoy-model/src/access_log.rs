@@ -274,10 +274,10 @@ impl AccessLogFilter {
                 exclude: g.exclude,
             },
             Some(F::ExtensionFilter(e)) => {
-                let typed = match &e.config_type {
-                    Some(pb::extension_filter::ConfigType::TypedConfig(a)) => Some(a),
-                    None => None,
-                };
+                let typed = e
+                    .config_type
+                    .as_ref()
+                    .map(|pb::extension_filter::ConfigType::TypedConfig(a)| a);
                 let p = path.field("extension_filter");
                 extension::resolve(Category::AccessLogFilter, &e.name, typed, &p, diags)?;
                 return Err(ConfigError::not_supported(p, &e.name));
@@ -403,10 +403,10 @@ pub fn access_logs(
     let mut out = Vec::with_capacity(logs.len());
     for (i, log) in logs.iter().enumerate() {
         let p = path.index(i);
-        let typed = match &log.config_type {
-            Some(pb::access_log::ConfigType::TypedConfig(a)) => Some(a),
-            None => None,
-        };
+        let typed = log
+            .config_type
+            .as_ref()
+            .map(|pb::access_log::ConfigType::TypedConfig(a)| a);
         let resolved = extension::resolve(Category::AccessLogger, &log.name, typed, &p, diags)?;
         let cp = p.field("typed_config");
         let (sink, format) = match resolved.extension.name {

@@ -2,14 +2,14 @@
 //! identity, stats and runtime settings, with Envoy's cross-resource checks
 //! (duplicate names and addresses, routes to unknown clusters).
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use prost_reflect::DynamicMessage;
 use rvoy_api::envoy::config::bootstrap::v3 as pb;
 use rvoy_config_load::source::SourceMap;
-use rvoy_config_load::{ConfigError, ConfigErrors, FieldPath};
+use rvoy_config_load::{ConfigError, ConfigErrors, ErrorKind, FieldPath};
 
 use crate::access_log::{AccessLog, access_logs};
 use crate::address::{self, Address};
@@ -26,6 +26,8 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("static_resources"),
             yes("cluster_manager"),
             yes("stats_flush_interval"),
+            yes("stats_sinks"),
+            yes("stats_flush_on_admin"),
             ignored("watchdog", "deadlock detection tuning"),
             ignored("watchdogs", "deadlock detection tuning"),
             yes("layered_runtime"),
@@ -79,7 +81,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
     },
     MessageSupport {
         message: "envoy.config.bootstrap.v3.Bootstrap.StaticResources",
-        fields: &[yes("listeners"), yes("clusters")],
+        fields: &[yes("listeners"), yes("clusters"), yes("secrets")],
     },
     MessageSupport {
         message: "envoy.config.bootstrap.v3.Admin",
@@ -100,7 +102,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         fields: &[
             ignored(
                 "local_cluster_name",
-                "used by zone-aware routing, which rvoy does not do",
+                "only drives zone-aware routing, which rvoy rejects where it could apply (see `zone_aware_routing`)",
             ),
             yes("upstream_bind_config"),
         ],
@@ -184,7 +186,7 @@ pub struct Admin {
 #[derive(Clone, Debug, Default)]
 pub struct RuntimeConfig {
     /// Flattened `static_layer` values (`a.b.c` -> value).
-    pub static_values: HashMap<String, prost_types::Value>,
+    pub static_values: BTreeMap<String, prost_types::Value>,
     /// Whether an admin layer accepts `/runtime_modify`.
     pub admin_layer: bool,
     /// Layer names in order, for `/runtime`.
@@ -199,6 +201,8 @@ pub struct Config {
     pub listeners: Vec<Arc<Listener>>,
     pub clusters: Vec<Arc<Cluster>>,
     pub stats_flush_interval: Duration,
+    /// Bootstrap `stats_sinks`.
+    pub stats_sinks: Vec<crate::stats_sink::StatsSink>,
     pub runtime: RuntimeConfig,
     pub use_tcp_for_dns_lookups: bool,
     /// Accepted fields that change nothing, to warn about once and count.
@@ -215,8 +219,9 @@ pub fn build(
 ) -> Result<Config, ConfigErrors> {
     let mut diags = Diagnostics::default();
     support::check(message, &FieldPath::root(), &mut diags);
+    diags.errors.extend(support::unknown_extensions(message));
     if !diags.errors.is_empty() {
-        return Err(located(diags.errors, sources));
+        return Err(located(ordered(diags.errors), sources));
     }
     let mut errors = Vec::new();
     let root = FieldPath::root();
@@ -255,6 +260,16 @@ pub fn build(
     };
 
     let sr = bootstrap.static_resources.clone().unwrap_or_default();
+    let secrets = match crate::tls::secrets(
+        &sr.secrets,
+        &root.field("static_resources").field("secrets"),
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            errors.push(e);
+            crate::tls::Secrets::default()
+        }
+    };
     let mut clusters: Vec<Arc<Cluster>> = Vec::with_capacity(sr.clusters.len());
     let mut cluster_names = HashSet::new();
     let default_bind = bootstrap
@@ -274,7 +289,7 @@ pub fn build(
         if c.upstream_bind_config.is_none() {
             c.upstream_bind_config = default_bind.clone();
         }
-        match cluster::build(&c, &path, &mut diags) {
+        match cluster::build(&c, &path, &secrets, &mut diags) {
             Ok(c) => clusters.push(Arc::new(c)),
             Err(e) => errors.push(e),
         }
@@ -295,7 +310,7 @@ pub fn build(
             ));
             continue;
         }
-        match listener::build(l, &path, &mut diags) {
+        match listener::build(l, &path, &secrets, &mut diags) {
             Ok(built) => {
                 if built.bind_to_port {
                     let key = built.address.envoy_string();
@@ -324,10 +339,41 @@ pub fn build(
         }
     }
 
+    if let Some(local) = bootstrap
+        .cluster_manager
+        .as_ref()
+        .map(|cm| cm.local_cluster_name.as_str())
+        .filter(|n| !n.is_empty())
+    {
+        if !cluster_names.contains(local) {
+            errors.push(ConfigError::semantic(
+                root.field("cluster_manager").field("local_cluster_name"),
+                format!("local cluster '{local}' must be defined"),
+            ));
+        }
+        errors.extend(zone_aware_routing(&sr.clusters, &node));
+    }
+
+    let stats_sinks = crate::stats_sink::stats_sinks(
+        &bootstrap.stats_sinks,
+        &root.field("stats_sinks"),
+        &mut diags,
+    )
+    .unwrap_or_else(|e| {
+        errors.push(e);
+        Vec::new()
+    });
+
     let runtime = match &bootstrap.layered_runtime {
         None => RuntimeConfig::default(),
         Some(lr) => runtime(lr, &root.field("layered_runtime"), &mut errors),
     };
+
+    errors.extend(runtime_overrides(message, &runtime));
+    errors.extend(crate::http_filters::fault::runtime_conflicts(
+        message,
+        &runtime.static_values,
+    ));
 
     if let Some(engine) = &bootstrap.default_regex_engine {
         let p = root.field("default_regex_engine");
@@ -343,16 +389,23 @@ pub fn build(
             ));
         }
     }
-    if let Some(cfg) = &bootstrap.dns_resolution_config {
-        if !cfg.resolvers.is_empty() {
-            errors.push(ConfigError::not_supported(
-                root.field("dns_resolution_config").field("resolvers"),
-                "bootstrap-wide DNS resolvers (set them per cluster)",
-            ));
-        }
+    if let Some(cfg) = &bootstrap.dns_resolution_config
+        && !cfg.resolvers.is_empty()
+    {
+        errors.push(ConfigError::not_supported(
+            root.field("dns_resolution_config").field("resolvers"),
+            "bootstrap-wide DNS resolvers (set them per cluster)",
+        ));
     }
 
-    errors.extend(diags.errors);
+    errors.extend(support::read_by_formatters(message, &diags.ignored));
+
+    // Support-table errors first: a field rvoy has no table entry for is named
+    // as `Message.field`, the way the docs list it; a builder's error about the
+    // same field says nothing more.
+    let mut all = diags.errors;
+    all.extend(errors);
+    let errors = ordered(all);
     if !errors.is_empty() {
         return Err(located(errors, sources));
     }
@@ -363,10 +416,150 @@ pub fn build(
         clusters,
         stats_flush_interval: duration::opt(&bootstrap.stats_flush_interval)
             .unwrap_or(Duration::from_secs(5)),
+        stats_sinks,
         runtime,
         use_tcp_for_dns_lookups: bootstrap.use_tcp_for_dns_lookups,
         ignored: diags.ignored,
     })
+}
+
+/// Every `runtime_key` of the config that a static runtime layer sets. Envoy
+/// reads such a field's value from the runtime, falling back to the default
+/// in the config; rvoy always uses the default, so it rejects the config
+/// rather than behave differently.
+fn runtime_overrides(message: &DynamicMessage, runtime: &RuntimeConfig) -> Vec<ConfigError> {
+    let mut out = Vec::new();
+    if runtime.static_values.is_empty() {
+        return out;
+    }
+    let mut keys = Vec::new();
+    runtime_keys(
+        &prost_reflect::Value::Message(message.clone()),
+        &FieldPath::root(),
+        &mut keys,
+    );
+    for (path, key) in keys {
+        if runtime.static_values.contains_key(&key) {
+            out.push(ConfigError::not_supported(
+                path,
+                format_args!("a runtime override of '{key}' (a static runtime layer sets it)"),
+            ));
+        }
+    }
+    out
+}
+
+/// The `runtime_key` fields of a config, through typed configs.
+fn runtime_keys(
+    value: &prost_reflect::Value,
+    path: &FieldPath,
+    out: &mut Vec<(FieldPath, String)>,
+) {
+    use prost_reflect::{ReflectMessage as _, Value};
+    match value {
+        Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
+            let Ok(any) = m.transcode_to::<prost_types::Any>() else {
+                return;
+            };
+            if let Ok(Some(inner)) = rvoy_config_load::any::unpack(&any, path) {
+                runtime_keys(&Value::Message(inner.message), path, out);
+            }
+        }
+        Value::Message(m) => {
+            for (field, v) in m.fields() {
+                let p = path.field(field.name());
+                match v {
+                    Value::String(key) if field.name() == "runtime_key" && !key.is_empty() => {
+                        out.push((p, key.clone()));
+                    }
+                    _ => runtime_keys(v, &p, out),
+                }
+            }
+        }
+        Value::List(items) => {
+            for (i, item) in items.iter().enumerate() {
+                runtime_keys(item, &path.index(i), out);
+            }
+        }
+        Value::Map(entries) => {
+            for (k, item) in entries {
+                let key = match k {
+                    prost_reflect::MapKey::String(s) => s.clone(),
+                    other => format!("{other:?}"),
+                };
+                runtime_keys(item, &path.key(&key), out);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// With a local cluster, Envoy routes by zone when a cluster has endpoints in
+/// several localities, one of them the node's. rvoy does not (it ignores
+/// `local_cluster_name` and endpoint localities), so it rejects such clusters
+/// rather than spread their traffic differently. Envoy also needs six healthy
+/// hosts and a non-empty local cluster before it routes by zone; rvoy
+/// rejects without weighing those (runtime can lower the minimum).
+fn zone_aware_routing(
+    clusters: &[rvoy_api::envoy::config::cluster::v3::Cluster],
+    node: &NodeInfo,
+) -> Vec<ConfigError> {
+    if node.region.is_empty() && node.zone.is_empty() && node.sub_zone.is_empty() {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for (i, c) in clusters.iter().enumerate() {
+        let Some(la) = &c.load_assignment else {
+            continue;
+        };
+        let localities: HashSet<(&str, &str, &str)> = la
+            .endpoints
+            .iter()
+            .map(|e| {
+                e.locality.as_ref().map_or(("", "", ""), |l| {
+                    (l.region.as_str(), l.zone.as_str(), l.sub_zone.as_str())
+                })
+            })
+            .collect();
+        let local = (
+            node.region.as_str(),
+            node.zone.as_str(),
+            node.sub_zone.as_str(),
+        );
+        if localities.len() >= 2 && localities.contains(&local) {
+            out.push(ConfigError::not_supported(
+                FieldPath::root()
+                    .field("static_resources")
+                    .field("clusters")
+                    .index(i)
+                    .field("load_assignment")
+                    .field("endpoints"),
+                "zone-aware routing (cluster_manager.local_cluster_name with endpoints in the node's and other localities)",
+            ));
+        }
+    }
+    out
+}
+
+/// Envoy's own unknown-extension errors first (Envoy rejects those configs
+/// whatever rvoy supports; each once, though both the scan and the builder
+/// find them), then the rest in order, without a "not supported" error at a
+/// path an earlier one already names.
+fn ordered(errors: Vec<ConfigError>) -> Vec<ConfigError> {
+    let (unknown, rest): (Vec<_>, Vec<_>) = errors
+        .into_iter()
+        .partition(|e| e.kind == ErrorKind::UnknownExtension);
+    let mut seen_unknown = HashSet::new();
+    let mut out: Vec<ConfigError> = unknown
+        .into_iter()
+        .filter(|e| seen_unknown.insert(e.path.clone()))
+        .collect();
+    let mut seen = HashSet::new();
+    out.extend(
+        rest.into_iter()
+            .filter(|e| e.kind != ErrorKind::NotSupported || seen.insert(e.path.clone())),
+    );
+    out
 }
 
 fn located(errors: Vec<ConfigError>, sources: &SourceMap) -> ConfigErrors {
@@ -376,7 +569,9 @@ fn located(errors: Vec<ConfigError>, sources: &SourceMap) -> ConfigErrors {
 fn static_cluster_references(l: &Listener) -> Vec<(FieldPath, Arc<str>)> {
     let mut out = Vec::new();
     for (i, fc) in l.filter_chains.iter().enumerate() {
-        let NetworkFilter::HttpConnectionManager(hcm) = &fc.filter;
+        let NetworkFilter::HttpConnectionManager(hcm) = &fc.filter else {
+            continue;
+        };
         if !hcm.route_config.validate_clusters {
             continue;
         }
@@ -462,7 +657,7 @@ fn runtime(
     out
 }
 
-fn flatten(prefix: &str, s: &prost_types::Struct, out: &mut HashMap<String, prost_types::Value>) {
+fn flatten(prefix: &str, s: &prost_types::Struct, out: &mut BTreeMap<String, prost_types::Value>) {
     for (k, v) in &s.fields {
         let key = if prefix.is_empty() {
             k.clone()

@@ -16,6 +16,7 @@ use crate::duration;
 use crate::extension::{self, Category};
 use crate::hcm::{CommonHttpOptions, Http1Options, Http2Options};
 use crate::support::{Diagnostics, MessageSupport, ignored, yes};
+use crate::tls::{self, Secrets, UpstreamTls};
 
 pub(crate) static SUPPORT: &[MessageSupport] = &[
     MessageSupport {
@@ -56,7 +57,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("wait_for_warm_on_init"),
             ignored(
                 "cleanup_interval",
-                "rvoy reclaims idle pool entries on its own schedule",
+                "only used by ORIGINAL_DST clusters, which rvoy rejects",
             ),
             yes("protocol_selection"),
         ],
@@ -74,7 +75,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         fields: &[
             ignored(
                 "locality",
-                "labels only: rvoy does not do zone-aware routing, so a locality changes nothing without locality weights",
+                "labels only: locality weights are rejected, and so is zone-aware routing where it could apply",
             ),
             yes("lb_endpoints"),
             yes("priority"),
@@ -275,12 +276,15 @@ pub struct Cluster {
     pub source_address: Option<SocketAddr>,
     pub bind_freebind: bool,
     pub bind_socket_options: Vec<address::SocketOption>,
+    /// `envoy.transport_sockets.tls`; `None`: raw buffer.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Builds a cluster. `path` is where it sits in the bootstrap.
 pub fn build(
     c: &pb::Cluster,
     path: &FieldPath,
+    secrets: &Secrets,
     diags: &mut Diagnostics,
 ) -> Result<Cluster, ConfigError> {
     use pb::cluster::{ClusterDiscoveryType, DiscoveryType as T, LbPolicy as L};
@@ -345,14 +349,13 @@ pub fn build(
             ));
         }
     };
-    if let Some(cfg) = &c.lb_config {
-        if !matches!(cfg, pb::cluster::LbConfig::LeastRequestLbConfig(l) if l.active_request_bias.is_none() && l.slow_start_config.is_none())
-        {
-            return Err(ConfigError::not_supported(
-                path.field("lb_config"),
-                "lb_config",
-            ));
-        }
+    if let Some(cfg) = &c.lb_config
+        && !matches!(cfg, pb::cluster::LbConfig::LeastRequestLbConfig(l) if l.active_request_bias.is_none() && l.slow_start_config.is_none())
+    {
+        return Err(ConfigError::not_supported(
+            path.field("lb_config"),
+            "lb_config",
+        ));
     }
     let allow_dns = discovery != Discovery::Static;
     let mut endpoints = Vec::new();
@@ -497,18 +500,36 @@ pub fn build(
             )
         }
     };
+    let mut tls = None;
     if let Some(ts) = &c.transport_socket {
-        let typed = match &ts.config_type {
-            Some(core::transport_socket::ConfigType::TypedConfig(a)) => Some(a),
-            None => None,
-        };
-        extension::resolve(
+        let tp = path.field("transport_socket");
+        let typed = ts
+            .config_type
+            .as_ref()
+            .map(|core::transport_socket::ConfigType::TypedConfig(a)| a);
+        let resolved = extension::resolve(
             Category::UpstreamTransportSocket,
             &ts.name,
             typed,
-            &path.field("transport_socket"),
+            &tp,
             diags,
         )?;
+        if resolved.extension.name == "envoy.transport_sockets.tls" {
+            let proto = resolved.config_as(&tp)?;
+            let upstream = tls::upstream(&proto, &tp.field("typed_config"), secrets)?;
+            if endpoints.iter().any(|e| {
+                matches!(
+                    &e.address,
+                    EndpointAddress::Resolved(crate::address::Address::Pipe { .. })
+                )
+            }) {
+                return Err(ConfigError::not_supported(
+                    tp,
+                    "TLS to pipe (Unix socket) endpoints",
+                ));
+            }
+            tls = Some(Arc::new(upstream));
+        }
     }
     if !c.transport_socket_matches.is_empty() {
         return Err(ConfigError::not_supported(
@@ -550,6 +571,7 @@ pub fn build(
         source_address,
         bind_freebind,
         bind_socket_options,
+        tls,
     })
 }
 
@@ -589,9 +611,11 @@ fn protocol(
                 "cluster: Both HttpProtocolOptions and the deprecated protocol option fields are set",
             ));
         }
-        let resolved = extension::resolve(Category::UpstreamOptions, key, Some(any), &p, diags)?;
+        // The map value is the config itself: its fields sit right under the key.
+        let resolved =
+            extension::resolve_at(Category::UpstreamOptions, key, Some(any), &p, &p, diags)?;
         let opts: upstream_http::HttpProtocolOptions = resolved.config_as(&p)?;
-        let tp = p.field("typed_config");
+        let tp = p.clone();
         if !opts.http_filters.is_empty() {
             return Err(ConfigError::not_supported(
                 tp.field("http_filters"),

@@ -50,6 +50,33 @@ pub enum Category {
 }
 
 impl Category {
+    /// Every category rvoy knows by name.
+    pub const ALL: [Category; 23] = [
+        Category::NetworkFilter,
+        Category::HttpFilter,
+        Category::ListenerFilter,
+        Category::AccessLogger,
+        Category::AccessLogFilter,
+        Category::DownstreamTransportSocket,
+        Category::UpstreamTransportSocket,
+        Category::Cluster,
+        Category::StatsSink,
+        Category::Tracer,
+        Category::UpstreamOptions,
+        Category::RetryHostPredicate,
+        Category::RetryPriority,
+        Category::InternalRedirectPredicate,
+        Category::OriginalIpDetection,
+        Category::RequestId,
+        Category::Bootstrap,
+        Category::ResourceMonitor,
+        Category::DnsResolver,
+        Category::LoadBalancingPolicy,
+        Category::HealthChecker,
+        Category::Compressor,
+        Category::Formatter,
+    ];
+
     /// Envoy's name for the category, as in its startup log.
     pub fn envoy_name(self) -> &'static str {
         match self {
@@ -100,6 +127,92 @@ pub fn envoy_knows(category: Category, name: &str) -> bool {
         .is_some_and(|names| names.contains(name))
 }
 
+/// Config types whose Envoy extension name does not follow from the type name.
+const NAMES_BY_TYPE: &[(&str, &str)] = &[
+    (
+        "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
+        "envoy.access_loggers.stdout",
+    ),
+    (
+        "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
+        "envoy.access_loggers.stderr",
+    ),
+    (
+        "envoy.extensions.access_loggers.grpc.v3.HttpGrpcAccessLogConfig",
+        "envoy.access_loggers.http_grpc",
+    ),
+    (
+        "envoy.extensions.access_loggers.grpc.v3.TcpGrpcAccessLogConfig",
+        "envoy.access_loggers.tcp_grpc",
+    ),
+    (
+        "envoy.extensions.common.matching.v3.ExtensionWithMatcher",
+        "envoy.filters.http.match_delegate",
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+        "envoy.transport_sockets.tls",
+    ),
+    (
+        "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+        "envoy.transport_sockets.tls",
+    ),
+    (
+        "envoy.extensions.transport_sockets.quic.v3.QuicUpstreamTransport",
+        "envoy.transport_sockets.quic",
+    ),
+    (
+        "envoy.extensions.transport_sockets.quic.v3.QuicDownstreamTransport",
+        "envoy.transport_sockets.quic",
+    ),
+    (
+        "envoy.extensions.transport_sockets.proxy_protocol.v3.ProxyProtocolUpstreamTransport",
+        "envoy.transport_sockets.upstream_proxy_protocol",
+    ),
+    (
+        "envoy.extensions.transport_sockets.internal_upstream.v3.InternalUpstreamTransport",
+        "envoy.transport_sockets.internal_upstream",
+    ),
+    (
+        "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
+        "envoy.transport_sockets.raw_buffer",
+    ),
+];
+
+/// Envoy's canonical name for the extension of `category` configured with
+/// `type_name`, when it can be told: Envoy picks the implementation by config
+/// type, so an error about an unimplemented extension names it by its type
+/// rather than by whatever `name` the config gave it. Most names follow from
+/// the type (`envoy.extensions.filters.http.lua.v3.Lua` is
+/// `envoy.filters.http.lua`); the others are listed; the result is always a
+/// name Envoy 1.40 registers in `category`.
+pub fn canonical_name(category: Category, type_name: &str) -> Option<&'static str> {
+    let names = ENVOY_NAMES.get(category.envoy_name())?;
+    if let Some((_, name)) = NAMES_BY_TYPE.iter().find(|(t, _)| *t == type_name) {
+        return names.get(name).copied();
+    }
+    let rest = type_name.strip_prefix("envoy.extensions.")?;
+    let parts: Vec<&str> = rest.split('.').collect();
+    let version = parts.iter().position(|p| {
+        p.strip_prefix('v')
+            .is_some_and(|v| v.starts_with(|c: char| c.is_ascii_digit()))
+    })?;
+    let candidate = format!("envoy.{}", parts[..version].join("."));
+    names.get(candidate.as_str()).copied()
+}
+
+/// [`canonical_name`] in whichever category has it.
+pub fn canonical_name_any(type_name: &str) -> Option<&'static str> {
+    Category::ALL
+        .iter()
+        .find_map(|c| canonical_name(*c, type_name))
+}
+
+/// Whether Envoy 1.40 registers `name` in any category rvoy knows.
+pub fn envoy_knows_any(name: &str) -> bool {
+    Category::ALL.iter().any(|c| envoy_knows(*c, name))
+}
+
 /// One extension rvoy implements.
 #[derive(Clone, Copy, Debug)]
 pub struct Implemented {
@@ -110,7 +223,8 @@ pub struct Implemented {
     pub aliases: &'static [&'static str],
     /// Full proto name of its config message.
     pub config_type: &'static str,
-    /// Whether Envoy accepts it without a `typed_config`.
+    /// Whether Envoy accepts it without a `typed_config` (only where Envoy
+    /// still looks extensions up by name, see `looks_up_by_name`).
     pub config_optional: bool,
 }
 
@@ -145,10 +259,39 @@ pub fn resolve(
     path: &FieldPath,
     diags: &mut Diagnostics,
 ) -> Result<Resolved, ConfigError> {
+    resolve_at(
+        category,
+        name,
+        typed_config,
+        path,
+        &path.field("typed_config"),
+        diags,
+    )
+}
+
+/// [`resolve`] for a config that is not in a `typed_config` field beside the
+/// name, such as a value of `typed_extension_protocol_options` (keyed by the
+/// name): `config_path` is where the config itself stands.
+pub fn resolve_at(
+    category: Category,
+    name: &str,
+    typed_config: Option<&prost_types::Any>,
+    path: &FieldPath,
+    config_path: &FieldPath,
+    diags: &mut Diagnostics,
+) -> Result<Resolved, ConfigError> {
     let registry = crate::implemented_extensions();
-    let config_path = path.field("typed_config");
+    let config_path = config_path.clone();
     let type_url = typed_config.map(effective_type_url).unwrap_or_default();
     let type_name = type_name_of(&type_url);
+    if type_name.is_empty() && !looks_up_by_name(category) {
+        // Envoy 1.40 finds extensions by the type of their config only.
+        return Err(ConfigError::new(
+            ErrorKind::UnknownExtension,
+            path.clone(),
+            format!("Didn't find a registered implementation for '{name}' with type URL: ''"),
+        ));
+    }
     let found = if type_name.is_empty() {
         registry
             .iter()
@@ -192,6 +335,31 @@ pub fn resolve(
     })
 }
 
+/// Unpacks a config `Any` (a per-route filter config...) and checks it
+/// against the support tables; `Ok(None)` when its type is not in the pool.
+pub fn unpack_checked(
+    any: &prost_types::Any,
+    path: &FieldPath,
+    diags: &mut Diagnostics,
+) -> Result<Option<Unpacked>, ConfigError> {
+    let Some(unpacked) = unpack(any, path)? else {
+        return Ok(None);
+    };
+    for e in &unpacked.unknown_fields {
+        diags.error(e.clone());
+    }
+    check(&unpacked.message, path, diags);
+    Ok(Some(unpacked))
+}
+
+/// Whether Envoy 1.40 still finds an extension of `category` by its name when
+/// it has no config: custom cluster types (by `cluster_type.name`) and the
+/// request ID extension of an HTTP connection manager (the UUID one when
+/// `typed_config` is absent). Every other extension needs a `typed_config`.
+fn looks_up_by_name(category: Category) -> bool {
+    matches!(category, Category::Cluster | Category::RequestId)
+}
+
 /// The error for an extension rvoy does not implement: "not supported" when
 /// Envoy 1.40 has it, Envoy's own error otherwise.
 pub fn unimplemented_error(
@@ -208,10 +376,10 @@ pub fn unimplemented_error(
         && pool.get_message_by_name(type_name).is_some();
     let envoy_has_name = envoy_knows(category, name);
     if envoy_has_type || (envoy_has_name && !has_config) {
-        let what = if envoy_has_name || type_name.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{name} ({type_name})")
+        let what = match canonical_name(category, type_name) {
+            Some(canonical) => canonical.to_owned(),
+            None if envoy_has_name || type_name.is_empty() => name.to_owned(),
+            None => format!("{name} ({type_name})"),
         };
         return ConfigError::not_supported(path.clone(), what);
     }
@@ -227,6 +395,38 @@ pub fn unimplemented_error(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn canonical_names_from_types() {
+        assert_eq!(
+            canonical_name(
+                Category::NetworkFilter,
+                "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy"
+            ),
+            Some("envoy.filters.network.tcp_proxy")
+        );
+        assert_eq!(
+            canonical_name(
+                Category::UpstreamTransportSocket,
+                "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext"
+            ),
+            Some("envoy.transport_sockets.tls")
+        );
+        assert_eq!(
+            canonical_name(
+                Category::Compressor,
+                "envoy.extensions.compression.gzip.compressor.v3.Gzip"
+            ),
+            Some("envoy.compression.gzip.compressor")
+        );
+        assert_eq!(
+            canonical_name(
+                Category::HttpFilter,
+                "envoy.extensions.filters.http.nope.v3.X"
+            ),
+            None
+        );
+    }
 
     #[test]
     fn knows_envoy_names() {
@@ -251,6 +451,18 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "http_filters[1]: envoy.filters.http.jwt_authn is not supported by rvoy"
+        );
+        // Named by its type whatever the config calls it.
+        let e = unimplemented_error(
+            Category::HttpFilter,
+            "my-lua",
+            "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            true,
+            &path,
+        );
+        assert_eq!(
+            e.to_string(),
+            "http_filters[1]: envoy.filters.http.lua is not supported by rvoy"
         );
         let e = unimplemented_error(
             Category::HttpFilter,

@@ -159,28 +159,32 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("initial_stream_window_size"),
             yes("initial_connection_window_size"),
             yes("allow_connect"),
-            ignored(
-                "max_outbound_frames",
-                "flood limits are enforced by rvoy's HTTP/2 codec",
-            ),
-            ignored(
-                "max_outbound_control_frames",
-                "flood limits are enforced by rvoy's HTTP/2 codec",
-            ),
-            ignored(
-                "max_consecutive_inbound_frames_with_empty_payload",
-                "flood limits are enforced by rvoy's HTTP/2 codec",
-            ),
-            ignored(
-                "max_inbound_priority_frames_per_stream",
-                "flood limits are enforced by rvoy's HTTP/2 codec",
-            ),
-            ignored(
-                "max_inbound_window_update_frames_per_data_frame_sent",
-                "flood limits are enforced by rvoy's HTTP/2 codec",
-            ),
-            yes("connection_keepalive"),
+            yes("allow_metadata"),
+            yes("max_outbound_frames"),
+            yes("max_outbound_control_frames"),
+            yes("max_consecutive_inbound_frames_with_empty_payload"),
+            yes("max_inbound_priority_frames_per_stream"),
+            yes("max_inbound_window_update_frames_per_data_frame_sent"),
+            yes("stream_error_on_invalid_http_messaging"),
             yes("override_stream_error_on_invalid_http_message"),
+            yes("custom_settings_parameters"),
+            yes("connection_keepalive"),
+            yes("use_oghttp2_codec"),
+            ignored(
+                "max_metadata_size",
+                "METADATA frames are never accepted (allow_metadata is rejected)",
+            ),
+            ignored(
+                "enable_huffman_encoding",
+                "only how HPACK encodes header strings, not what they say",
+            ),
+            ignored(
+                "max_header_field_size_kb",
+                "applies to Envoy's oghttp2 codec only",
+            ),
+            ignored("disallow_obs_text", "applies to Envoy's oghttp2 codec only"),
+            yes("stream_reset_burst"),
+            yes("stream_reset_rate"),
         ],
     },
     MessageSupport {
@@ -188,8 +192,8 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         fields: &[
             yes("interval"),
             yes("timeout"),
-            ignored("interval_jitter", "keepalive ping jitter"),
-            ignored("connection_idle_interval", "keepalive ping scheduling"),
+            yes("interval_jitter"),
+            yes("connection_idle_interval"),
         ],
     },
     MessageSupport {
@@ -344,34 +348,85 @@ impl Http1Options {
     }
 }
 
-/// HTTP/2 codec options (Envoy's defaults applied).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// HTTP/2 keepalive (`connection_keepalive`): a PING every `interval`
+/// (plus up to `jitter_percent` of it), the connection closed when no PING
+/// ACK arrives within `timeout`.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Keepalive {
+    pub interval: Option<Duration>,
+    pub timeout: Duration,
+    /// Percent of `interval` added at random to each wait (default 15).
+    pub jitter_percent: f64,
+    /// Upstream: a connection idle this long is PINGed before it is reused.
+    pub connection_idle_interval: Option<Duration>,
+}
+
+/// HTTP/2 codec options (Envoy 1.40's defaults applied).
+#[derive(Clone, Debug, PartialEq)]
 pub struct Http2Options {
     pub hpack_table_size: u32,
     pub max_concurrent_streams: u32,
     pub initial_stream_window_size: u32,
     pub initial_connection_window_size: u32,
     pub allow_connect: bool,
-    pub keepalive_interval: Option<Duration>,
-    pub keepalive_timeout: Option<Duration>,
+    /// Pending outbound frames of all types (flood limit, default 10000).
+    pub max_outbound_frames: u32,
+    /// Pending outbound PING/SETTINGS/RST_STREAM frames (default 1000).
+    pub max_outbound_control_frames: u32,
+    /// Consecutive empty HEADERS/CONTINUATION/DATA frames (default 1).
+    pub max_consecutive_inbound_frames_with_empty_payload: u32,
+    /// PRIORITY frames per opened stream (default 100).
+    pub max_inbound_priority_frames_per_stream: u32,
+    /// WINDOW_UPDATE frames per DATA frame sent (default 10).
+    pub max_inbound_window_update_frames_per_data_frame_sent: u32,
+    /// The deprecated `stream_error_on_invalid_http_messaging`.
+    pub stream_error_on_invalid_http_messaging: bool,
     pub override_stream_error_on_invalid_http_message: Option<bool>,
+    pub keepalive: Option<Keepalive>,
+    /// `use_oghttp2_codec`: only which `http2.*_connections` counter counts.
+    pub oghttp2: bool,
+    /// The RST_STREAM token bucket of a server connection (burst, per second).
+    pub stream_reset_burst: u64,
+    pub stream_reset_rate: u64,
 }
 
 impl Http2Options {
+    /// Envoy 1.40's defaults.
+    pub fn defaults() -> Self {
+        Http2Options {
+            hpack_table_size: 4096,
+            max_concurrent_streams: 1024,
+            initial_stream_window_size: 16 * 1024 * 1024,
+            initial_connection_window_size: 24 * 1024 * 1024,
+            allow_connect: false,
+            max_outbound_frames: 10_000,
+            max_outbound_control_frames: 1_000,
+            max_consecutive_inbound_frames_with_empty_payload: 1,
+            max_inbound_priority_frames_per_stream: 100,
+            max_inbound_window_update_frames_per_data_frame_sent: 10,
+            stream_error_on_invalid_http_messaging: false,
+            override_stream_error_on_invalid_http_message: None,
+            keepalive: None,
+            oghttp2: false,
+            stream_reset_burst: 1000,
+            stream_reset_rate: 33,
+        }
+    }
+
+    /// Whether an invalid request resets only its stream (`true`) or closes
+    /// the connection: the override here, else the HCM's
+    /// `stream_error_on_invalid_http_message`, else the deprecated field.
+    pub fn stream_error(&self, hcm_level: Option<bool>) -> bool {
+        self.override_stream_error_on_invalid_http_message
+            .or(hcm_level)
+            .unwrap_or(self.stream_error_on_invalid_http_messaging)
+    }
+
     pub fn from_proto(
         o: Option<&core::Http2ProtocolOptions>,
         path: &FieldPath,
     ) -> Result<Self, ConfigError> {
-        let defaults = Http2Options {
-            hpack_table_size: 4096,
-            max_concurrent_streams: 2_147_483_647,
-            initial_stream_window_size: 268_435_456,
-            initial_connection_window_size: 268_435_456,
-            allow_connect: false,
-            keepalive_interval: None,
-            keepalive_timeout: None,
-            override_stream_error_on_invalid_http_message: None,
-        };
+        let defaults = Self::defaults();
         let Some(o) = o else { return Ok(defaults) };
         if !o.custom_settings_parameters.is_empty() {
             return Err(ConfigError::not_supported(
@@ -379,36 +434,101 @@ impl Http2Options {
                 "custom_settings_parameters",
             ));
         }
+        if o.allow_metadata {
+            return Err(ConfigError::not_supported(
+                path.field("allow_metadata"),
+                "HTTP/2 METADATA frames",
+            ));
+        }
+        let initial_stream_window_size = o
+            .initial_stream_window_size
+            .unwrap_or(defaults.initial_stream_window_size);
+        let initial_connection_window_size = o
+            .initial_connection_window_size
+            .unwrap_or(defaults.initial_connection_window_size);
+        for (field, v) in [
+            ("initial_stream_window_size", initial_stream_window_size),
+            (
+                "initial_connection_window_size",
+                initial_connection_window_size,
+            ),
+        ] {
+            if !(65_535..=2_147_483_647).contains(&v) {
+                return Err(ConfigError::semantic(
+                    path.field(field),
+                    format!("value must be inside range [65535, 2147483647]: {v}"),
+                ));
+            }
+        }
+        let max_concurrent_streams = o
+            .max_concurrent_streams
+            .unwrap_or(defaults.max_concurrent_streams);
+        if !(1..=2_147_483_647).contains(&max_concurrent_streams) {
+            return Err(ConfigError::semantic(
+                path.field("max_concurrent_streams"),
+                "value must be inside range [1, 2147483647]",
+            ));
+        }
+        let keepalive = match &o.connection_keepalive {
+            None => None,
+            Some(k) => {
+                let kp = path.field("connection_keepalive");
+                let timeout = duration::opt(&k.timeout).ok_or_else(|| {
+                    ConfigError::semantic(kp.field("timeout"), "value is required")
+                })?;
+                if timeout < Duration::from_millis(1) {
+                    return Err(ConfigError::semantic(
+                        kp.field("timeout"),
+                        "value must be greater than or equal to 1ms",
+                    ));
+                }
+                let interval = duration::opt(&k.interval);
+                if interval.is_some_and(|i| i < Duration::from_millis(1)) {
+                    return Err(ConfigError::semantic(
+                        kp.field("interval"),
+                        "value must be greater than or equal to 1ms",
+                    ));
+                }
+                Some(Keepalive {
+                    interval,
+                    timeout,
+                    jitter_percent: k.interval_jitter.as_ref().map_or(15.0, |p| p.value),
+                    connection_idle_interval: duration::opt_nonzero(&k.connection_idle_interval),
+                })
+            }
+        };
+        #[allow(deprecated)]
+        let legacy_stream_error = o.stream_error_on_invalid_http_messaging;
         Ok(Http2Options {
             hpack_table_size: o.hpack_table_size.unwrap_or(defaults.hpack_table_size),
-            max_concurrent_streams: o
-                .max_concurrent_streams
-                .unwrap_or(defaults.max_concurrent_streams),
-            initial_stream_window_size: o
-                .initial_stream_window_size
-                .unwrap_or(defaults.initial_stream_window_size),
-            initial_connection_window_size: o
-                .initial_connection_window_size
-                .unwrap_or(defaults.initial_connection_window_size),
+            max_concurrent_streams,
+            initial_stream_window_size,
+            initial_connection_window_size,
             allow_connect: o.allow_connect,
-            keepalive_interval: o
-                .connection_keepalive
-                .as_ref()
-                .and_then(|k| duration::opt_nonzero(&k.interval)),
-            keepalive_timeout: o
-                .connection_keepalive
-                .as_ref()
-                .and_then(|k| duration::opt_nonzero(&k.timeout)),
+            max_outbound_frames: o
+                .max_outbound_frames
+                .unwrap_or(defaults.max_outbound_frames),
+            max_outbound_control_frames: o
+                .max_outbound_control_frames
+                .unwrap_or(defaults.max_outbound_control_frames),
+            max_consecutive_inbound_frames_with_empty_payload: o
+                .max_consecutive_inbound_frames_with_empty_payload
+                .unwrap_or(defaults.max_consecutive_inbound_frames_with_empty_payload),
+            max_inbound_priority_frames_per_stream: o
+                .max_inbound_priority_frames_per_stream
+                .unwrap_or(defaults.max_inbound_priority_frames_per_stream),
+            max_inbound_window_update_frames_per_data_frame_sent: o
+                .max_inbound_window_update_frames_per_data_frame_sent
+                .unwrap_or(defaults.max_inbound_window_update_frames_per_data_frame_sent),
+            stream_error_on_invalid_http_messaging: legacy_stream_error,
             override_stream_error_on_invalid_http_message: o
                 .override_stream_error_on_invalid_http_message,
+            keepalive,
+            oghttp2: o.use_oghttp2_codec.unwrap_or(false),
+            stream_reset_burst: o.stream_reset_burst.unwrap_or(defaults.stream_reset_burst),
+            stream_reset_rate: o.stream_reset_rate.unwrap_or(defaults.stream_reset_rate),
         })
     }
-}
-
-/// An HTTP filter in the chain.
-#[derive(Clone, Debug)]
-pub enum HttpFilter {
-    Router(RouterConfig),
 }
 
 /// The router filter's options.
@@ -493,7 +613,10 @@ pub struct HttpConnectionManager {
     pub codec_type: CodecType,
     pub stat_prefix: String,
     pub route_config: Arc<RouteConfig>,
-    pub http_filters: Vec<HttpFilter>,
+    /// The HTTP filters before the router, in order.
+    pub http_filters: Vec<crate::http_filters::HttpFilter>,
+    /// The terminal router filter.
+    pub router: RouterConfig,
     pub add_user_agent: bool,
     pub common: CommonHttpOptions,
     pub http1: Http1Options,
@@ -529,7 +652,9 @@ pub struct HttpConnectionManager {
     pub local_reply: LocalReplyConfig,
     pub strip_matching_host_port: bool,
     pub strip_any_host_port: bool,
-    pub stream_error_on_invalid_http_message: bool,
+    /// `stream_error_on_invalid_http_message` as set (`None`: unset; see
+    /// [`Http2Options::stream_error`] for HTTP/2).
+    pub stream_error_on_invalid_http_message: Option<bool>,
     pub strip_trailing_host_dot: bool,
 }
 
@@ -575,7 +700,8 @@ pub fn build(
             ));
         }
     };
-    let http_filters = http_filters(&hcm.http_filters, &path.field("http_filters"), diags)?;
+    let (http_filters, router) =
+        http_filters(&hcm.http_filters, &path.field("http_filters"), diags)?;
     let mut internal_cidrs = Vec::new();
     let mut internal_unix_sockets = false;
     if let Some(iac) = &hcm.internal_address_config {
@@ -637,6 +763,7 @@ pub fn build(
         stat_prefix: hcm.stat_prefix.clone(),
         route_config,
         http_filters,
+        router,
         add_user_agent: hcm.add_user_agent.unwrap_or(false),
         common: CommonHttpOptions::from_proto(
             hcm.common_http_protocol_options.as_ref(),
@@ -700,9 +827,7 @@ pub fn build(
             hcm.strip_port_mode,
             Some(StripPortMode::StripAnyHostPort(true))
         ),
-        stream_error_on_invalid_http_message: hcm
-            .stream_error_on_invalid_http_message
-            .unwrap_or(false),
+        stream_error_on_invalid_http_message: hcm.stream_error_on_invalid_http_message,
         strip_trailing_host_dot: hcm.strip_trailing_host_dot,
     })
 }
@@ -711,8 +836,9 @@ fn http_filters(
     filters: &[pb::HttpFilter],
     path: &FieldPath,
     diags: &mut Diagnostics,
-) -> Result<Vec<HttpFilter>, ConfigError> {
-    let mut out = Vec::with_capacity(filters.len().max(1));
+) -> Result<(Vec<crate::http_filters::HttpFilter>, RouterConfig), ConfigError> {
+    let mut out = Vec::with_capacity(filters.len());
+    let mut router = None;
     let mut saw_terminal = None;
     for (i, f) in filters.iter().enumerate() {
         let p = path.index(i);
@@ -741,57 +867,66 @@ fn http_filters(
             }
             Err(e) => return Err(e),
         };
-        if f.disabled {
+        if f.disabled && resolved.extension.name == "envoy.filters.http.router" {
+            return Err(ConfigError::semantic(
+                p.field("disabled"),
+                "the terminal router filter cannot be disabled",
+            ));
+        }
+        if resolved.extension.name == "envoy.filters.http.router" {
+            let r: router_pb::Router = resolved.config_as(&p)?;
+            if !r.upstream_log.is_empty() {
+                return Err(ConfigError::not_supported(
+                    p.field("typed_config").field("upstream_log"),
+                    "router upstream_log",
+                ));
+            }
+            if !r.upstream_http_filters.is_empty() {
+                return Err(ConfigError::not_supported(
+                    p.field("typed_config").field("upstream_http_filters"),
+                    "upstream HTTP filters",
+                ));
+            }
+            router = Some(RouterConfig {
+                dynamic_stats: r.dynamic_stats.unwrap_or(true),
+                suppress_envoy_headers: r.suppress_envoy_headers,
+                strict_check_headers: r.strict_check_headers.clone(),
+                respect_expected_rq_timeout: r.respect_expected_rq_timeout,
+            });
+            saw_terminal = Some(f.name.clone());
             continue;
         }
-        match resolved.extension.name {
-            "envoy.filters.http.router" => {
-                let r: router_pb::Router = resolved.config_as(&p)?;
-                if !r.upstream_log.is_empty() {
-                    return Err(ConfigError::not_supported(
-                        p.field("typed_config").field("upstream_log"),
-                        "router upstream_log",
-                    ));
-                }
-                if !r.upstream_http_filters.is_empty() {
-                    return Err(ConfigError::not_supported(
-                        p.field("typed_config").field("upstream_http_filters"),
-                        "upstream HTTP filters",
-                    ));
-                }
-                out.push(HttpFilter::Router(RouterConfig {
-                    dynamic_stats: r.dynamic_stats.unwrap_or(true),
-                    suppress_envoy_headers: r.suppress_envoy_headers,
-                    strict_check_headers: r.strict_check_headers.clone(),
-                    respect_expected_rq_timeout: r.respect_expected_rq_timeout,
-                }));
-                saw_terminal = Some(f.name.clone());
-            }
-            other => return Err(ConfigError::not_supported(p, other)),
+        match crate::http_filters::lower(&f.name, &resolved, &p, diags)? {
+            Some(config) => out.push(crate::http_filters::HttpFilter {
+                name: Arc::from(f.name.as_str()),
+                config,
+                disabled_by_default: f.disabled,
+            }),
+            None => return Err(ConfigError::not_supported(p, resolved.extension.name)),
         }
     }
-    match out.last() {
-        Some(HttpFilter::Router(_)) => {}
-        None if filters.is_empty() => {
-            // Envoy 1.40 installs the router when no HTTP filter is configured.
-            out.push(HttpFilter::Router(RouterConfig {
+    match router {
+        Some(r) => Ok((out, r)),
+        // Envoy 1.40 installs the router when no HTTP filter is configured.
+        None if filters.is_empty() => Ok((
+            out,
+            RouterConfig {
                 dynamic_stats: true,
                 suppress_envoy_headers: false,
                 strict_check_headers: Vec::new(),
                 respect_expected_rq_timeout: false,
-            }));
-        }
-        _ => {
+            },
+        )),
+        None => {
             let last = filters.last().map(|f| f.name.clone()).unwrap_or_default();
-            return Err(ConfigError::semantic(
+            Err(ConfigError::semantic(
                 path.clone(),
                 format!(
                     "Error: non-terminal filter named {last} is the last filter in a http filter chain."
                 ),
-            ));
+            ))
         }
     }
-    Ok(out)
 }
 
 fn local_reply_config(

@@ -83,6 +83,13 @@ impl HeaderMutations {
         self.remove.is_empty() && self.add.is_empty()
     }
 
+    /// Whether some added value has command operators.
+    pub fn has_formats(&self) -> bool {
+        self.add
+            .iter()
+            .any(|a| matches!(a.value, HeaderValueSource::Format(_)))
+    }
+
     /// Builds the mutations of one config level. `request` selects Envoy's checks
     /// for request headers (no `:`-pseudo headers and no `host` may be changed).
     pub fn from_proto(

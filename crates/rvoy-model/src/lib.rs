@@ -13,14 +13,22 @@ pub mod access_log;
 pub mod address;
 pub mod bootstrap;
 pub mod cluster;
+pub mod compat;
 pub mod duration;
 pub mod extension;
+pub mod filter_chain_index;
 pub mod hcm;
 pub mod headers;
+pub mod http_filters;
 pub mod listener;
 pub mod matcher;
+pub mod render;
 pub mod route;
+pub mod stats_sink;
 pub mod support;
+pub mod tcp_proxy;
+pub mod tls;
+pub mod tls_inspector;
 
 pub use bootstrap::{BuildOptions, Config, build};
 pub use support::{Diagnostics, IgnoredField, MessageSupport, Tier};
@@ -35,20 +43,100 @@ pub(crate) fn support_tables() -> impl Iterator<Item = &'static MessageSupport> 
         .chain(route::SUPPORT)
         .chain(matcher::SUPPORT)
         .chain(headers::SUPPORT)
+        .chain(http_filters::support_tables())
         .chain(cluster::SUPPORT)
         .chain(access_log::SUPPORT)
+        .chain(stats_sink::SUPPORT)
+        .chain(tls::SUPPORT)
+        .chain(tls_inspector::SUPPORT)
+        .chain(tcp_proxy::SUPPORT)
+}
+
+/// Every extension rvoy implements (what the node advertises).
+pub fn extensions() -> &'static [extension::Implemented] {
+    implemented_extensions()
 }
 
 /// Every extension rvoy implements.
 pub(crate) fn implemented_extensions() -> &'static [extension::Implemented] {
-    &extension_registry::ALL
+    extension_registry::ALL
 }
 
 mod extension_registry {
     use crate::extension::{Category, Implemented};
 
     /// The registry: one line per implemented extension.
-    pub(crate) static ALL: [Implemented; 10] = [
+    pub(crate) static ALL: &[Implemented] = &[
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.compressor",
+            aliases: &[],
+            config_type: "envoy.extensions.filters.http.compressor.v3.Compressor",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::Compressor,
+            name: "envoy.compression.gzip.compressor",
+            aliases: &[],
+            config_type: "envoy.extensions.compression.gzip.compressor.v3.Gzip",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::Compressor,
+            name: "envoy.compression.brotli.compressor",
+            aliases: &[],
+            config_type: "envoy.extensions.compression.brotli.compressor.v3.Brotli",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::Compressor,
+            name: "envoy.compression.zstd.compressor",
+            aliases: &[],
+            config_type: "envoy.extensions.compression.zstd.compressor.v3.Zstd",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.cors",
+            aliases: &["envoy.cors"],
+            config_type: "envoy.extensions.filters.http.cors.v3.Cors",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.buffer",
+            aliases: &["envoy.buffer"],
+            config_type: "envoy.extensions.filters.http.buffer.v3.Buffer",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.health_check",
+            aliases: &["envoy.health_check"],
+            config_type: "envoy.extensions.filters.http.health_check.v3.HealthCheck",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.fault",
+            aliases: &["envoy.fault"],
+            config_type: "envoy.extensions.filters.http.fault.v3.HTTPFault",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.local_ratelimit",
+            aliases: &[],
+            config_type: "envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::HttpFilter,
+            name: "envoy.filters.http.header_mutation",
+            aliases: &[],
+            config_type: "envoy.extensions.filters.http.header_mutation.v3.HeaderMutation",
+            config_optional: false,
+        },
         Implemented {
             category: Category::NetworkFilter,
             name: "envoy.filters.network.http_connection_manager",
@@ -61,21 +149,21 @@ mod extension_registry {
             name: "envoy.filters.http.router",
             aliases: &["envoy.router"],
             config_type: "envoy.extensions.filters.http.router.v3.Router",
-            config_optional: true,
+            config_optional: false,
         },
         Implemented {
             category: Category::AccessLogger,
             name: "envoy.access_loggers.stdout",
             aliases: &["envoy.stdout_access_log"],
             config_type: "envoy.extensions.access_loggers.stream.v3.StdoutAccessLog",
-            config_optional: true,
+            config_optional: false,
         },
         Implemented {
             category: Category::AccessLogger,
             name: "envoy.access_loggers.stderr",
             aliases: &["envoy.stderr_access_log"],
             config_type: "envoy.extensions.access_loggers.stream.v3.StderrAccessLog",
-            config_optional: true,
+            config_optional: false,
         },
         Implemented {
             category: Category::AccessLogger,
@@ -89,14 +177,42 @@ mod extension_registry {
             name: "envoy.transport_sockets.raw_buffer",
             aliases: &["raw_buffer"],
             config_type: "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
-            config_optional: true,
+            config_optional: false,
         },
         Implemented {
             category: Category::UpstreamTransportSocket,
             name: "envoy.transport_sockets.raw_buffer",
             aliases: &["raw_buffer"],
             config_type: "envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer",
-            config_optional: true,
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::DownstreamTransportSocket,
+            name: "envoy.transport_sockets.tls",
+            aliases: &["tls"],
+            config_type: "envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::UpstreamTransportSocket,
+            name: "envoy.transport_sockets.tls",
+            aliases: &["tls"],
+            config_type: "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::ListenerFilter,
+            name: "envoy.filters.listener.tls_inspector",
+            aliases: &["envoy.listener.tls_inspector"],
+            config_type: "envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::NetworkFilter,
+            name: "envoy.filters.network.tcp_proxy",
+            aliases: &["envoy.tcp_proxy"],
+            config_type: "envoy.extensions.filters.network.tcp_proxy.v3.TcpProxy",
+            config_optional: false,
         },
         Implemented {
             category: Category::UpstreamOptions,
@@ -110,7 +226,7 @@ mod extension_registry {
             name: "envoy.retry_host_predicates.previous_hosts",
             aliases: &[],
             config_type: "envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate",
-            config_optional: true,
+            config_optional: false,
         },
         Implemented {
             category: Category::RequestId,
@@ -118,6 +234,20 @@ mod extension_registry {
             aliases: &[],
             config_type: "envoy.extensions.request_id.uuid.v3.UuidRequestIdConfig",
             config_optional: true,
+        },
+        Implemented {
+            category: Category::StatsSink,
+            name: "envoy.stat_sinks.statsd",
+            aliases: &["envoy.statsd"],
+            config_type: "envoy.config.metrics.v3.StatsdSink",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::StatsSink,
+            name: "envoy.stat_sinks.dog_statsd",
+            aliases: &["envoy.dog_statsd"],
+            config_type: "envoy.config.metrics.v3.DogStatsdSink",
+            config_optional: false,
         },
     ];
 }

@@ -1,5 +1,6 @@
-//! Listeners: where to bind, socket options, filter chains and their match
-//! criteria, and the network filter each chain runs.
+//! Listeners: where to bind, socket options, listener filters, filter chains
+//! with their match criteria and transport sockets, and the network filter
+//! each chain runs.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,8 +14,12 @@ use crate::access_log::{AccessLog, access_logs};
 use crate::address::{self, Address, SocketOption, TcpKeepalive};
 use crate::duration;
 use crate::extension::{self, Category};
+use crate::filter_chain_index::FilterChainIndex;
 use crate::hcm::{self, CidrRange, HttpConnectionManager};
 use crate::support::{Diagnostics, MessageSupport, ignored, yes};
+use crate::tcp_proxy::{self, TcpProxy};
+use crate::tls::{self, DownstreamTls, Secrets};
+use crate::tls_inspector::{self, TlsInspector};
 
 pub(crate) static SUPPORT: &[MessageSupport] = &[
     MessageSupport {
@@ -23,6 +28,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("name"),
             yes("address"),
             yes("stat_prefix"),
+            yes("listener_filters"),
             yes("filter_chains"),
             yes("default_filter_chain"),
             yes("per_connection_buffer_limit_bytes"),
@@ -68,13 +74,20 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
                 "read only by filters and formatters rvoy does not implement",
             ),
             yes("transport_socket"),
+            yes("transport_socket_connect_timeout"),
             yes("name"),
         ],
+    },
+    MessageSupport {
+        message: "envoy.config.listener.v3.ListenerFilter",
+        fields: &[yes("name"), yes("typed_config")],
     },
     MessageSupport {
         message: "envoy.config.listener.v3.FilterChainMatch",
         fields: &[
             yes("destination_port"),
+            yes("server_names"),
+            yes("application_protocols"),
             yes("prefix_ranges"),
             yes("direct_source_prefix_ranges"),
             yes("source_type"),
@@ -112,12 +125,16 @@ pub enum SourceType {
     External,
 }
 
-/// The criteria of a filter chain (Envoy's `FilterChainMatch`), without the
-/// TLS-dependent ones, which rvoy rejects until TLS lands.
+/// The criteria of a filter chain (Envoy's `FilterChainMatch`).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FilterChainMatch {
     pub destination_port: Option<u16>,
     pub prefix_ranges: Vec<CidrRange>,
+    /// Lower case; `*.example.com` for wildcards.
+    pub server_names: Vec<String>,
+    /// `""` (any), `raw_buffer`, `tls`, or what another inspector names.
+    pub transport_protocol: String,
+    pub application_protocols: Vec<String>,
     pub direct_source_prefix_ranges: Vec<CidrRange>,
     pub source_type: Option<SourceType>,
     pub source_prefix_ranges: Vec<CidrRange>,
@@ -128,6 +145,7 @@ pub struct FilterChainMatch {
 #[derive(Debug)]
 pub enum NetworkFilter {
     HttpConnectionManager(Arc<HttpConnectionManager>),
+    TcpProxy(Arc<TcpProxy>),
 }
 
 /// A filter chain.
@@ -135,7 +153,17 @@ pub enum NetworkFilter {
 pub struct FilterChain {
     pub name: String,
     pub matcher: FilterChainMatch,
+    /// `envoy.transport_sockets.tls`; `None`: raw buffer.
+    pub tls: Option<Arc<DownstreamTls>>,
+    /// How long the TLS handshake may take (`None`: no limit).
+    pub transport_socket_connect_timeout: Option<Duration>,
     pub filter: NetworkFilter,
+}
+
+/// A listener filter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ListenerFilter {
+    TlsInspector(TlsInspector),
 }
 
 /// A compiled listener.
@@ -145,7 +173,10 @@ pub struct Listener {
     pub address: Address,
     /// The stats scope: `listener.<stat_prefix or address>.`.
     pub stat_prefix: String,
+    pub listener_filters: Vec<ListenerFilter>,
     pub filter_chains: Vec<FilterChain>,
+    /// Chooses among `filter_chains` (indices into it).
+    pub chain_index: FilterChainIndex,
     pub default_filter_chain: Option<FilterChain>,
     pub per_connection_buffer_limit_bytes: u32,
     pub drain_type: DrainType,
@@ -179,21 +210,43 @@ pub fn stat_scope_name(stat_prefix: &str, address: &Address) -> String {
 pub fn build(
     l: &pb::Listener,
     path: &FieldPath,
+    secrets: &Secrets,
     diags: &mut Diagnostics,
 ) -> Result<Listener, ConfigError> {
     let addr = l.address.as_ref().ok_or_else(|| {
         ConfigError::semantic(path.field("address"), "a listener needs an address")
     })?;
     let address = address::resolved(addr, &path.field("address"))?;
-    if !l.listener_filters.is_empty() {
-        let lf = &l.listener_filters[0];
-        let p = path.field("listener_filters").index(0);
+    let mut listener_filters = Vec::with_capacity(l.listener_filters.len());
+    for (i, lf) in l.listener_filters.iter().enumerate() {
+        let p = path.field("listener_filters").index(i);
+        if lf.filter_disabled.is_some() {
+            return Err(ConfigError::not_supported(
+                p.field("filter_disabled"),
+                "filter_disabled",
+            ));
+        }
         let typed = match &lf.config_type {
             Some(pb::listener_filter::ConfigType::TypedConfig(a)) => Some(a),
-            _ => None,
+            Some(pb::listener_filter::ConfigType::ConfigDiscovery(_)) => {
+                return Err(ConfigError::not_supported(
+                    p.field("config_discovery"),
+                    "config_discovery (ECDS)",
+                ));
+            }
+            None => None,
         };
-        extension::resolve(Category::ListenerFilter, &lf.name, typed, &p, diags)?;
-        return Err(ConfigError::not_supported(p, &lf.name));
+        let resolved = extension::resolve(Category::ListenerFilter, &lf.name, typed, &p, diags)?;
+        match resolved.extension.name {
+            "envoy.filters.listener.tls_inspector" => {
+                let proto = resolved.config_as(&p)?;
+                listener_filters.push(ListenerFilter::TlsInspector(tls_inspector::build(
+                    &proto,
+                    &p.field("typed_config"),
+                )?));
+            }
+            other => return Err(ConfigError::not_supported(p, other)),
+        }
     }
     if l.connection_balance_config.is_some() {
         return Err(ConfigError::not_supported(
@@ -206,6 +259,7 @@ pub fn build(
         filter_chains.push(filter_chain(
             fc,
             &path.field("filter_chains").index(i),
+            secrets,
             diags,
         )?);
     }
@@ -224,10 +278,28 @@ pub fn build(
             }
         }
     }
+    if matches!(address, Address::Pipe { .. })
+        && (filter_chains.iter().any(|c| c.tls.is_some()) || !listener_filters.is_empty())
+    {
+        return Err(ConfigError::not_supported(
+            path.field("filter_chains"),
+            "TLS and listener filters on pipe (Unix socket) listeners",
+        ));
+    }
+    let chain_index =
+        FilterChainIndex::build(filter_chains.iter().map(|c| &c.matcher)).map_err(|_| {
+            ConfigError::semantic(
+                path.field("filter_chains"),
+                format!(
+                    "error adding listener '{}': multiple filter chains with overlapping matching rules are defined",
+                    address.envoy_string()
+                ),
+            )
+        })?;
     let default_filter_chain = l
         .default_filter_chain
         .as_ref()
-        .map(|fc| filter_chain(fc, &path.field("default_filter_chain"), diags))
+        .map(|fc| filter_chain(fc, &path.field("default_filter_chain"), secrets, diags))
         .transpose()?;
     if filter_chains.is_empty() && default_filter_chain.is_none() {
         return Err(ConfigError::semantic(
@@ -242,7 +314,9 @@ pub fn build(
         name: l.name.clone(),
         stat_prefix: stat_scope_name(&l.stat_prefix, &address),
         address,
+        listener_filters,
         filter_chains,
+        chain_index,
         default_filter_chain,
         per_connection_buffer_limit_bytes: l
             .per_connection_buffer_limit_bytes
@@ -272,25 +346,37 @@ pub fn build(
 fn filter_chain(
     fc: &pb::FilterChain,
     path: &FieldPath,
+    secrets: &Secrets,
     diags: &mut Diagnostics,
 ) -> Result<FilterChain, ConfigError> {
-    if let Some(ts) = &fc.transport_socket {
-        let typed = match &ts.config_type {
-            Some(core::transport_socket::ConfigType::TypedConfig(a)) => Some(a),
-            None => None,
-        };
-        extension::resolve(
-            Category::DownstreamTransportSocket,
-            &ts.name,
-            typed,
-            &path.field("transport_socket"),
-            diags,
-        )?;
-    }
     let matcher = match &fc.filter_chain_match {
         None => FilterChainMatch::default(),
         Some(m) => filter_chain_match(m, &path.field("filter_chain_match"))?,
     };
+    let mut tls = None;
+    if let Some(ts) = &fc.transport_socket {
+        let tp = path.field("transport_socket");
+        let typed = ts
+            .config_type
+            .as_ref()
+            .map(|core::transport_socket::ConfigType::TypedConfig(a)| a);
+        let resolved = extension::resolve(
+            Category::DownstreamTransportSocket,
+            &ts.name,
+            typed,
+            &tp,
+            diags,
+        )?;
+        if resolved.extension.name == "envoy.transport_sockets.tls" {
+            let proto = resolved.config_as(&tp)?;
+            tls = Some(Arc::new(tls::downstream(
+                &proto,
+                &tp.field("typed_config"),
+                secrets,
+                &matcher.server_names,
+            )?));
+        }
+    }
     if fc.filters.is_empty() {
         return Err(ConfigError::semantic(
             path.field("filters"),
@@ -300,11 +386,17 @@ fn filter_chain(
     let mut terminal = None;
     for (i, f) in fc.filters.iter().enumerate() {
         let p = path.field("filters").index(i);
-        if terminal.is_some() {
+        if let Some(previous) = &terminal {
+            let kind = match previous {
+                NetworkFilter::HttpConnectionManager(_) => {
+                    "envoy.filters.network.http_connection_manager"
+                }
+                NetworkFilter::TcpProxy(_) => "envoy.filters.network.tcp_proxy",
+            };
             return Err(ConfigError::semantic(
                 p,
                 format!(
-                    "Error: terminal filter named {} of type envoy.filters.network.http_connection_manager must be the last filter in a network filter chain.",
+                    "Error: terminal filter named {} of type {kind} must be the last filter in a network filter chain.",
                     fc.filters[i - 1].name
                 ),
             ));
@@ -329,6 +421,14 @@ fn filter_chain(
                     diags,
                 )?)));
             }
+            "envoy.filters.network.tcp_proxy" => {
+                let proto = resolved.config_as(&p)?;
+                terminal = Some(NetworkFilter::TcpProxy(Arc::new(tcp_proxy::build(
+                    &proto,
+                    &p.field("typed_config"),
+                    diags,
+                )?)));
+            }
             other => return Err(ConfigError::not_supported(p, other)),
         }
     }
@@ -341,6 +441,10 @@ fn filter_chain(
     Ok(FilterChain {
         name: fc.name.clone(),
         matcher,
+        tls,
+        transport_socket_connect_timeout: duration::opt_nonzero(
+            &fc.transport_socket_connect_timeout,
+        ),
         filter,
     })
 }
@@ -349,23 +453,15 @@ fn filter_chain_match(
     m: &pb::FilterChainMatch,
     path: &FieldPath,
 ) -> Result<FilterChainMatch, ConfigError> {
-    if !m.server_names.is_empty() {
-        return Err(ConfigError::not_supported(
-            path.field("server_names"),
-            "server_names (needs TLS)",
-        ));
-    }
-    if !m.application_protocols.is_empty() {
-        return Err(ConfigError::not_supported(
-            path.field("application_protocols"),
-            "application_protocols",
-        ));
-    }
-    if !m.transport_protocol.is_empty() && m.transport_protocol != "raw_buffer" {
-        return Err(ConfigError::not_supported(
-            path.field("transport_protocol"),
-            format_args!("transport_protocol '{}'", m.transport_protocol),
-        ));
+    let mut server_names = Vec::with_capacity(m.server_names.len());
+    for name in &m.server_names {
+        if name.contains('*') && !name.starts_with("*.") {
+            return Err(ConfigError::semantic(
+                path.field("server_names"),
+                "partial wildcards are not supported in \"server_names\"",
+            ));
+        }
+        server_names.push(name.to_ascii_lowercase());
     }
     if !m.address_suffix.is_empty() || m.suffix_len.is_some() {
         return Err(ConfigError::not_supported(
@@ -383,6 +479,9 @@ fn filter_chain_match(
     Ok(FilterChainMatch {
         destination_port: m.destination_port.map(|p| p as u16),
         prefix_ranges: cidrs(&m.prefix_ranges, "prefix_ranges")?,
+        server_names,
+        transport_protocol: m.transport_protocol.clone(),
+        application_protocols: m.application_protocols.clone(),
         direct_source_prefix_ranges: cidrs(
             &m.direct_source_prefix_ranges,
             "direct_source_prefix_ranges",

@@ -242,10 +242,41 @@ pub enum HeaderMatch {
     },
 }
 
+/// An HTTP/2-style pseudo header a matcher may name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pseudo {
+    Method,
+    Path,
+    Authority,
+    Scheme,
+    Status,
+    Protocol,
+}
+
+/// Where pseudo header values come from (the request or response being matched).
+pub trait PseudoHeaders {
+    fn pseudo(&self, p: Pseudo) -> Option<&str>;
+}
+
+impl PseudoHeaders for () {
+    fn pseudo(&self, _: Pseudo) -> Option<&str> {
+        None
+    }
+}
+
+/// The header a matcher reads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MatchName {
+    Header(HeaderName),
+    Pseudo(Pseudo),
+    /// A pseudo header name Envoy accepts but no request carries (never present).
+    Unknown(String),
+}
+
 /// A compiled `route.v3.HeaderMatcher`.
 #[derive(Clone, Debug)]
 pub struct HeaderMatcher {
-    pub name: HeaderName,
+    pub name: MatchName,
     pub matcher: HeaderMatch,
     pub invert: bool,
     pub treat_missing_as_empty: bool,
@@ -254,7 +285,19 @@ pub struct HeaderMatcher {
 impl HeaderMatcher {
     pub fn from_proto(h: &route::HeaderMatcher, path: &FieldPath) -> Result<Self, ConfigError> {
         use route::header_matcher::HeaderMatchSpecifier as S;
-        let name = header_name(&h.name, &path.field("name"))?;
+        let name = if let Some(pseudo) = h.name.strip_prefix(':') {
+            match pseudo.to_ascii_lowercase().as_str() {
+                "method" => MatchName::Pseudo(Pseudo::Method),
+                "path" => MatchName::Pseudo(Pseudo::Path),
+                "authority" => MatchName::Pseudo(Pseudo::Authority),
+                "scheme" => MatchName::Pseudo(Pseudo::Scheme),
+                "status" => MatchName::Pseudo(Pseudo::Status),
+                "protocol" => MatchName::Pseudo(Pseudo::Protocol),
+                _ => MatchName::Unknown(h.name.to_ascii_lowercase()),
+            }
+        } else {
+            MatchName::Header(header_name(&h.name, &path.field("name"))?)
+        };
         let exact = |v: &str| StringMatcher::Exact {
             value: v.to_owned(),
             ignore_case: false,
@@ -295,9 +338,21 @@ impl HeaderMatcher {
         })
     }
 
-    /// Envoy's `HeaderUtility::matchHeaders`: repeated headers are joined with `,`.
+    /// Envoy's `HeaderUtility::matchHeaders` on a map without pseudo headers.
     pub fn matches(&self, headers: &http::HeaderMap) -> bool {
-        let mut values = headers.get_all(&self.name).iter();
+        self.matches_with(headers, &())
+    }
+
+    /// Envoy's `HeaderUtility::matchHeaders`: repeated headers are joined with `,`.
+    pub fn matches_with(&self, headers: &http::HeaderMap, pseudo: &dyn PseudoHeaders) -> bool {
+        let name = match &self.name {
+            MatchName::Header(n) => n,
+            MatchName::Pseudo(p) => {
+                return self.decide(pseudo.pseudo(*p).map(std::borrow::Cow::Borrowed));
+            }
+            MatchName::Unknown(_) => return self.decide(None),
+        };
+        let mut values = headers.get_all(name).iter();
         let joined: Option<std::borrow::Cow<'_, str>> = match values.next() {
             None => None,
             Some(first) => {
@@ -317,6 +372,10 @@ impl HeaderMatcher {
                 }
             }
         };
+        self.decide(joined)
+    }
+
+    fn decide(&self, joined: Option<std::borrow::Cow<'_, str>>) -> bool {
         let value = match joined {
             Some(v) => v,
             None if self.treat_missing_as_empty => std::borrow::Cow::Borrowed(""),

@@ -6,7 +6,7 @@
 //! timeouts, retry and mirror policies and header mutations, all resolved once
 //! when the config is built.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,6 +19,7 @@ use rvoy_config_load::{ConfigError, FieldPath};
 use crate::duration;
 use crate::extension::{self, Category};
 use crate::headers::{HeaderMutations, data_source};
+use crate::http_filters::PerFilterConfigs;
 use crate::matcher::{
     FractionalPercent, HeaderMatcher, QueryParameterMatcher, RuntimeFraction, compile_regex,
     compile_regex_unanchored, header_name,
@@ -30,6 +31,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         message: "envoy.config.route.v3.RouteConfiguration",
         fields: &[
             yes("name"),
+            yes("typed_per_filter_config"),
             yes("virtual_hosts"),
             yes("internal_only_headers"),
             yes("response_headers_to_add"),
@@ -52,6 +54,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         message: "envoy.config.route.v3.VirtualHost",
         fields: &[
             yes("name"),
+            yes("typed_per_filter_config"),
             yes("domains"),
             yes("routes"),
             yes("require_tls"),
@@ -76,6 +79,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         message: "envoy.config.route.v3.Route",
         fields: &[
             yes("name"),
+            yes("typed_per_filter_config"),
             yes("match"),
             yes("route"),
             yes("redirect"),
@@ -151,7 +155,11 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
     },
     MessageSupport {
         message: "envoy.config.route.v3.RouteAction.MaxStreamDuration",
-        fields: &[yes("max_stream_duration")],
+        fields: &[
+            yes("max_stream_duration"),
+            yes("grpc_timeout_header_max"),
+            yes("grpc_timeout_header_offset"),
+        ],
     },
     MessageSupport {
         message: "envoy.config.route.v3.RouteAction.RequestMirrorPolicy",
@@ -166,15 +174,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
     },
     MessageSupport {
         message: "envoy.config.route.v3.WeightedCluster",
-        fields: &[
-            yes("clusters"),
-            yes("total_weight"),
-            ignored(
-                "runtime_key_prefix",
-                "rvoy reads no runtime overrides for weights; the configured weights apply",
-            ),
-            yes("header_name"),
-        ],
+        fields: &[yes("clusters"), yes("total_weight"), yes("header_name")],
     },
     MessageSupport {
         message: "envoy.config.route.v3.WeightedCluster.ClusterWeight",
@@ -253,7 +253,7 @@ pub const DEFAULT_ROUTE_TIMEOUT: Duration = Duration::from_secs(15);
 pub struct RouteConfig {
     pub name: String,
     pub virtual_hosts: Vec<VirtualHost>,
-    exact: HashMap<String, usize>,
+    exact: BTreeMap<String, usize>,
     /// `*suffix` domains: (suffix, vhost), longest suffix first.
     suffixes: Vec<(String, usize)>,
     /// `prefix*` domains: (prefix, vhost), longest prefix first.
@@ -269,6 +269,10 @@ pub struct RouteConfig {
     /// Clusters named by routes, checked against the cluster manager when
     /// `validate_clusters` is on (the default for static route configs).
     pub validate_clusters: bool,
+    pub per_filter: PerFilterConfigs,
+    /// Some header mutation value has command operators (it may read the
+    /// request's stream info, timings included).
+    formatted_headers: bool,
 }
 
 /// A virtual host and its routes.
@@ -286,6 +290,7 @@ pub struct VirtualHost {
     pub include_is_timeout_retry_header: bool,
     pub per_request_buffer_limit_bytes: Option<u32>,
     pub mirror_policies: Vec<MirrorPolicy>,
+    pub per_filter: PerFilterConfigs,
 }
 
 /// `VirtualHost.require_tls`.
@@ -305,6 +310,7 @@ pub struct Route {
     pub request_headers: HeaderMutations,
     pub response_headers: HeaderMutations,
     pub per_request_buffer_limit_bytes: Option<u32>,
+    pub per_filter: PerFilterConfigs,
 }
 
 /// How the path is matched.
@@ -447,8 +453,21 @@ pub struct ForwardAction {
     pub append_x_forwarded_host: bool,
     /// `None`: no timeout (`timeout: 0s`).
     pub timeout: Option<Duration>,
+    /// The route's `idle_timeout`; `Some(ZERO)` disables the stream idle timeout.
     pub idle_timeout: Option<Duration>,
+    /// `max_stream_duration.max_stream_duration`; `Some(ZERO)` disables the
+    /// connection manager's.
     pub max_stream_duration: Option<Duration>,
+    /// `max_stream_duration` is set (Envoy's "new timeouts": the effective
+    /// duration is written to a gRPC request's `grpc-timeout`).
+    pub uses_max_stream_duration: bool,
+    /// `max_stream_duration.grpc_timeout_header_max`: a request's
+    /// `grpc-timeout` becomes its max stream duration, capped at this
+    /// (`ZERO`: uncapped).
+    pub grpc_timeout_header_max: Option<Duration>,
+    /// `max_stream_duration.grpc_timeout_header_offset`: subtracted from the
+    /// `grpc-timeout` duration.
+    pub grpc_timeout_header_offset: Option<Duration>,
     pub retry_policy: Option<Arc<RetryPolicy>>,
     pub mirror_policies: Vec<MirrorPolicy>,
     pub priority_high: bool,
@@ -500,9 +519,21 @@ pub struct RetryPolicy {
     pub host_selection_retry_max_attempts: u32,
 }
 
-/// The `retry_on` conditions as bits.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// The `retry_on` conditions as bits. Its `Debug` lists them by name:
+/// `RetryOn(5xx,reset)`.
+#[derive(Clone, Copy, Default, PartialEq, Eq)]
 pub struct RetryOn(pub u32);
+
+impl std::fmt::Debug for RetryOn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = RetryOn::NAMES
+            .iter()
+            .filter(|(_, bit)| self.has(*bit))
+            .map(|(name, _)| *name)
+            .collect();
+        write!(f, "RetryOn({})", names.join(","))
+    }
+}
 
 impl RetryOn {
     pub const FIVE_XX: u32 = 1 << 0;
@@ -522,30 +553,37 @@ impl RetryOn {
     pub const GRPC_UNAVAILABLE: u32 = 1 << 19;
     pub const GRPC_INTERNAL: u32 = 1 << 20;
 
+    /// Envoy's names of the conditions.
+    pub const NAMES: [(&'static str, u32); 16] = [
+        ("5xx", Self::FIVE_XX),
+        ("gateway-error", Self::GATEWAY_ERROR),
+        ("reset", Self::RESET),
+        ("connect-failure", Self::CONNECT_FAILURE),
+        ("retriable-4xx", Self::RETRIABLE_4XX),
+        ("refused-stream", Self::REFUSED_STREAM),
+        ("retriable-status-codes", Self::RETRIABLE_STATUS_CODES),
+        ("retriable-headers", Self::RETRIABLE_HEADERS),
+        ("envoy-ratelimited", Self::ENVOY_RATELIMITED),
+        ("reset-before-request", Self::RESET_BEFORE_REQUEST),
+        (
+            "http3-post-connect-failure",
+            Self::HTTP3_POST_CONNECT_FAILURE,
+        ),
+        ("cancelled", Self::GRPC_CANCELLED),
+        ("deadline-exceeded", Self::GRPC_DEADLINE_EXCEEDED),
+        ("resource-exhausted", Self::GRPC_RESOURCE_EXHAUSTED),
+        ("unavailable", Self::GRPC_UNAVAILABLE),
+        ("internal", Self::GRPC_INTERNAL),
+    ];
+
     /// Parses Envoy's comma-separated `retry_on` / `x-envoy-retry-on` values;
     /// unknown tokens are ignored, as Envoy does.
     pub fn parse(text: &str) -> RetryOn {
         let mut bits = 0;
         for token in text.split(',').map(str::trim) {
-            bits |= match token {
-                "5xx" => Self::FIVE_XX,
-                "gateway-error" => Self::GATEWAY_ERROR,
-                "reset" => Self::RESET,
-                "reset-before-request" => Self::RESET_BEFORE_REQUEST,
-                "connect-failure" => Self::CONNECT_FAILURE,
-                "envoy-ratelimited" => Self::ENVOY_RATELIMITED,
-                "retriable-4xx" => Self::RETRIABLE_4XX,
-                "refused-stream" => Self::REFUSED_STREAM,
-                "retriable-status-codes" => Self::RETRIABLE_STATUS_CODES,
-                "retriable-headers" => Self::RETRIABLE_HEADERS,
-                "http3-post-connect-failure" => Self::HTTP3_POST_CONNECT_FAILURE,
-                "cancelled" => Self::GRPC_CANCELLED,
-                "deadline-exceeded" => Self::GRPC_DEADLINE_EXCEEDED,
-                "resource-exhausted" => Self::GRPC_RESOURCE_EXHAUSTED,
-                "unavailable" => Self::GRPC_UNAVAILABLE,
-                "internal" => Self::GRPC_INTERNAL,
-                _ => 0,
-            };
+            if let Some((_, bit)) = Self::NAMES.iter().find(|(name, _)| *name == token) {
+                bits |= bit;
+            }
         }
         RetryOn(bits)
     }
@@ -575,6 +613,38 @@ pub struct InternalRedirectPolicy {
 
 impl RouteConfig {
     /// Selects the virtual host for a Host/:authority value (Envoy's `findVirtualHost`).
+    /// Every header mutation list of the configuration.
+    fn mutation_levels(&self) -> impl Iterator<Item = &HeaderMutations> {
+        let rc = [&self.request_headers, &self.response_headers].into_iter();
+        let vhosts = self.virtual_hosts.iter().flat_map(|v| {
+            let routes = v.routes.iter().flat_map(|r| {
+                let weighted = match &r.action {
+                    RouteAction::Forward(a) => match &a.cluster {
+                        ClusterSpecifier::Weighted(w) => w
+                            .clusters
+                            .iter()
+                            .flat_map(|c| [&c.request_headers, &c.response_headers])
+                            .collect::<Vec<_>>(),
+                        _ => Vec::new(),
+                    },
+                    _ => Vec::new(),
+                };
+                [&r.request_headers, &r.response_headers]
+                    .into_iter()
+                    .chain(weighted)
+            });
+            [&v.request_headers, &v.response_headers]
+                .into_iter()
+                .chain(routes)
+        });
+        rc.chain(vhosts)
+    }
+
+    /// Whether some header mutation value has command operators.
+    pub fn has_formatted_headers(&self) -> bool {
+        self.formatted_headers
+    }
+
     pub fn find_virtual_host(&self, host: &str) -> Option<&VirtualHost> {
         let mut host_buf;
         let mut host = host;
@@ -582,11 +652,11 @@ impl RouteConfig {
             host_buf = host.to_ascii_lowercase();
             host = &host_buf;
         }
-        if self.ignore_port_in_host_matching {
-            if let Some(stripped) = strip_port(host) {
-                host_buf = stripped.to_owned();
-                host = &host_buf;
-            }
+        if self.ignore_port_in_host_matching
+            && let Some(stripped) = strip_port(host)
+        {
+            host_buf = stripped.to_owned();
+            host = &host_buf;
         }
         if let Some(&i) = self.exact.get(host) {
             return self.virtual_hosts.get(i);
@@ -658,7 +728,7 @@ pub fn build(
     diags: &mut Diagnostics,
 ) -> Result<RouteConfig, ConfigError> {
     let mut virtual_hosts = Vec::with_capacity(rc.virtual_hosts.len());
-    let mut exact = HashMap::new();
+    let mut exact = BTreeMap::new();
     let mut suffixes = Vec::new();
     let mut prefixes = Vec::new();
     let mut default_vhost = None;
@@ -699,8 +769,8 @@ pub fn build(
         virtual_hosts.push(virtual_host(vh, &vpath, diags)?);
     }
     // Longest wildcard first; among equal lengths the first configured wins.
-    suffixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
-    prefixes.sort_by(|a, b| b.0.len().cmp(&a.0.len()));
+    suffixes.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+    prefixes.sort_by_key(|p| std::cmp::Reverse(p.0.len()));
     let internal_only_headers = rc
         .internal_only_headers
         .iter()
@@ -740,27 +810,35 @@ pub fn build(
             &path.field("request_mirror_policies"),
         )?,
         validate_clusters: rc.validate_clusters.unwrap_or(true),
+        per_filter: crate::http_filters::per_filter_configs(
+            &rc.typed_per_filter_config,
+            &path.field("typed_per_filter_config"),
+            diags,
+        )?,
+        formatted_headers: false,
     };
+    let mut built = built;
+    let formatted = built.mutation_levels().any(HeaderMutations::has_formats);
+    built.formatted_headers = formatted;
     for (vi, vh) in built.virtual_hosts.iter().enumerate() {
         for (ri, r) in vh.routes.iter().enumerate() {
             if let RouteAction::DirectResponse(DirectResponse {
                 body: Some(body), ..
             }) = &r.action
+                && body.len() > max_body as usize
             {
-                if body.len() > max_body as usize {
-                    return Err(ConfigError::semantic(
-                        path.field("virtual_hosts")
-                            .index(vi)
-                            .field("routes")
-                            .index(ri)
-                            .field("direct_response")
-                            .field("body"),
-                        format!(
-                            "response body size is {} bytes; maximum is {max_body}",
-                            body.len()
-                        ),
-                    ));
-                }
+                return Err(ConfigError::semantic(
+                    path.field("virtual_hosts")
+                        .index(vi)
+                        .field("routes")
+                        .index(ri)
+                        .field("direct_response")
+                        .field("body"),
+                    format!(
+                        "response body size is {} bytes; maximum is {max_body}",
+                        body.len()
+                    ),
+                ));
             }
         }
     }
@@ -818,6 +896,11 @@ fn virtual_host(
         mirror_policies: mirror_policies(
             &vh.request_mirror_policies,
             &path.field("request_mirror_policies"),
+        )?,
+        per_filter: crate::http_filters::per_filter_configs(
+            &vh.typed_per_filter_config,
+            &path.field("typed_per_filter_config"),
+            diags,
         )?,
     })
 }
@@ -890,6 +973,11 @@ fn route(
             false,
         )?,
         per_request_buffer_limit_bytes: r.per_request_buffer_limit_bytes,
+        per_filter: crate::http_filters::per_filter_configs(
+            &r.typed_per_filter_config,
+            &path.field("typed_per_filter_config"),
+            diags,
+        )?,
     })
 }
 
@@ -1105,11 +1193,20 @@ fn forward_action(
         host_rewrite,
         append_x_forwarded_host: a.append_x_forwarded_host,
         timeout: duration::timeout_or(&a.timeout, DEFAULT_ROUTE_TIMEOUT),
-        idle_timeout: duration::opt_nonzero(&a.idle_timeout),
+        idle_timeout: duration::opt(&a.idle_timeout),
         max_stream_duration: a
             .max_stream_duration
             .as_ref()
-            .and_then(|m| duration::opt_nonzero(&m.max_stream_duration)),
+            .and_then(|m| duration::opt(&m.max_stream_duration)),
+        uses_max_stream_duration: a.max_stream_duration.is_some(),
+        grpc_timeout_header_max: a
+            .max_stream_duration
+            .as_ref()
+            .and_then(|m| duration::opt(&m.grpc_timeout_header_max)),
+        grpc_timeout_header_offset: a
+            .max_stream_duration
+            .as_ref()
+            .and_then(|m| duration::opt(&m.grpc_timeout_header_offset)),
         retry_policy,
         mirror_policies: mirror_policies(
             &a.request_mirror_policies,
@@ -1184,19 +1281,19 @@ fn weighted(w: &pb::WeightedCluster, path: &FieldPath) -> Result<WeightedCluster
                 &p.field("response_headers_to_remove"),
                 false,
             )?,
-            host_rewrite_literal: match &c.host_rewrite_specifier {
-                Some(H::HostRewriteLiteral(h)) => Some(h.clone()),
-                None => None,
-            },
+            host_rewrite_literal: c
+                .host_rewrite_specifier
+                .as_ref()
+                .map(|H::HostRewriteLiteral(h)| h.clone()),
         });
     }
-    if let Some(expected) = w.total_weight {
-        if u64::from(expected) != total {
-            return Err(ConfigError::semantic(
-                path.field("total_weight"),
-                format!("Sum of weights in the weighted_cluster should add up to {expected}"),
-            ));
-        }
+    if let Some(expected) = w.total_weight
+        && u64::from(expected) != total
+    {
+        return Err(ConfigError::semantic(
+            path.field("total_weight"),
+            format!("Sum of weights in the weighted_cluster should add up to {expected}"),
+        ));
     }
     if total == 0 {
         return Err(ConfigError::semantic(
@@ -1246,10 +1343,10 @@ fn retry_policy(
     let mut avoid_previous_hosts = false;
     for (i, p) in r.retry_host_predicate.iter().enumerate() {
         let pp = path.field("retry_host_predicate").index(i);
-        let typed = match &p.config_type {
-            Some(pb::retry_policy::retry_host_predicate::ConfigType::TypedConfig(a)) => Some(a),
-            None => None,
-        };
+        let typed = p
+            .config_type
+            .as_ref()
+            .map(|pb::retry_policy::retry_host_predicate::ConfigType::TypedConfig(a)| a);
         let resolved =
             extension::resolve(Category::RetryHostPredicate, &p.name, typed, &pp, diags)?;
         if resolved.extension.name == "envoy.retry_host_predicates.previous_hosts" {

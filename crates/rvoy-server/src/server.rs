@@ -7,10 +7,11 @@
 //! the main thread (admin, DNS refresh, stats flush, signals) until told to
 //! stop. `validate` stops after the config checks; `init_only` after binding.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::process::ExitCode;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
@@ -21,7 +22,8 @@ use tokio::sync::watch;
 
 use crate::access_log_files::AccessLogFiles;
 use crate::cli::{self, Mode, Options};
-use crate::snapshot::{self, Snapshot};
+use crate::process_stats::{FilesystemStats, ProcessStats, RuntimeSummary};
+use crate::snapshot::{self, ListenerRuntime, Snapshot};
 use crate::workers::{self, WorkerControl};
 
 /// Envoy's server states (`/server_info` `state`).
@@ -61,8 +63,13 @@ pub struct Server {
     pub snapshot: Arc<ArcSwap<Snapshot>>,
     /// The bootstrap as loaded (what `/config_dump` renders).
     pub bootstrap: Arc<prost_reflect::DynamicMessage>,
+    /// The same bootstrap as its prost type.
+    pub bootstrap_pb: Arc<rvoy_api::envoy::config::bootstrap::v3::Bootstrap>,
+    /// When the config was loaded (`last_updated` in `/config_dump`).
+    pub loaded_at: std::time::SystemTime,
     pub state: AtomicU8,
-    pub health_failed: AtomicBool,
+    /// Set by admin `/healthcheck/fail`; shared with the health check filters.
+    pub health_failed: Arc<AtomicBool>,
     pub draining: Arc<AtomicBool>,
     pub started: Instant,
     pub start_time: std::time::SystemTime,
@@ -71,17 +78,22 @@ pub struct Server {
     pub stop_accepting: watch::Sender<bool>,
     /// Listener name and bound address, for `/listeners`.
     pub bound: Vec<(String, Option<SocketAddr>, String)>,
-    pub stats: ServerStats,
+    /// TLS contexts and file-based SDS secrets (for `/certs`).
+    pub secrets: Arc<rvoy_tls::SecretManager>,
+    /// Process-wide stats (`server.*`, `cluster_manager.*`...).
+    pub stats: ProcessStats,
+    /// The admin listener's stats and access logs.
+    pub admin: Arc<crate::admin::AdminRuntime>,
+    /// Bootstrap `stats_flush_on_admin`.
+    pub flush_on_admin: bool,
+    /// Stats sinks, flushed on every stats flush.
+    pub sinks: Vec<crate::stats_sink::StatsdSink>,
+    /// `/stats/recentlookups/enable|disable`.
+    pub recent_lookups_enabled: AtomicBool,
+    recent_lookups_base: AtomicU64,
+    /// The admin runtime layer's overrides (`/runtime_modify`).
+    runtime_overrides: Mutex<BTreeMap<String, String>>,
 }
-
-rvoy_upstream::stats_struct!(
-    /// `server.*`.
-    ServerStats {
-        counters: [debug_assertion_failures, envoy_bug_failures, dynamic_unknown_fields, static_unknown_fields, dropped_stat_flushes, envoy_notifications],
-        gauges: [uptime, concurrency, live, state, memory_allocated, memory_heap_size, memory_physical_size, total_connections, parent_connections, days_until_first_cert_expiring, seconds_until_first_ocsp_response_expiring, version, hot_restart_epoch, hot_restart_generation, stats_recent_lookups],
-        histograms: [initialization_time_ms: Milliseconds],
-    }
-);
 
 impl Server {
     pub fn state(&self) -> ServerState {
@@ -90,8 +102,157 @@ impl Server {
 
     pub fn set_state(&self, s: ServerState) {
         self.state.store(s as u8, Ordering::Relaxed);
-        self.stats.state.set(s as u64);
-        self.stats.live.set(u64::from(s == ServerState::Live));
+        self.stats.server.state.set(s as u64);
+        self.stats
+            .server
+            .live
+            .set(u64::from(s == ServerState::Live));
+    }
+
+    /// A stats flush (Envoy's `flushStats`): refreshes the gauges Envoy
+    /// refreshes, merges histograms (what `/stats` shows until the next
+    /// flush) and sends the deltas to the sinks.
+    pub fn flush_stats(&self) {
+        self.refresh_server_gauges();
+        self.materialize_stats();
+        let flushed = self.store.flush();
+        for sink in &self.sinks {
+            sink.flush(&flushed);
+        }
+    }
+
+    /// Creates the stat families Envoy creates on first use (codec stats)
+    /// that are due; called before stats are shown or flushed.
+    pub fn materialize_stats(&self) {
+        self.stats
+            .codecs
+            .materialize(&self.store, &self.snapshot.load());
+    }
+
+    /// Sets the `server.*` gauges Envoy refreshes on every flush.
+    pub fn refresh_server_gauges(&self) {
+        let s = &self.stats.server;
+        s.uptime.set(self.started.elapsed().as_secs());
+        let m = crate::process_stats::MemoryFigures::read();
+        s.memory_allocated.set(m.allocated);
+        s.memory_heap_size.set(m.heap_size);
+        s.memory_physical_size.set(m.physical);
+        let snap = self.snapshot.load();
+        let connections: u64 = snap
+            .listeners
+            .iter()
+            .map(|l| self.store.gauge_value(l.stats.downstream_cx_active))
+            .sum();
+        s.total_connections.set(connections);
+        s.stats_recent_lookups.set(self.recent_lookups_total());
+    }
+
+    /// Stat lookups since the last `/stats/recentlookups/clear`.
+    pub fn recent_lookups_total(&self) -> u64 {
+        (self.store.len() as u64).saturating_sub(self.recent_lookups_base.load(Ordering::Relaxed))
+    }
+
+    pub fn recent_lookups_clear(&self) {
+        self.recent_lookups_base
+            .store(self.store.len() as u64, Ordering::Relaxed);
+    }
+
+    /// The runtime layers in order with their flattened values as Envoy
+    /// keeps them (raw strings).
+    pub fn runtime_layers(&self) -> Vec<(String, BTreeMap<String, String>)> {
+        use rvoy_api::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
+        let Some(lr) = &self.bootstrap_pb.layered_runtime else {
+            return Vec::new();
+        };
+        lr.layers
+            .iter()
+            .map(|layer| {
+                let values = match &layer.layer_specifier {
+                    Some(LayerSpecifier::StaticLayer(st)) => {
+                        let mut out = BTreeMap::new();
+                        flatten_runtime("", st, &mut out);
+                        out
+                    }
+                    Some(LayerSpecifier::AdminLayer(_)) => self
+                        .runtime_overrides
+                        .lock()
+                        .map(|o| o.clone())
+                        .unwrap_or_default(),
+                    _ => BTreeMap::new(),
+                };
+                (layer.name.clone(), values)
+            })
+            .collect()
+    }
+
+    /// Applies `/runtime_modify` overrides (an empty value removes one).
+    pub fn runtime_modify(&self, pairs: Vec<(String, String)>) -> Result<(), String> {
+        use rvoy_api::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
+        let has_admin_layer = self
+            .bootstrap_pb
+            .layered_runtime
+            .as_ref()
+            .is_some_and(|lr| {
+                lr.layers
+                    .iter()
+                    .any(|l| matches!(l.layer_specifier, Some(LayerSpecifier::AdminLayer(_))))
+            });
+        if !has_admin_layer {
+            return Err("No admin layer specified".to_owned());
+        }
+        let active = {
+            let mut o = self
+                .runtime_overrides
+                .lock()
+                .map_err(|_| "runtime overrides unavailable".to_owned())?;
+            for (k, v) in pairs {
+                if v.is_empty() {
+                    o.remove(&k);
+                } else {
+                    o.insert(k, v);
+                }
+            }
+            !o.is_empty()
+        };
+        let rt = &self.stats.runtime;
+        rt.load_success.inc();
+        rt.override_dir_not_exists.inc();
+        rt.admin_overrides_active.set(u64::from(active));
+        rt.num_keys
+            .set(runtime_key_count(&self.runtime_layers()) as u64);
+        Ok(())
+    }
+
+    /// Starts draining the listeners (all, or the INBOUND ones): their HTTP
+    /// responses get `connection: close`. Returns the listeners drained.
+    pub fn drain_listeners(&self, inbound_only: bool) -> Vec<Arc<ListenerRuntime>> {
+        let inbound: Vec<bool> = self
+            .bootstrap_pb
+            .static_resources
+            .as_ref()
+            .map(|sr| {
+                sr.listeners
+                    .iter()
+                    .map(|l| {
+                        l.traffic_direction
+                            == rvoy_api::envoy::config::core::v3::TrafficDirection::Inbound as i32
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let snap = self.snapshot.load();
+        snap.listeners
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !inbound_only || inbound.get(*i).copied().unwrap_or(false))
+            .map(|(_, l)| {
+                l.draining.start(
+                    self.options.drain_time,
+                    self.options.drain_strategy == cli::DrainStrategy::Gradual,
+                );
+                l.clone()
+            })
+            .collect()
     }
 
     /// Stops accepting, then ends the process's main loop.
@@ -122,6 +283,9 @@ pub fn main_entry() -> ExitCode {
     rvoy_log::flush();
     code
 }
+
+/// How often file-based SDS secrets are checked for changes.
+const SDS_POLL_INTERVAL: Duration = Duration::from_millis(500);
 
 fn config_label(options: &Options) -> &str {
     &options.config_path
@@ -231,15 +395,23 @@ fn serve(
     config: rvoy_model::Config,
 ) -> Result<(), String> {
     let concurrency = options.concurrency.max(1) as usize;
-    let store = rvoy_stats::Store::with_options(crate::stats_config::store_options(
-        &loaded.bootstrap,
-        &options,
-    )?);
+    let mut store_options = crate::stats_config::store_options(&loaded.bootstrap, &options)?;
+    let tag_producer = std::mem::replace(
+        &mut store_options.tag_producer,
+        rvoy_stats::TagProducer::none(),
+    );
+    let store = rvoy_stats::Store::with_options(store_options);
     let _main_stats = store.register_thread();
+    // Envoy creates `filesystem.*` before it installs the bootstrap's tag
+    // producer: those stats have no tags.
+    let filesystem = FilesystemStats::new(&store.scope("filesystem."));
+    store.set_tag_producer(tag_producer);
     let logs = AccessLogFiles::start(options.file_flush_interval, options.file_flush_min_size_kb);
     let machine = snapshot::machine_address(options.local_address_ip_version == cli::IpVersion::V6);
     let draining = Arc::new(AtomicBool::new(false));
+    let health_failed = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
+    let secrets = rvoy_tls::SecretManager::new();
     let snap = snapshot::build(
         1,
         config.clone(),
@@ -248,8 +420,15 @@ fn serve(
         concurrency,
         machine,
         &draining,
+        &health_failed,
+        &secrets,
     )
     .map_err(|e| e.to_string())?;
+    if secrets.has_files() {
+        secrets
+            .watch(SDS_POLL_INTERVAL)
+            .map_err(|e| format!("unable to watch SDS files: {e}"))?;
+    }
     let sockets = workers::bind_all(&snap, concurrency).map_err(|e| e.to_string())?;
     let bound: Vec<(String, Option<SocketAddr>, String)> = sockets
         .iter()
@@ -260,14 +439,49 @@ fn serve(
     let (shutdown_tx, mut shutdown_rx) = watch::channel(false);
     let (stop_tx, stop_rx) = watch::channel(false);
     let (terminate_tx, terminate_rx) = watch::channel(false);
+    let process_stats = ProcessStats::new(&store, concurrency, filesystem);
+    let runtime_summary = runtime_summary(&loaded.bootstrap);
+    process_stats.on_config(&config, &runtime_summary);
+    process_stats.server.version.set(
+        loaded
+            .bootstrap
+            .stats_server_version_override
+            .unwrap_or_else(|| crate::process_stats::server_version(cli::BUILD_SHA)),
+    );
+    let admin_logs = match &config.admin {
+        Some(a) => snapshot::loggers(&a.access_logs, &logs).map_err(|e| e.to_string())?,
+        None => Vec::new(),
+    };
+    let admin_runtime = Arc::new(crate::admin::AdminRuntime::new(&store, admin_logs));
+    let sinks = config
+        .stats_sinks
+        .iter()
+        .map(crate::stats_sink::StatsdSink::new)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
     let server = Arc::new(Server {
-        stats: ServerStats::new(&store.scope("server.")),
+        stats: process_stats,
+        admin: admin_runtime,
+        flush_on_admin: matches!(
+            loaded.bootstrap.stats_flush,
+            Some(
+                rvoy_api::envoy::config::bootstrap::v3::bootstrap::StatsFlush::StatsFlushOnAdmin(
+                    true
+                )
+            )
+        ),
+        sinks,
+        recent_lookups_enabled: AtomicBool::new(false),
+        recent_lookups_base: AtomicU64::new(0),
+        runtime_overrides: Mutex::new(BTreeMap::new()),
+        bootstrap_pb: Arc::new(loaded.bootstrap.clone()),
+        loaded_at: std::time::SystemTime::now(),
         options: options.clone(),
         store: store.clone(),
         snapshot: snapshot_handle.clone(),
         bootstrap: Arc::new(loaded.message.clone()),
         state: AtomicU8::new(ServerState::PreInitializing as u8),
-        health_failed: AtomicBool::new(false),
+        health_failed,
         draining: draining.clone(),
         started: Instant::now(),
         start_time: std::time::SystemTime::now(),
@@ -275,9 +489,10 @@ fn serve(
         shutdown: shutdown_tx,
         stop_accepting: stop_tx,
         bound,
+        secrets: secrets.clone(),
     });
-    server.stats.concurrency.set(concurrency as u64);
     server.set_state(ServerState::PreInitializing);
+    server.refresh_server_gauges();
 
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -306,6 +521,7 @@ fn serve(
         clusters.initialize().await;
         server
             .stats
+            .server
             .initialization_time_ms
             .record(init_started.elapsed().as_millis() as u64);
         if options.mode == Mode::InitOnly {
@@ -323,6 +539,9 @@ fn serve(
             store.clone(),
         )
         .map_err(|e| format!("unable to start workers: {e}"))?;
+        server
+            .stats
+            .on_workers_started(server.bound.len(), concurrency);
         rvoy_log::info!(Component::Main, "starting main dispatch loop");
         server.set_state(ServerState::Live);
         rvoy_log::info!(
@@ -335,7 +554,10 @@ fn serve(
         );
 
         spawn_signal_handlers(server.clone());
-        spawn_periodic(server.clone(), config.stats_flush_interval);
+        if !server.flush_on_admin {
+            // With `stats_flush_on_admin`, Envoy creates no flush timer.
+            spawn_periodic(server.clone(), config.stats_flush_interval);
+        }
 
         while !*shutdown_rx.borrow() {
             if shutdown_rx.changed().await.is_err() {
@@ -387,13 +609,82 @@ fn spawn_signal_handlers(server: Arc<Server>) {
     });
 }
 
+/// The stats flush timer: every `stats_flush_interval`, first one interval
+/// after startup (as Envoy's).
 fn spawn_periodic(server: Arc<Server>, flush_interval: Duration) {
     tokio::task::spawn_local(async move {
-        let mut tick = tokio::time::interval(flush_interval.max(Duration::from_millis(100)));
+        let period = flush_interval.max(Duration::from_millis(1));
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            server.stats.uptime.set(server.started.elapsed().as_secs());
-            server.store.merge_histograms();
+            server.flush_stats();
         }
     });
+}
+
+/// Flattens a static runtime layer as Envoy does: nested objects become
+/// dotted keys; values are kept as raw strings.
+fn flatten_runtime(prefix: &str, s: &prost_types::Struct, out: &mut BTreeMap<String, String>) {
+    use prost_types::value::Kind;
+    for (k, v) in &s.fields {
+        let key = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match &v.kind {
+            Some(Kind::StructValue(inner)) if !inner.fields.contains_key("numerator") => {
+                flatten_runtime(&key, inner, out)
+            }
+            Some(Kind::StringValue(text)) => {
+                out.insert(key, text.clone());
+            }
+            Some(Kind::NumberValue(n)) => {
+                out.insert(key, format!("{n}"));
+            }
+            Some(Kind::BoolValue(b)) => {
+                out.insert(key, b.to_string());
+            }
+            Some(other) => {
+                let value = rvoy_config_load::any::value_to_json(&prost_types::Value {
+                    kind: Some(other.clone()),
+                });
+                out.insert(key, value.to_string());
+            }
+            None => {}
+        }
+    }
+}
+
+fn runtime_key_count(layers: &[(String, BTreeMap<String, String>)]) -> usize {
+    let mut keys = std::collections::HashSet::new();
+    for (_, values) in layers {
+        keys.extend(values.keys());
+    }
+    keys.len()
+}
+
+fn runtime_summary(
+    bootstrap: &rvoy_api::envoy::config::bootstrap::v3::Bootstrap,
+) -> RuntimeSummary {
+    use rvoy_api::envoy::config::bootstrap::v3::runtime_layer::LayerSpecifier;
+    let Some(lr) = &bootstrap.layered_runtime else {
+        return RuntimeSummary::default();
+    };
+    let layers: Vec<(String, BTreeMap<String, String>)> = lr
+        .layers
+        .iter()
+        .map(|l| {
+            let mut values = BTreeMap::new();
+            if let Some(LayerSpecifier::StaticLayer(st)) = &l.layer_specifier {
+                flatten_runtime("", st, &mut values);
+            }
+            (l.name.clone(), values)
+        })
+        .collect();
+    RuntimeSummary {
+        layers: layers.len(),
+        keys: runtime_key_count(&layers),
+    }
 }

@@ -4,19 +4,33 @@
 //!
 //! Snapshots are published with `arc-swap`; a connection keeps the snapshot it
 //! was accepted under until it ends.
+//!
+//! Listener stats (`listener.<address>.*`) have Envoy's names; each listener
+//! has its own drain flag and stop signal so `/drain_listeners?inboundonly`
+//! can drain and stop a subset.
+//!
+//! TLS contexts (listener chains and clusters) are built here too, reading
+//! their certificates once; file-based SDS secrets come from the server's
+//! [`SecretManager`](rvoy_tls::SecretManager), which rebuilds them on change.
 
-use std::net::{IpAddr, SocketAddr};
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
 use rvoy_http::{AccessLogger, HttpListenerRuntime};
 use rvoy_model::Config;
-use rvoy_model::listener::{FilterChainMatch, Listener, NetworkFilter, SourceType};
+use rvoy_model::filter_chain_index::ConnectionFacts;
+use rvoy_model::listener::{Listener, ListenerFilter, NetworkFilter};
 use rvoy_stats::{Scope, Store};
+use rvoy_tls::SecretManager;
 use rvoy_upstream::cluster::ClusterManager;
 use rvoy_upstream::stats_struct;
 
 use crate::access_log_files::AccessLogFiles;
+use crate::tcp_proxy::{TcpProxyRuntime, TcpProxyStats};
+use crate::tls_inspector::TlsInspectorStats;
 
 stats_struct!(
     /// `listener.<address>.*`.
@@ -36,9 +50,18 @@ stats_struct!(
             no_filter_chain_match,
         ],
         gauges: [downstream_cx_active, downstream_pre_cx_active],
-        histograms: [downstream_cx_length_ms: Milliseconds],
+        histograms: [
+            connections_accepted_per_socket_event: Unspecified,
+            downstream_cx_length_ms: Milliseconds,
+        ],
     }
 );
+
+/// The stats of `ListenerStats` the admin listener does not have.
+pub const ADMIN_LISTENER_SKIPPED_STATS: &[&str] = &[
+    "extension_config_missing",
+    "network_extension_config_missing",
+];
 
 stats_struct!(
     /// `listener.<address>.worker_<n>.*`.
@@ -52,8 +75,14 @@ stats_struct!(
 /// One filter chain at runtime.
 #[derive(Debug)]
 pub struct ChainRuntime {
-    pub matcher: FilterChainMatch,
-    pub http: Arc<HttpListenerRuntime>,
+    pub name: String,
+    /// The HTTP connection manager, when that is the chain's filter.
+    pub http: Option<Arc<HttpListenerRuntime>>,
+    /// The TCP proxy, when that is the chain's filter.
+    pub tcp: Option<Arc<TcpProxyRuntime>>,
+    /// The TLS context (`None`: raw buffer).
+    pub tls: Option<Arc<rvoy_tls::ServerContext>>,
+    pub transport_socket_connect_timeout: Option<Duration>,
 }
 
 /// One listener at runtime.
@@ -62,8 +91,21 @@ pub struct ListenerRuntime {
     pub config: Arc<Listener>,
     pub chains: Vec<ChainRuntime>,
     pub default_chain: Option<ChainRuntime>,
+    /// The TLS inspector listener filter, with its stats.
+    pub tls_inspector: Option<(
+        rvoy_model::tls_inspector::TlsInspector,
+        Arc<TlsInspectorStats>,
+    )>,
+    /// `Listener.access_log`: one line per connection.
+    pub access_logs: Vec<AccessLogger>,
     pub stats: ListenerStats,
     pub worker_stats: Vec<ListenerWorkerStats>,
+    /// Set when this listener drains (`/drain_listeners`): its HTTP
+    /// responses carry `connection: close`.
+    pub draining: Arc<rvoy_http::context::Drain>,
+    /// Becomes true when this listener must stop accepting (a drain without
+    /// `skip_exit`); the server-wide stop is `WorkerControl::stop_accepting`.
+    pub stop: tokio::sync::watch::Sender<bool>,
 }
 
 /// Everything one config version runs with.
@@ -81,6 +123,7 @@ pub struct Snapshot {
 pub struct BuildError(pub String);
 
 /// Builds a snapshot from a validated config.
+#[allow(clippy::too_many_arguments)]
 pub fn build(
     epoch: u64,
     config: Arc<Config>,
@@ -89,20 +132,59 @@ pub fn build(
     concurrency: usize,
     machine_address: Option<IpAddr>,
     draining: &Arc<AtomicBool>,
+    health_failed: &Arc<AtomicBool>,
+    secrets: &Arc<SecretManager>,
 ) -> Result<Snapshot, BuildError> {
     let root = store.scope("");
-    let clusters = Arc::new(ClusterManager::new(
+    let mut cluster_tls = HashMap::new();
+    for c in &config.clusters {
+        if let Some(tls) = &c.tls {
+            let scope = root.scope(&format!("cluster.{}.", c.stat_name));
+            let ctx = rvoy_tls::ClientContext::new(tls.clone(), &scope, secrets)
+                .map_err(|e| BuildError(format!("cluster '{}': {e}", c.name)))?;
+            cluster_tls.insert(c.name.clone(), ctx);
+        }
+    }
+    let clusters = Arc::new(ClusterManager::with_tls(
         &config.clusters,
         &root,
         config.use_tcp_for_dns_lookups,
+        &cluster_tls,
     ));
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {
         let scope = root.scope(&format!("listener.{}.", l.stat_prefix));
         let listener_logs = loggers(&l.access_logs, logs)?;
         let port = l.address.socket_addr().map(|a| a.port());
+        let listener_draining = Arc::new(rvoy_http::context::Drain::default());
+        if draining.load(std::sync::atomic::Ordering::Relaxed) {
+            listener_draining.start(std::time::Duration::ZERO, false);
+        }
         let chain = |fc: &rvoy_model::listener::FilterChain| -> Result<ChainRuntime, BuildError> {
-            let NetworkFilter::HttpConnectionManager(hcm) = &fc.filter;
+            let tls = fc
+                .tls
+                .as_ref()
+                .map(|t| rvoy_tls::ServerContext::new(t.clone(), &scope, secrets))
+                .transpose()
+                .map_err(|e| BuildError(format!("listener '{}': {e}", l.name)))?;
+            let hcm = match &fc.filter {
+                NetworkFilter::HttpConnectionManager(hcm) => hcm,
+                NetworkFilter::TcpProxy(tp) => {
+                    let tcp = TcpProxyRuntime {
+                        config: tp.clone(),
+                        stats: TcpProxyStats::new(&root.scope(&tp.stat_prefix)),
+                        clusters: clusters.clone(),
+                        access_logs: loggers(&tp.access_logs, logs)?,
+                    };
+                    return Ok(ChainRuntime {
+                        name: fc.name.clone(),
+                        http: None,
+                        tcp: Some(Arc::new(tcp)),
+                        tls,
+                        transport_socket_connect_timeout: fc.transport_socket_connect_timeout,
+                    });
+                }
+            };
             let http = HttpListenerRuntime {
                 hcm: hcm.clone(),
                 stats: rvoy_http::stats::HcmStats::new(&root, &hcm.stat_prefix, &scope),
@@ -111,11 +193,27 @@ pub fn build(
                 machine_address,
                 listener_port: port,
                 listener_access_logs: listener_logs.clone(),
-                draining: draining.clone(),
+                draining: listener_draining.clone(),
+                health_failed: (l.drain_type == rvoy_model::listener::DrainType::Default)
+                    .then(|| health_failed.clone()),
+                filters: rvoy_http::filter::build(
+                    &hcm.http_filters,
+                    &root.scope(&format!("http.{}.", hcm.stat_prefix)),
+                    &rvoy_http::filter::FilterEnv {
+                        root_scope: &root,
+                        health_failed,
+                        clusters: &clusters,
+                        local_cluster: &config.node.cluster,
+                        route_config: &hcm.route_config,
+                    },
+                ),
             };
             Ok(ChainRuntime {
-                matcher: fc.matcher.clone(),
-                http: Arc::new(http),
+                name: fc.name.clone(),
+                http: Some(Arc::new(http)),
+                tcp: None,
+                tls,
+                transport_socket_connect_timeout: fc.transport_socket_connect_timeout,
             })
         };
         let chains = l
@@ -124,14 +222,30 @@ pub fn build(
             .map(chain)
             .collect::<Result<Vec<_>, _>>()?;
         let default_chain = l.default_filter_chain.as_ref().map(chain).transpose()?;
+        let mut tls_inspector = None;
+        for f in &l.listener_filters {
+            match f {
+                ListenerFilter::TlsInspector(t) if tls_inspector.is_none() => {
+                    tls_inspector = Some((
+                        t.clone(),
+                        Arc::new(TlsInspectorStats::new(&root.scope("tls_inspector."))),
+                    ));
+                }
+                ListenerFilter::TlsInspector(_) => {}
+            }
+        }
         listeners.push(Arc::new(ListenerRuntime {
             config: l.clone(),
             chains,
             default_chain,
+            tls_inspector,
+            access_logs: listener_logs,
             stats: ListenerStats::new(&scope),
             worker_stats: (0..concurrency)
                 .map(|i| ListenerWorkerStats::new(&scope.scope(&format!("worker_{i}."))))
                 .collect(),
+            draining: listener_draining,
+            stop: tokio::sync::watch::channel(false).0,
         }));
     }
     Ok(Snapshot {
@@ -142,7 +256,8 @@ pub fn build(
     })
 }
 
-fn loggers(
+/// Opens the sinks of access log configs.
+pub fn loggers(
     configs: &[Arc<rvoy_model::access_log::AccessLog>],
     logs: &AccessLogFiles,
 ) -> Result<Vec<AccessLogger>, BuildError> {
@@ -158,113 +273,15 @@ fn loggers(
         .collect()
 }
 
-/// Chooses the filter chain for a connection, most specific criteria first
-/// (Envoy's order: destination port, destination IP, direct source IP,
-/// source type, source IP, source port).
+/// Chooses the filter chain for a connection as Envoy does (see
+/// `rvoy_model::filter_chain_index`), falling back to the default chain.
 pub fn select_chain<'a>(
     l: &'a ListenerRuntime,
-    local: Option<SocketAddr>,
-    remote: Option<SocketAddr>,
+    facts: &ConnectionFacts<'_>,
 ) -> Option<&'a ChainRuntime> {
-    let mut candidates: Vec<&ChainRuntime> = l.chains.iter().collect();
-    // Destination port.
-    if let Some(port) = local.map(|a| a.port()) {
-        let exact: Vec<_> = candidates
-            .iter()
-            .copied()
-            .filter(|c| c.matcher.destination_port == Some(port))
-            .collect();
-        candidates = if exact.is_empty() {
-            candidates
-                .into_iter()
-                .filter(|c| c.matcher.destination_port.is_none())
-                .collect()
-        } else {
-            exact
-        };
-    }
-    candidates = by_prefix(candidates, local.map(|a| a.ip()), |m| &m.prefix_ranges);
-    candidates = by_prefix(candidates, remote.map(|a| a.ip()), |m| {
-        &m.direct_source_prefix_ranges
-    });
-    // Source type.
-    let is_local = match (remote, local) {
-        (Some(r), Some(l)) => r.ip().is_loopback() || r.ip() == l.ip(),
-        _ => true,
-    };
-    let typed: Vec<_> = candidates
-        .iter()
-        .copied()
-        .filter(|c| match c.matcher.source_type {
-            Some(SourceType::SameIpOrLoopback) => is_local,
-            Some(SourceType::External) => !is_local,
-            _ => false,
-        })
-        .collect();
-    candidates = if typed.is_empty() {
-        candidates
-            .into_iter()
-            .filter(|c| matches!(c.matcher.source_type, None | Some(SourceType::Any)))
-            .collect()
-    } else {
-        typed
-    };
-    candidates = by_prefix(candidates, remote.map(|a| a.ip()), |m| {
-        &m.source_prefix_ranges
-    });
-    if let Some(port) = remote.map(|a| a.port()) {
-        let exact: Vec<_> = candidates
-            .iter()
-            .copied()
-            .filter(|c| c.matcher.source_ports.contains(&port))
-            .collect();
-        candidates = if exact.is_empty() {
-            candidates
-                .into_iter()
-                .filter(|c| c.matcher.source_ports.is_empty())
-                .collect()
-        } else {
-            exact
-        };
-    }
-    candidates.first().copied().or(l.default_chain.as_ref())
-}
-
-fn by_prefix<'a>(
-    candidates: Vec<&'a ChainRuntime>,
-    ip: Option<IpAddr>,
-    ranges: impl Fn(&FilterChainMatch) -> &Vec<rvoy_model::hcm::CidrRange>,
-) -> Vec<&'a ChainRuntime> {
-    let Some(ip) = ip else {
-        return candidates
-            .into_iter()
-            .filter(|c| ranges(&c.matcher).is_empty())
-            .collect();
-    };
-    let mut best_len: Option<u8> = None;
-    let mut best: Vec<&ChainRuntime> = Vec::new();
-    for c in &candidates {
-        for r in ranges(&c.matcher) {
-            if r.contains(ip) {
-                match best_len {
-                    Some(l) if r.prefix_len < l => {}
-                    Some(l) if r.prefix_len == l => best.push(c),
-                    _ => {
-                        best_len = Some(r.prefix_len);
-                        best = vec![c];
-                    }
-                }
-            }
-        }
-    }
-    if best.is_empty() {
-        candidates
-            .into_iter()
-            .filter(|c| ranges(&c.matcher).is_empty())
-            .collect()
-    } else {
-        best.dedup_by(|a, b| std::ptr::eq(*a, *b));
-        best
+    match l.config.chain_index.find(facts) {
+        Some(i) => l.chains.get(i),
+        None => l.default_chain.as_ref(),
     }
 }
 
@@ -284,10 +301,10 @@ pub fn machine_address(v6: bool) -> Option<IpAddr> {
         if ip.is_loopback() || ip.is_ipv6() != v6 {
             continue;
         }
-        if let IpAddr::V6(v) = ip {
-            if (v.segments()[0] & 0xffc0) == 0xfe80 {
-                continue;
-            }
+        if let IpAddr::V6(v) = ip
+            && (v.segments()[0] & 0xffc0) == 0xfe80
+        {
+            continue;
         }
         return Some(ip);
     }

@@ -23,6 +23,8 @@ use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::sync::watch;
 
 use crate::snapshot::{ListenerRuntime, Snapshot};
+use crate::tls_inspector::{InspectError, Inspected};
+use rvoy_model::filter_chain_index::ConnectionFacts;
 
 /// A bound listening socket, ready to hand to a worker.
 #[derive(Debug)]
@@ -80,10 +82,10 @@ fn bind_tcp(
     if reuse_port {
         socket.set_reuse_port(true).map_err(err)?;
     }
-    if let Address::Ip { ipv4_compat, .. } = &l.address {
-        if addr.is_ipv6() {
-            socket.set_only_v6(!ipv4_compat).map_err(err)?;
-        }
+    if let Address::Ip { ipv4_compat, .. } = &l.address
+        && addr.is_ipv6()
+    {
+        socket.set_only_v6(!ipv4_compat).map_err(err)?;
     }
     if l.freebind {
         if addr.is_ipv4() {
@@ -331,8 +333,12 @@ async fn accept_loop(
         }
     };
     let mut stop = control.stop_accepting.clone();
+    // Holding the listener keeps its stop sender alive while this loop runs.
+    let held = snapshot.load().listeners.get(index).cloned();
+    let (_no_stop, no_stop_rx) = tokio::sync::watch::channel(false);
+    let mut listener_stop = held.as_ref().map_or(no_stop_rx, |l| l.stop.subscribe());
     loop {
-        if *stop.borrow() {
+        if *stop.borrow() || *listener_stop.borrow() {
             break;
         }
         let accepted = tokio::select! {
@@ -347,6 +353,7 @@ async fn accept_loop(
                 }
             } => r,
             _ = stop.changed() => break,
+            _ = listener_stop.changed() => continue,
         };
         let (stream, remote, local) = match accepted {
             Ok(a) => a,
@@ -377,6 +384,7 @@ async fn serve_connection(
     worker: Rc<WorkerContext>,
 ) {
     let stats = &lr.stats;
+    stats.connections_accepted_per_socket_event.record(1);
     stats.downstream_cx_total.inc();
     stats.downstream_cx_active.inc();
     if let Some(w) = lr.worker_stats.get(worker_id) {
@@ -397,28 +405,56 @@ async fn serve_connection(
         }
         let _ = socket2::SockRef::from(s).set_tcp_keepalive(&params);
     }
-    match crate::snapshot::select_chain(&lr, local, remote) {
-        None => {
-            stats.no_filter_chain_match.inc();
-            drop(stream);
+    let conn_id = rvoy_http::context::next_connection_id();
+    let mut info = crate::tcp_proxy::ConnectionInfo::new(conn_id, remote, local);
+    info.listener_name = Some(lr.config.name.clone());
+    if let Some(inspected) = listener_filters(&lr, &stream).await {
+        let facts = ConnectionFacts {
+            local,
+            remote,
+            direct_remote: remote,
+            server_name: &inspected.server_name,
+            transport_protocol: inspected.transport_protocol,
+            application_protocols: &inspected.alpn,
+        };
+        if !inspected.server_name.is_empty() {
+            info.requested_server_name = Some(inspected.server_name.clone());
         }
-        Some(chain) => {
-            let conn = ConnInfo {
-                id: rvoy_http::context::next_connection_id(),
-                remote,
-                local,
-                tls: false,
-            };
-            rvoy_log::conn_log!(
-                rvoy_log::Component::ConnHandler,
-                rvoy_log::Level::Debug,
-                conn.id,
-                "new connection from {}",
-                remote.map(|r| r.to_string()).unwrap_or_default()
-            );
-            rvoy_http::serve_connection(stream, chain.http.clone(), worker, conn).await;
+        match crate::snapshot::select_chain(&lr, &facts) {
+            None => {
+                stats.no_filter_chain_match.inc();
+                info.response_flags
+                    .set(rvoy_format::ResponseFlag::NoRouteFound);
+                info.response_code_details = Some("filter_chain_not_found");
+                drop(stream);
+            }
+            Some(chain) => {
+                info.filter_chain_name = Some(chain.name.clone());
+                if let Some(stream) = transport(chain, stream, stats, &mut info).await {
+                    let conn = ConnInfo {
+                        id: conn_id,
+                        remote,
+                        local,
+                        tls: stream.is_tls(),
+                    };
+                    rvoy_log::conn_log!(
+                        rvoy_log::Component::ConnHandler,
+                        rvoy_log::Level::Debug,
+                        conn.id,
+                        "new connection from {}",
+                        remote.map(|r| r.to_string()).unwrap_or_default()
+                    );
+                    if let Some(http) = &chain.http {
+                        rvoy_http::serve_connection(stream, http.clone(), worker, conn).await;
+                    } else if let Some(tcp) = &chain.tcp {
+                        crate::tcp_proxy::serve(stream, tcp, &worker, &mut info).await;
+                    }
+                }
+            }
         }
     }
+    info.end = Some(Instant::now());
+    rvoy_http::access_log::emit_info(&lr.access_logs, &info);
     stats.downstream_cx_active.dec();
     stats.downstream_cx_destroy.inc();
     if let Some(w) = lr.worker_stats.get(worker_id) {
@@ -427,4 +463,82 @@ async fn serve_connection(
     stats
         .downstream_cx_length_ms
         .record(started.elapsed().as_millis() as u64);
+}
+
+/// Runs the listener filters (the TLS inspector) within
+/// `listener_filters_timeout`; `None` when the connection must close.
+async fn listener_filters(lr: &ListenerRuntime, stream: &Stream) -> Option<Inspected> {
+    let raw = Inspected {
+        transport_protocol: "raw_buffer",
+        ..Inspected::default()
+    };
+    let (Some((config, inspector_stats)), Stream::Tcp(tcp)) = (&lr.tls_inspector, stream) else {
+        return Some(raw);
+    };
+    let stats = &lr.stats;
+    stats.downstream_pre_cx_active.inc();
+    let fut = crate::tls_inspector::inspect(tcp, config, inspector_stats);
+    let result = match lr.config.listener_filters_timeout {
+        Some(t) => tokio::time::timeout(t, fut).await,
+        None => Ok(fut.await),
+    };
+    stats.downstream_pre_cx_active.dec();
+    match result {
+        Ok(Ok(inspected)) => Some(inspected),
+        Ok(Err(InspectError::RemoteClose)) => {
+            stats.downstream_listener_filter_remote_close.inc();
+            None
+        }
+        Ok(Err(InspectError::Rejected)) => {
+            stats.downstream_listener_filter_error.inc();
+            None
+        }
+        Ok(Err(InspectError::Io(_))) => None,
+        Err(_) => {
+            stats.downstream_pre_cx_timeout.inc();
+            lr.config
+                .continue_on_listener_filters_timeout
+                .then_some(raw)
+        }
+    }
+}
+
+/// The chain's transport socket: the TLS handshake (within the chain's
+/// `transport_socket_connect_timeout`), or the plain stream.
+async fn transport(
+    chain: &crate::snapshot::ChainRuntime,
+    stream: Stream,
+    stats: &crate::snapshot::ListenerStats,
+    info: &mut crate::tcp_proxy::ConnectionInfo,
+) -> Option<Stream> {
+    let Some(tls) = &chain.tls else {
+        return Some(stream);
+    };
+    let Stream::Tcp(tcp) = stream else {
+        // Listeners on pipes with TLS are rejected at load.
+        return None;
+    };
+    let handshake = tls.accept(tcp);
+    let result = match chain.transport_socket_connect_timeout {
+        Some(t) => match tokio::time::timeout(t, handshake).await {
+            Ok(r) => r,
+            Err(_) => {
+                stats.downstream_cx_transport_socket_connect_timeout.inc();
+                return None;
+            }
+        },
+        None => handshake.await,
+    };
+    match result {
+        Ok(s) => Some(Stream::Tls(Box::new(s))),
+        Err(f) => {
+            rvoy_log::debug!(
+                rvoy_log::Component::Connection,
+                "TLS handshake failed: {}",
+                f.error
+            );
+            info.downstream_transport_failure_reason = (!f.reason.is_empty()).then_some(f.reason);
+            None
+        }
+    }
 }

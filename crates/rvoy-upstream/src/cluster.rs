@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvoy_model::address::{Address, EndpointAddress};
-use rvoy_model::cluster::{self as model, Discovery};
+use rvoy_model::cluster::{self as model, Discovery, EdsHealth};
 use rvoy_stats::Scope;
 
 use crate::dns::ClusterResolver;
@@ -33,10 +33,16 @@ pub struct Cluster {
     version: AtomicU64,
     /// When the last DNS resolution succeeded (for `/clusters`).
     pub last_update: std::sync::Mutex<Option<Instant>>,
+    /// The TLS context of `transport_socket` (`None`: plaintext).
+    pub tls: Option<Arc<rvoy_tls::ClientContext>>,
 }
 
 impl Cluster {
-    fn new(config: Arc<model::Cluster>, root: &Scope) -> Self {
+    fn new(
+        config: Arc<model::Cluster>,
+        root: &Scope,
+        tls: Option<Arc<rvoy_tls::ClientContext>>,
+    ) -> Self {
         let scope = root.scope(&format!("cluster.{}.", config.stat_name));
         let hosts = static_hosts(&config);
         let set = HostSet::new(hosts, 1);
@@ -50,8 +56,19 @@ impl Cluster {
             hosts: ArcSwap::from_pointee(set),
             version: AtomicU64::new(1),
             last_update: std::sync::Mutex::new(None),
+            tls,
             config,
         };
+        cluster.membership.warming_state.set(0);
+        if cluster.config.discovery == Discovery::Static {
+            // Envoy counts the initial host set of a static cluster as one
+            // membership change, and resolves each host's transport socket.
+            cluster.membership.membership_change.inc();
+            cluster
+                .stats
+                .default_total_match_count
+                .add(cluster.hosts.load().hosts.len() as u64);
+        }
         cluster.record_membership();
         cluster
     }
@@ -75,19 +92,25 @@ impl Cluster {
         }
     }
 
+    /// Sets the membership gauges as Envoy does: healthy and degraded hosts
+    /// are counted apart; `max_host_weight` is only maintained by STRICT_DNS
+    /// clusters, where it is the weight of the last resolved target.
     fn record_membership(&self) {
         let set = self.hosts.load();
-        self.membership.membership_total.set(set.hosts.len() as u64);
-        self.membership
-            .membership_healthy
-            .set(set.healthy_count() as u64);
-        self.membership.max_host_weight.set(
-            set.hosts
-                .iter()
-                .map(|h| u64::from(h.weight))
-                .max()
-                .unwrap_or(0),
-        );
+        let m = &self.membership;
+        m.membership_total.set(set.hosts.len() as u64);
+        let count = |h: EdsHealth| set.hosts.iter().filter(|x| x.health == h).count() as u64;
+        m.membership_healthy.set(count(EdsHealth::Healthy));
+        m.membership_degraded.set(count(EdsHealth::Degraded));
+        m.membership_excluded.set(0);
+        if self.config.discovery == Discovery::StrictDns {
+            m.max_host_weight.set(
+                self.config
+                    .endpoints
+                    .last()
+                    .map_or(0, |e| u64::from(e.weight.max(1))),
+            );
+        }
     }
 
     /// Publishes new hosts, keeping the existing `Host` of unchanged addresses.
@@ -109,11 +132,20 @@ impl Cluster {
                 .find(|e| e.address == h.address && e.weight == h.weight)
             {
                 *h = existing.clone();
+            } else {
+                self.stats.default_total_match_count.inc();
             }
         }
         let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
+        let first = current.hosts.is_empty() && version == 2;
         self.hosts.store(Arc::new(HostSet::new(hosts, version)));
-        self.membership.membership_change.inc();
+        // Envoy updates the membership once per resolve target; on the first
+        // resolution every target changes it.
+        self.membership.membership_change.add(if first {
+            resolve_targets(&self.config)
+        } else {
+            1
+        });
         self.record_membership();
         true
     }
@@ -147,6 +179,16 @@ fn static_hosts(config: &model::Cluster) -> Vec<Arc<Host>> {
         .collect()
 }
 
+/// The number of DNS resolve targets of a cluster (Envoy counts its update
+/// stats per target): every endpoint of a STRICT_DNS cluster, one for
+/// LOGICAL_DNS.
+fn resolve_targets(config: &model::Cluster) -> u64 {
+    match config.discovery {
+        Discovery::StrictDns => config.endpoints.len().max(1) as u64,
+        _ => 1,
+    }
+}
+
 /// All clusters of a config.
 #[derive(Debug, Default)]
 pub struct ClusterManager {
@@ -162,6 +204,16 @@ impl ClusterManager {
         root: &Scope,
         use_tcp_for_dns_lookups: bool,
     ) -> Self {
+        Self::with_tls(clusters, root, use_tcp_for_dns_lookups, &HashMap::new())
+    }
+
+    /// [`new`](Self::new), with the TLS contexts of clusters by name.
+    pub fn with_tls(
+        clusters: &[Arc<model::Cluster>],
+        root: &Scope,
+        use_tcp_for_dns_lookups: bool,
+        tls: &HashMap<Arc<str>, Arc<rvoy_tls::ClientContext>>,
+    ) -> Self {
         let mut by_name = HashMap::with_capacity(clusters.len());
         let mut ordered = Vec::with_capacity(clusters.len());
         for c in clusters {
@@ -170,7 +222,7 @@ impl ClusterManager {
                 "cm init: adding: cluster={} primary=1 secondary=0",
                 c.name
             );
-            let cluster = Arc::new(Cluster::new(c.clone(), root));
+            let cluster = Arc::new(Cluster::new(c.clone(), root, tls.get(&c.name).cloned()));
             by_name.insert(c.name.clone(), cluster.clone());
             ordered.push(cluster);
         }
@@ -242,17 +294,26 @@ async fn dns_loop(
         }
     };
     let mut failures = 0u32;
+    let targets = resolve_targets(&config);
     loop {
-        cluster.membership.update_attempt.inc();
+        cluster.membership.update_attempt.add(targets);
         let mut hosts = Vec::new();
         let mut ok = true;
         let mut min_valid: Option<Instant> = None;
         for e in &config.endpoints {
             match &e.address {
                 EndpointAddress::Resolved(a) => {
+                    // A DNS cluster's target named by an IP literal: Envoy
+                    // resolves it like a name, and the literal is the hostname.
+                    let hostname: Arc<str> = match a {
+                        Address::Ip { addr, .. } if e.hostname.is_empty() => {
+                            addr.ip().to_string().into()
+                        }
+                        _ => e.hostname.as_str().into(),
+                    };
                     hosts.push(Arc::new(Host::new(
                         to_host_address(a),
-                        e.hostname.as_str().into(),
+                        hostname,
                         e.weight,
                         e.priority,
                         e.health,
@@ -298,7 +359,7 @@ async fn dns_loop(
         }
         if ok {
             failures = 0;
-            cluster.membership.update_success.inc();
+            cluster.membership.update_success.add(targets);
             if let Ok(mut t) = cluster.last_update.lock() {
                 *t = Some(Instant::now());
             }

@@ -136,6 +136,7 @@ pub fn request_head(
     host: Option<&[u8]>,
     headers: &HeaderMap,
     proper_case: bool,
+    framing: RequestFraming,
     out: &mut Vec<u8>,
 ) {
     out.extend_from_slice(method.as_str().as_bytes());
@@ -147,8 +148,107 @@ pub fn request_head(
         out.extend_from_slice(h);
         out.extend_from_slice(b"\r\n");
     }
-    write_headers(headers, proper_case, out);
+    let mut length_written = false;
+    for (name, value) in headers {
+        if host.is_some() && name == http::header::HOST {
+            continue;
+        }
+        if name == http::header::TRANSFER_ENCODING && framing.replaces_transfer_encoding() {
+            continue;
+        }
+        let value = if name == http::header::CONTENT_LENGTH {
+            match framing {
+                RequestFraming::Length(_) if length_written => continue,
+                RequestFraming::Length(n) => {
+                    length_written = true;
+                    write_name(name.as_str(), proper_case, out);
+                    out.extend_from_slice(b": ");
+                    write_u64(n, out);
+                    out.extend_from_slice(b"\r\n");
+                    continue;
+                }
+                RequestFraming::Chunked => continue,
+                _ => value.as_bytes(),
+            }
+        } else {
+            value.as_bytes()
+        };
+        write_name(name.as_str(), proper_case, out);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
+    }
+    match framing {
+        RequestFraming::Length(n) if !length_written => {
+            write_name("content-length", proper_case, out);
+            out.extend_from_slice(b": ");
+            write_u64(n, out);
+            out.extend_from_slice(b"\r\n");
+        }
+        RequestFraming::Chunked => {
+            write_name("transfer-encoding", proper_case, out);
+            out.extend_from_slice(b": chunked\r\n");
+        }
+        _ => {}
+    }
     out.extend_from_slice(b"\r\n");
+}
+
+/// How a request head announces its body.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RequestFraming {
+    /// The headers as they are.
+    AsIs,
+    /// As they are, without `transfer-encoding` (an upgrade request).
+    NoTransferEncoding,
+    /// `content-length: n` (in place of any content-length), no transfer-encoding.
+    Length(u64),
+    /// `transfer-encoding: chunked` (and no content-length).
+    Chunked,
+}
+
+impl RequestFraming {
+    fn replaces_transfer_encoding(self) -> bool {
+        !matches!(self, RequestFraming::AsIs)
+    }
+}
+
+fn write_name(name: &str, proper_case: bool, out: &mut Vec<u8>) {
+    if proper_case {
+        write_proper_case(name, out);
+    } else {
+        out.extend_from_slice(name.as_bytes());
+    }
+}
+
+fn write_u64(n: u64, out: &mut Vec<u8>) {
+    out.extend_from_slice(itoa_buf(n).as_bytes());
+}
+
+/// Decimal digits of `n` without allocating.
+struct Digits {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Digits {
+    fn as_bytes(&self) -> &[u8] {
+        &self.buf[self.start..]
+    }
+}
+
+fn itoa_buf(mut n: u64) -> Digits {
+    let mut buf = [0u8; 20];
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    Digits { buf, start: i }
 }
 
 #[cfg(test)]
@@ -177,10 +277,49 @@ mod tests {
         );
         assert_eq!(out, b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n");
         out.clear();
-        request_head(&Method::GET, "/x", Some(b"a.com"), &h, false, &mut out);
+        request_head(
+            &Method::GET,
+            "/x",
+            Some(b"a.com"),
+            &h,
+            false,
+            RequestFraming::AsIs,
+            &mut out,
+        );
         assert_eq!(
             out,
             b"GET /x HTTP/1.1\r\nhost: a.com\r\ncontent-length: 0\r\n\r\n"
+        );
+        h.insert("host", "b.com".parse().expect("v"));
+        h.insert("transfer-encoding", "chunked".parse().expect("v"));
+        out.clear();
+        request_head(
+            &Method::POST,
+            "/x",
+            Some(b"a.com"),
+            &h,
+            false,
+            RequestFraming::Length(1234),
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            b"POST /x HTTP/1.1\r\nhost: a.com\r\ncontent-length: 1234\r\n\r\n"
+        );
+        h.remove("content-length");
+        out.clear();
+        request_head(
+            &Method::POST,
+            "/x",
+            Some(b"a.com"),
+            &h,
+            true,
+            RequestFraming::Chunked,
+            &mut out,
+        );
+        assert_eq!(
+            out,
+            b"POST /x HTTP/1.1\r\nHost: a.com\r\nTransfer-Encoding: chunked\r\n\r\n"
         );
     }
 }

@@ -111,7 +111,7 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
         }
         Err(_) => return Err(HeadError::bad("http1.codec_error")),
     };
-    if head_len > limits.max_head_bytes {
+    if head_len > limits.max_head_bytes || req.headers.len() > limits.max_headers {
         return Err(too_large);
     }
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
@@ -293,9 +293,19 @@ pub fn parse_response(
     buf: &[u8],
     limits: HeadLimits,
 ) -> Result<Option<ResponseHead>, ResponseError> {
-    let mut slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
-    let mut resp = httparse::Response::new(&mut slots);
+    let mut slots = [httparse::EMPTY_HEADER; 128];
+    let mut big_slots;
+    let slots: &mut [httparse::Header<'_>] = if limits.max_headers < slots.len() {
+        &mut slots[..limits.max_headers + 1]
+    } else {
+        big_slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
+        &mut big_slots
+    };
+    let mut resp = httparse::Response::new(slots);
     let head_len = match resp.parse(buf) {
+        Ok(httparse::Status::Complete(_)) if resp.headers.len() > limits.max_headers => {
+            return Err(ResponseError::TooLarge);
+        }
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
             if buf.len() > limits.max_head_bytes {

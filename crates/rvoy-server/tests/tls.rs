@@ -1,0 +1,713 @@
+//! TLS as an Envoy user sees it, with real clients (`curl`, `openssl
+//! s_client`) and certificates generated at test time: downstream TLS with
+//! ALPN (h2 and HTTP/1.1), SNI filter chain selection through the TLS
+//! inspector, client certificates, certificate choice by key type, TLS
+//! parameters, file-based SDS rotation, `/certs`, upstream TLS (SNI, ALPN h2,
+//! SAN validation failures, client certificates), and load-time rejection of
+//! fields rvoy does not implement. Where Envoy is installed, the upstream test
+//! also runs against it and compares what clients and stats show.
+
+mod pki;
+
+use std::process::Command;
+use std::time::Duration;
+
+use pki::{Pki, admin_get, curl, run, s_client, stat, wait_until};
+use rvoy_testkit::{Binary, Ports, Proxy, ProxyBuilder};
+
+fn rvoy() -> Binary {
+    Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into())
+}
+
+fn start(binary: Binary, config: &str, pki: &Pki) -> Proxy {
+    start_with_ports(binary, config, pki, &Ports::new())
+}
+
+fn start_with_ports(binary: Binary, config: &str, pki: &Pki, ports: &Ports) -> Proxy {
+    ProxyBuilder::new(binary)
+        .config(&config.replace("CERTS", &pki.dir.display().to_string()))
+        .ports(ports)
+        .extra_args(&["--file-flush-interval-msec", "50"])
+        .start()
+        .expect("proxy starts and listens")
+}
+
+fn tools() -> bool {
+    let ok = Command::new("curl").arg("--version").output().is_ok()
+        && Command::new("openssl").arg("version").output().is_ok();
+    if !ok {
+        eprintln!("skipped: curl and openssl are needed");
+    }
+    ok
+}
+
+const ADMIN: &str =
+    "admin: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}}";
+
+fn direct(stat_prefix: &str, body: &str) -> String {
+    format!(
+        r#"- name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {stat_prefix}
+          codec_type: AUTO
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: "{body}"}}}}}}]"#
+    )
+}
+
+fn tls_socket(common: &str, extra: &str) -> String {
+    format!(
+        r#"transport_socket:
+          name: envoy.transport_sockets.tls
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+            {extra}
+            common_tls_context:
+              {common}"#
+    )
+}
+
+fn cert(name: &str) -> String {
+    format!(
+        "{{certificate_chain: {{filename: CERTS/{name}.crt}}, private_key: {{filename: CERTS/{name}.key}}}}"
+    )
+}
+
+/// One TLS listener `listener` with one chain answering `body`.
+fn single_chain(common: &str, extra: &str, body: &str) -> String {
+    format!(
+        r#"{ADMIN}
+static_resources:
+  listeners:
+  - name: tls
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
+    filter_chains:
+    - {socket}
+      filters:
+      {filter}
+"#,
+        socket = tls_socket(common, extra),
+        filter = direct("tls", body)
+    )
+}
+
+#[test]
+fn downstream_alpn_selects_h2_or_http11() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("server", "localhost", &["localhost"], false);
+    let cfg = single_chain(
+        &format!(
+            "alpn_protocols: [h2, http/1.1]\n              tls_certificates: [{}]",
+            cert("server")
+        ),
+        "",
+        "hello tls",
+    );
+    let proxy = start(rvoy(), &cfg, &pki);
+    let port = proxy.port("listener");
+    let (code, out) = curl(&pki, port, "localhost", "/", &["--http2"]);
+    assert_eq!((code, out.as_str()), (0, "hello tls\n2"));
+    let (code, out) = curl(&pki, port, "localhost", "/", &["--http1.1"]);
+    assert_eq!((code, out.as_str()), (0, "hello tls\n1.1"));
+    let (code, out) = curl(&pki, port, "localhost", "/", &["--http1.1", "--no-alpn"]);
+    assert_eq!((code, out.as_str()), (0, "hello tls\n1.1"));
+    let admin = proxy.port("admin");
+    let prefix = format!("listener.127.0.0.1_{port}");
+    assert_eq!(stat(admin, &format!("{prefix}.ssl.handshake")), Some(3));
+    assert_eq!(
+        stat(admin, &format!("{prefix}.ssl.versions.TLSv1.3")),
+        Some(3)
+    );
+    assert_eq!(stat(admin, "http.tls.downstream_rq_http2_total"), Some(1));
+    assert_eq!(stat(admin, "http.tls.downstream_rq_http1_total"), Some(2));
+    // Plaintext to a TLS listener: the handshake fails, the connection closes.
+    let (code, _) = {
+        let out = run(
+            Command::new("curl").args([
+                "-sS",
+                "--max-time",
+                "5",
+                &format!("http://127.0.0.1:{port}/"),
+            ]),
+            Duration::from_secs(10),
+        );
+        (out.status.code().unwrap_or(-1), ())
+    };
+    assert_ne!(code, 0);
+    assert!(wait_until(Duration::from_secs(5), || stat(
+        admin,
+        &format!("{prefix}.ssl.connection_error")
+    ) == Some(1)));
+}
+
+#[test]
+fn tls_inspector_selects_chains_by_sni() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("a", "a.example.com", &["a.example.com"], false);
+    pki.leaf(
+        "b",
+        "b.example.com",
+        &["b.example.com", "*.b.example.com"],
+        false,
+    );
+    let cfg = format!(
+        r#"{ADMIN}
+static_resources:
+  listeners:
+  - name: sni
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}}
+    filter_chains:
+    - filter_chain_match: {{server_names: [a.example.com]}}
+      {tls_a}
+      filters:
+      {a}
+    - filter_chain_match: {{server_names: [b.example.com, "*.b.example.com"]}}
+      {tls_b}
+      filters:
+      {b}
+    - filter_chain_match: {{transport_protocol: raw_buffer}}
+      filters:
+      {plain}
+"#,
+        tls_a = tls_socket(&format!("tls_certificates: [{}]", cert("a")), ""),
+        tls_b = tls_socket(&format!("tls_certificates: [{}]", cert("b")), ""),
+        a = direct("chain_a", "chain A"),
+        b = direct("chain_b", "chain B"),
+        plain = direct("plain", "plaintext"),
+    );
+    let proxy = start(rvoy(), &cfg, &pki);
+    let port = proxy.port("listener");
+    let h = s_client(&pki, port, &["-servername", "a.example.com"]);
+    assert_eq!(h.subject_cn.as_deref(), Some("a.example.com"), "{}", h.text);
+    let h = s_client(&pki, port, &["-servername", "x.b.example.com"]);
+    assert_eq!(h.subject_cn.as_deref(), Some("b.example.com"), "{}", h.text);
+    let (code, out) = curl(&pki, port, "b.example.com", "/", &[]);
+    assert_eq!((code, out.as_str()), (0, "chain B\n1.1"));
+    // No chain for this name: the connection is closed during the handshake.
+    let h = s_client(&pki, port, &["-servername", "c.example.com"]);
+    assert!(h.subject_cn.is_none(), "{}", h.text);
+    // Plaintext goes to the raw_buffer chain.
+    let out = run(
+        Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "5",
+            &format!("http://127.0.0.1:{port}/"),
+        ]),
+        Duration::from_secs(10),
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "plaintext");
+    let admin = proxy.port("admin");
+    assert_eq!(
+        stat(
+            admin,
+            &format!("listener.127.0.0.1_{port}.no_filter_chain_match")
+        ),
+        Some(1)
+    );
+    assert_eq!(stat(admin, "tls_inspector.tls_found"), Some(4));
+    assert_eq!(stat(admin, "tls_inspector.tls_not_found"), Some(1));
+    assert_eq!(stat(admin, "tls_inspector.sni_found"), Some(4));
+}
+
+#[test]
+fn client_certificates_are_required_and_checked() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("server", "localhost", &["localhost"], false);
+    pki.leaf(
+        "client",
+        "client.example.com",
+        &["client.example.com"],
+        false,
+    );
+    pki.leaf("other", "other.example.com", &["other.example.com"], false);
+    let common = format!(
+        "tls_certificates: [{}]\n              validation_context:\n                trusted_ca: {{filename: CERTS/ca.crt}}\n                match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: client.example.com}}}}]",
+        cert("server")
+    );
+    let cfg = single_chain(&common, "require_client_certificate: true", "mtls ok");
+    let proxy = start(rvoy(), &cfg, &pki);
+    let port = proxy.port("listener");
+    let with = |name: &str| {
+        curl(
+            &pki,
+            port,
+            "localhost",
+            "/",
+            &[
+                "--cert",
+                &pki.path(&format!("{name}.crt")),
+                "--key",
+                &pki.path(&format!("{name}.key")),
+            ],
+        )
+    };
+    assert_eq!(with("client"), (0, "mtls ok\n1.1".to_owned()));
+    assert_ne!(with("other").0, 0);
+    assert_ne!(curl(&pki, port, "localhost", "/", &[]).0, 0);
+    let admin = proxy.port("admin");
+    let prefix = format!("listener.127.0.0.1_{port}.ssl");
+    assert!(wait_until(Duration::from_secs(5), || {
+        stat(admin, &format!("{prefix}.fail_verify_san")) == Some(1)
+            && stat(admin, &format!("{prefix}.fail_verify_no_cert")) == Some(1)
+    }));
+    assert_eq!(stat(admin, &format!("{prefix}.handshake")), Some(1));
+}
+
+#[test]
+fn certificate_is_chosen_by_key_type() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("ec", "ec.localhost", &["localhost"], false);
+    pki.leaf("rsa", "rsa.localhost", &["localhost"], true);
+    let cfg = single_chain(
+        &format!("tls_certificates: [{}, {}]", cert("ec"), cert("rsa")),
+        "",
+        "ok",
+    );
+    let proxy = start(rvoy(), &cfg, &pki);
+    let port = proxy.port("listener");
+    let h = s_client(
+        &pki,
+        port,
+        &["-servername", "localhost", "-sigalgs", "RSA-PSS+SHA256"],
+    );
+    assert_eq!(h.subject_cn.as_deref(), Some("rsa.localhost"), "{}", h.text);
+    let h = s_client(
+        &pki,
+        port,
+        &["-servername", "localhost", "-sigalgs", "ECDSA+SHA256"],
+    );
+    assert_eq!(h.subject_cn.as_deref(), Some("ec.localhost"), "{}", h.text);
+}
+
+#[test]
+fn tls_parameters_are_honoured() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("server", "localhost", &["localhost"], false);
+    let common = format!(
+        "tls_params: {{tls_maximum_protocol_version: TLSv1_2, cipher_suites: [ECDHE-ECDSA-AES256-GCM-SHA384], ecdh_curves: [P-256]}}\n              tls_certificates: [{}]",
+        cert("server")
+    );
+    let proxy = start(rvoy(), &single_chain(&common, "", "ok"), &pki);
+    let port = proxy.port("listener");
+    let h = s_client(&pki, port, &["-servername", "localhost"]);
+    assert_eq!(h.protocol.as_deref(), Some("TLSv1.2"), "{}", h.text);
+    assert!(
+        h.text.contains("ECDHE-ECDSA-AES256-GCM-SHA384"),
+        "{}",
+        h.text
+    );
+    let h = s_client(&pki, port, &["-servername", "localhost", "-tls1_3"]);
+    assert!(h.subject_cn.is_none(), "TLS 1.3 was refused: {}", h.text);
+    let admin = proxy.port("admin");
+    let prefix = format!("listener.127.0.0.1_{port}.ssl");
+    assert_eq!(
+        stat(
+            admin,
+            &format!("{prefix}.ciphers.ECDHE-ECDSA-AES256-GCM-SHA384")
+        ),
+        Some(1)
+    );
+    assert_eq!(stat(admin, &format!("{prefix}.curves.P-256")), Some(1));
+}
+
+#[test]
+fn unsupported_tls_fields_are_rejected_at_load() {
+    let pki = Pki::new();
+    pki.leaf("server", "localhost", &["localhost"], false);
+    let cases = [
+        (
+            "tls_params: {tls_minimum_protocol_version: TLSv1_0}",
+            "tls_params.tls_minimum_protocol_version",
+        ),
+        (
+            "tls_params: {cipher_suites: [AES128-SHA]}",
+            "tls_params.cipher_suites[0]",
+        ),
+        (
+            "tls_params: {ecdh_curves: [P-521]}",
+            "tls_params.ecdh_curves[0]",
+        ),
+        ("key_log: {path: /tmp/keys}", "common_tls_context.key_log"),
+    ];
+    for (bad, path) in cases {
+        let common = format!(
+            "{bad}\n              tls_certificates: [{}]",
+            cert("server")
+        );
+        let cfg = single_chain(&common, "", "x").replace("CERTS", &pki.dir.display().to_string());
+        let out = ProxyBuilder::new(rvoy())
+            .config(&cfg)
+            .args(&["--mode", "validate", "-c", "{{config}}"])
+            .run_to_exit(Duration::from_secs(20))
+            .expect("runs");
+        let text = format!("{}{}", out.stdout, out.stderr);
+        assert_eq!(out.code, Some(1), "{bad}: {text}");
+        assert!(text.contains(path), "{bad}: {text}");
+    }
+    // A session ticket key, and a certificate file that does not exist.
+    let cfg = single_chain(
+        &format!("tls_certificates: [{}]", cert("server")),
+        "session_ticket_keys: {keys: [{inline_string: \"0123456789012345678901234567890123456789012345678901234567890123456789012345\"}]}",
+        "x",
+    )
+    .replace("CERTS", &pki.dir.display().to_string());
+    let out = ProxyBuilder::new(rvoy())
+        .config(&cfg)
+        .args(&["--mode", "validate", "-c", "{{config}}"])
+        .run_to_exit(Duration::from_secs(20))
+        .expect("runs");
+    assert_eq!(out.code, Some(1), "{}", out.stderr);
+    assert!(format!("{}{}", out.stdout, out.stderr).contains("session_ticket_keys"));
+    let cfg = single_chain(&format!("tls_certificates: [{}]", cert("missing")), "", "x")
+        .replace("CERTS", &pki.dir.display().to_string());
+    let out = ProxyBuilder::new(rvoy())
+        .config(&cfg)
+        .args(&["--mode", "validate", "-c", "{{config}}"])
+        .run_to_exit(Duration::from_secs(20))
+        .expect("runs");
+    assert_eq!(out.code, Some(1));
+    assert!(format!("{}{}", out.stdout, out.stderr).contains("missing.crt"));
+}
+
+#[test]
+fn sds_file_rotation_is_picked_up_without_restart() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("one", "one.localhost", &["localhost"], false);
+    pki.leaf("two", "two.localhost", &["localhost"], false);
+    std::fs::copy(pki.dir.join("one.crt"), pki.dir.join("live.crt")).expect("copy");
+    std::fs::copy(pki.dir.join("one.key"), pki.dir.join("live.key")).expect("copy");
+    std::fs::write(
+        pki.dir.join("sds.yaml"),
+        format!(
+            r#"resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: server_cert
+  tls_certificate:
+    certificate_chain: {{filename: {dir}/live.crt}}
+    private_key: {{filename: {dir}/live.key}}
+"#,
+            dir = pki.dir.display()
+        ),
+    )
+    .expect("sds file");
+    let common = "tls_certificate_sds_secret_configs:\n              - name: server_cert\n                sds_config: {path_config_source: {path: CERTS/sds.yaml}, resource_api_version: V3}";
+    let proxy = start(rvoy(), &single_chain(common, "", "rotating"), &pki);
+    let port = proxy.port("listener");
+    let admin = proxy.port("admin");
+    let cn = || s_client(&pki, port, &["-servername", "localhost"]).subject_cn;
+    assert_eq!(cn().as_deref(), Some("one.localhost"));
+    // An open connection made before the rotation.
+    let mut open = std::process::Command::new("openssl")
+        .args([
+            "s_client",
+            "-quiet",
+            "-connect",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("openssl starts");
+    std::thread::sleep(Duration::from_millis(300));
+    // Rotate: new files moved into place.
+    std::fs::copy(pki.dir.join("two.crt"), pki.dir.join("live.crt.new")).expect("copy");
+    std::fs::copy(pki.dir.join("two.key"), pki.dir.join("live.key.new")).expect("copy");
+    std::fs::rename(pki.dir.join("live.key.new"), pki.dir.join("live.key")).expect("mv");
+    std::fs::rename(pki.dir.join("live.crt.new"), pki.dir.join("live.crt")).expect("mv");
+    assert!(
+        wait_until(Duration::from_secs(10), || cn().as_deref()
+            == Some("two.localhost")),
+        "the new certificate is served"
+    );
+    let prefix = format!("listener.127.0.0.1_{port}");
+    assert_eq!(
+        stat(
+            admin,
+            &format!("{prefix}.server_ssl_socket_factory.ssl_context_update_by_sds")
+        ),
+        Some(1)
+    );
+    // The connection opened before the rotation still works.
+    {
+        use std::io::{Read, Write};
+        let mut stdin = open.stdin.take().expect("stdin");
+        stdin
+            .write_all(b"GET / HTTP/1.1\r\nhost: localhost\r\nconnection: close\r\n\r\n")
+            .expect("write");
+        let mut stdout = open.stdout.take().expect("stdout");
+        let reader = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = stdout.read_to_end(&mut buf);
+            buf
+        });
+        let done = wait_until(Duration::from_secs(5), || {
+            matches!(open.try_wait(), Ok(Some(_)))
+        });
+        if !done {
+            let _ = open.kill();
+        }
+        drop(stdin);
+        let body = String::from_utf8_lossy(&reader.join().expect("reader")).into_owned();
+        assert!(body.contains("rotating"), "{body}");
+    }
+    let certs = admin_get(admin, "/certs");
+    assert!(certs.contains("live.crt"), "{certs}");
+    assert!(
+        stat(
+            admin,
+            &format!("{prefix}.ssl.certificate.server_cert.expiration_unix_time_seconds")
+        )
+        .is_some_and(|v| v > 0)
+    );
+}
+
+/// A front listener (plain HTTP) routing to TLS clusters, and a TLS backend
+/// listener that only accepts SNI `upstream.example.com`.
+fn upstream_config() -> String {
+    let tls_cluster = |name: &str, extra: &str, common: &str| {
+        format!(
+            r#"  - name: {name}
+    type: STATIC
+    connect_timeout: 2s
+    {extra}
+    load_assignment:
+      cluster_name: {name}
+      endpoints: [{{lb_endpoints: [{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:backend}}}}}}}}}}}}]}}]
+    transport_socket:
+      name: envoy.transport_sockets.tls
+      typed_config:
+        "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+        {common}
+"#
+        )
+    };
+    let validation = "validation_context: {trusted_ca: {filename: CERTS/ca.crt}}";
+    format!(
+        r#"{ADMIN}
+static_resources:
+  listeners:
+  - name: front
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: front
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes:
+              - {{match: {{prefix: "/h2"}}, route: {{cluster: tls_h2}}}}
+              - {{match: {{prefix: "/wrong"}}, route: {{cluster: wrong_san}}}}
+              - {{match: {{prefix: "/nosni"}}, route: {{cluster: no_sni}}}}
+              - {{match: {{prefix: "/"}}, route: {{cluster: tls_h1}}}}
+  - name: backend
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:backend}}}}}}}}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}}
+    filter_chains:
+    - filter_chain_match: {{server_names: [upstream.example.com]}}
+      {backend_tls}
+      filters:
+      {backend}
+  clusters:
+{h1}{h2}{wrong}{nosni}"#,
+        backend_tls = tls_socket(
+            &format!(
+                "alpn_protocols: [h2, http/1.1]\n              tls_certificates: [{}]\n              validation_context: {{trusted_ca: {{filename: CERTS/ca.crt}}}}",
+                cert("upstream")
+            ),
+            "require_client_certificate: true",
+        ),
+        backend = direct("backend", "from backend"),
+        h1 = tls_cluster(
+            "tls_h1",
+            "",
+            &format!(
+                "sni: upstream.example.com\n        common_tls_context:\n          tls_certificates: [{}]\n          {validation}",
+                cert("client")
+            )
+        ),
+        h2 = tls_cluster(
+            "tls_h2",
+            "typed_extension_protocol_options: {envoy.extensions.upstreams.http.v3.HttpProtocolOptions: {\"@type\": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions, explicit_http_config: {http2_protocol_options: {}}}}",
+            &format!(
+                "sni: upstream.example.com\n        common_tls_context:\n          tls_certificates: [{}]\n          {validation}",
+                cert("client")
+            )
+        ),
+        wrong = tls_cluster(
+            "wrong_san",
+            "",
+            &format!(
+                "sni: upstream.example.com\n        common_tls_context:\n          tls_certificates: [{}]\n          validation_context: {{trusted_ca: {{filename: CERTS/ca.crt}}, match_typed_subject_alt_names: [{{san_type: DNS, matcher: {{exact: other.example.com}}}}]}}",
+                cert("client")
+            )
+        ),
+        nosni = tls_cluster(
+            "no_sni",
+            "",
+            &format!(
+                "common_tls_context:\n          tls_certificates: [{}]\n          {validation}",
+                cert("client")
+            )
+        ),
+    )
+}
+
+/// What a client and the stats saw through the upstream TLS config.
+fn upstream_observations(proxy: &Proxy) -> Vec<String> {
+    let port = proxy.port("listener");
+    let admin = proxy.port("admin");
+    let mut seen = Vec::new();
+    for path in ["/h1", "/h2", "/wrong", "/nosni"] {
+        let out = run(
+            Command::new("curl").args([
+                "-sS",
+                "--max-time",
+                "5",
+                "-w",
+                " [%{http_code}]",
+                &format!("http://127.0.0.1:{port}{path}"),
+            ]),
+            Duration::from_secs(10),
+        );
+        seen.push(format!("{path}: {}", String::from_utf8_lossy(&out.stdout)));
+    }
+    for name in [
+        "cluster.tls_h1.ssl.handshake",
+        "cluster.tls_h1.ssl.versions.TLSv1.2",
+        "cluster.tls_h2.upstream_cx_http2_total",
+        "cluster.wrong_san.ssl.fail_verify_san",
+        "cluster.wrong_san.ssl.connection_error",
+        "cluster.wrong_san.upstream_cx_connect_fail",
+        "http.backend.downstream_rq_http2_total",
+        "http.backend.downstream_rq_http1_total",
+        "tls_inspector.sni_found",
+    ] {
+        seen.push(format!("{name}: {:?}", stat(admin, name)));
+    }
+    seen
+}
+
+#[test]
+fn upstream_tls_sni_alpn_client_certs_and_san_failures() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf(
+        "upstream",
+        "upstream.example.com",
+        &["upstream.example.com"],
+        false,
+    );
+    pki.leaf(
+        "client",
+        "client.example.com",
+        &["client.example.com"],
+        false,
+    );
+    let cfg = upstream_config();
+    let proxy = start(rvoy(), &cfg, &pki);
+    let seen = upstream_observations(&proxy);
+    let expected = [
+        "/h1: from backend [200]",
+        "/h2: from backend [200]",
+        "/wrong: upstream connect error or disconnect/reset before headers. reset reason: remote connection failure [503]",
+        "/nosni: upstream connect error or disconnect/reset before headers. reset reason: remote connection failure [503]",
+        "cluster.tls_h1.ssl.handshake: Some(1)",
+        "cluster.tls_h1.ssl.versions.TLSv1.2: Some(1)",
+        "cluster.tls_h2.upstream_cx_http2_total: Some(1)",
+        "cluster.wrong_san.ssl.fail_verify_san: Some(1)",
+        "cluster.wrong_san.ssl.connection_error: Some(0)",
+        "cluster.wrong_san.upstream_cx_connect_fail: Some(1)",
+        "http.backend.downstream_rq_http2_total: Some(1)",
+        "http.backend.downstream_rq_http1_total: Some(1)",
+        "tls_inspector.sni_found: Some(3)",
+    ];
+    assert_eq!(seen, expected);
+    match Binary::envoy() {
+        Some(envoy) => {
+            let oracle = start(envoy, &cfg, &pki);
+            assert_eq!(upstream_observations(&oracle), expected, "Envoy disagrees");
+        }
+        None => eprintln!("differential part skipped: Envoy is not installed"),
+    }
+}
+
+#[test]
+fn certs_endpoint_lists_every_context() {
+    let pki = Pki::new();
+    pki.leaf("server", "localhost", &["localhost", "example.com"], false);
+    let common = format!(
+        "tls_certificates: [{}]\n              validation_context: {{trusted_ca: {{filename: CERTS/ca.crt}}}}",
+        cert("server")
+    );
+    let proxy = start(rvoy(), &single_chain(&common, "", "ok"), &pki);
+    let body = admin_get(proxy.port("admin"), "/certs");
+    let v: serde_json::Value = serde_json::from_str(&body).expect("JSON");
+    let certs = v["certificates"].as_array().expect("certificates");
+    assert_eq!(certs.len(), 1, "{body}");
+    let chain = &certs[0]["cert_chain"][0];
+    assert_eq!(chain["path"], pki.path("server.crt"));
+    assert_eq!(
+        chain["subject_alt_names"],
+        serde_json::json!([{"dns": "localhost"}, {"dns": "example.com"}, {"ip_address": "127.0.0.1"}])
+    );
+    assert!(
+        chain["serial_number"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty())
+    );
+    assert!(
+        chain["valid_from"]
+            .as_str()
+            .is_some_and(|s| s.ends_with('Z'))
+    );
+    assert_eq!(certs[0]["ca_cert"][0]["path"], pki.path("ca.crt"));
+    if let Some(envoy) = Binary::envoy() {
+        let oracle = start(envoy, &single_chain(&common, "", "ok"), &pki);
+        let theirs: serde_json::Value =
+            serde_json::from_str(&admin_get(oracle.port("admin"), "/certs")).expect("JSON");
+        assert_eq!(theirs, v, "Envoy's /certs differs");
+    } else {
+        eprintln!("differential part skipped: Envoy is not installed");
+    }
+}
