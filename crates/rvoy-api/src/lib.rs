@@ -8,7 +8,8 @@
 
 #![allow(clippy::all, missing_docs, rustdoc::all, unused_qualifications)]
 
-use std::sync::LazyLock;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use prost_reflect::DescriptorPool;
 
@@ -17,14 +18,52 @@ include!(concat!(env!("OUT_DIR"), "/envoy_api.rs"));
 /// The encoded `FileDescriptorSet` of every proto in the snapshot (imports included).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_api.fds"));
 
-static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-    DescriptorPool::decode(FILE_DESCRIPTOR_SET)
-        .expect("the descriptor set generated at build time decodes")
-});
+/// The decoded pool while something uses it, and when it was last handed out.
+static POOL: Mutex<Option<(DescriptorPool, Instant)>> = Mutex::new(None);
 
-/// The descriptor pool of the whole snapshot, decoded once.
-pub fn descriptor_pool() -> &'static DescriptorPool {
-    &POOL
+/// The descriptor pool of the whole snapshot: decoded on first use (~20 ms),
+/// then shared until [`release_idle_descriptor_pool`] drops it.
+///
+/// The pool is only needed while config is read, checked or dumped; it is
+/// ~17 MiB of heap, so a running proxy lets it go between those moments.
+pub fn descriptor_pool() -> DescriptorPool {
+    let mut cached = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    let now = Instant::now();
+    match &mut *cached {
+        Some((pool, used)) => {
+            *used = now;
+            pool.clone()
+        }
+        None => {
+            // Decoded on a thread of its own so the pool's many small
+            // allocations sit on allocator pages of their own: when the pool
+            // is released those pages empty entirely and go back to the
+            // system, instead of staying pinned by longer-lived neighbours.
+            let pool = std::thread::scope(|s| {
+                s.spawn(|| DescriptorPool::decode(FILE_DESCRIPTOR_SET))
+                    .join()
+                    .ok()
+            })
+            .and_then(Result::ok)
+            .expect("the descriptor set generated at build time decodes");
+            *cached = Some((pool.clone(), now));
+            pool
+        }
+    }
+}
+
+/// Drops the cached pool when nothing asked for it during `idle`; returns
+/// whether it did. Descriptors and dynamic messages still held elsewhere keep
+/// their pool alive; the memory is freed once the last one is gone.
+pub fn release_idle_descriptor_pool(idle: Duration) -> bool {
+    let mut cached = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    match &*cached {
+        Some((_, used)) if used.elapsed() >= idle => {
+            *cached = None;
+            true
+        }
+        _ => false,
+    }
 }
 
 /// The type URL prefix Envoy uses for `Any` and `TypedStruct`.
@@ -37,7 +76,7 @@ mod tests {
 
     #[test]
     fn pool_has_bootstrap_and_extensions() {
-        let pool = descriptor_pool();
+        let pool = &descriptor_pool();
         for name in [
             "envoy.config.bootstrap.v3.Bootstrap",
             "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
@@ -57,7 +96,7 @@ mod tests {
             envoy::config::bootstrap::v3::Bootstrap::full_name(),
             "envoy.config.bootstrap.v3.Bootstrap"
         );
-        let pool = descriptor_pool();
+        let pool = &descriptor_pool();
         assert!(
             pool.get_message_by_name(&envoy::config::cluster::v3::Cluster::full_name())
                 .is_some()

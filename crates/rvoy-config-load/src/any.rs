@@ -59,7 +59,7 @@ fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_t
 /// Returns `Ok(None)` when the pool does not know the type; the caller turns that
 /// into Envoy's "Didn't find a registered implementation" error.
 pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacked>, ConfigError> {
-    let pool = rvoy_api::descriptor_pool();
+    let pool = &rvoy_api::descriptor_pool();
     let outer = type_name_of(&any.type_url);
     if matches!(outer, TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS) {
         let Some((inner_url, value)) = decode_typed_struct(any) else {
@@ -195,7 +195,7 @@ mod tests {
         let back: Router = decode_as(&any, &FieldPath::root()).expect("router");
         assert!(back.suppress_envoy_headers);
 
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("google.protobuf.Any")
             .expect("Any");

@@ -49,7 +49,7 @@ pub struct LoadedBootstrap {
 
 /// Reads, merges and checks the bootstrap.
 pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigErrors> {
-    let pool = rvoy_api::descriptor_pool();
+    let pool = &rvoy_api::descriptor_pool();
     let desc = pool
         .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
         .ok_or_else(|| {
@@ -181,7 +181,7 @@ struct ReadDoc {
 }
 
 fn read_file(path: &str, desc: &MessageDescriptor) -> Result<ReadDoc, ConfigErrors> {
-    let pool = rvoy_api::descriptor_pool();
+    let pool = &rvoy_api::descriptor_pool();
     let file: Arc<str> = path.into();
     let io_error = |e: std::io::Error| {
         ConfigErrors::from(ConfigError::new(

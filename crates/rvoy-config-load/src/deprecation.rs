@@ -68,6 +68,14 @@ fn run(msg: &DynamicMessage, path: &FieldPath, fatal: bool) -> DeprecationReport
 
 static TABLES: Tables<DepPlan> = LazyLock::new(|| Mutex::new(Vec::new()));
 
+/// Forgets every pool's table (see `crate::release_caches`).
+pub(crate) fn release_tables() {
+    TABLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
 /// See `validate::MAX_DEPTH`.
 const MAX_DEPTH: usize = 100;
 

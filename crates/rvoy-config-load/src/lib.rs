@@ -18,3 +18,11 @@ pub mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, FieldPath, Location, Seg};
 pub use node::{Node, Pos};
+
+/// Drops the validation and deprecation plans compiled for descriptor pools
+/// (each holds its pool): with [`rvoy_api::release_idle_descriptor_pool`] this
+/// lets a running proxy give the pool's memory back between config loads.
+pub fn release_caches() {
+    validate::release_tables();
+    deprecation::release_tables();
+}

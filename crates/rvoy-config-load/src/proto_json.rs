@@ -835,7 +835,7 @@ mod tests {
     use crate::yaml::parse_yaml;
 
     fn cluster(yaml: &str) -> Parsed {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.cluster.v3.Cluster")
             .expect("Cluster");
@@ -871,7 +871,7 @@ mod tests {
 
     #[test]
     fn repeated_fields_take_legacy_forms() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.route.v3.VirtualHost")
             .expect("VirtualHost");
@@ -956,7 +956,7 @@ mod tests {
 
     #[test]
     fn oneof_members_conflict() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.route.v3.Route")
             .expect("Route");
@@ -971,7 +971,7 @@ mod tests {
 
     #[test]
     fn any_is_resolved_and_unknown_types_fail() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.listener.v3.Filter")
             .expect("Filter");
@@ -991,7 +991,7 @@ mod tests {
 
     #[test]
     fn struct_and_value() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.core.v3.Metadata")
             .expect("Metadata");

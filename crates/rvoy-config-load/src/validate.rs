@@ -101,6 +101,14 @@ pub(crate) type Tables<P> = LazyLock<Mutex<Vec<Arc<TypeTable<P>>>>>;
 
 static TABLES: Tables<MessagePlan> = LazyLock::new(|| Mutex::new(Vec::new()));
 
+/// Forgets every pool's table (see `crate::release_caches`).
+pub(crate) fn release_tables() {
+    TABLES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clear();
+}
+
 impl<P: TypePlan> TypeTable<P> {
     /// The table of `pool` in `tables`, created on first use.
     pub(crate) fn for_pool(tables: &Mutex<Vec<Arc<Self>>>, pool: &DescriptorPool) -> Arc<Self> {
@@ -2393,7 +2401,7 @@ layered_runtime:
     /// currently drops extension options, see `rvoy_api_pool_keeps_rules`).
     pub(crate) fn envoy_pool() -> &'static DescriptorPool {
         static POOL: LazyLock<DescriptorPool> = LazyLock::new(|| {
-            let api = rvoy_api::descriptor_pool();
+            let api = &rvoy_api::descriptor_pool();
             if has_rules(api) {
                 return api.clone();
             }
@@ -2427,7 +2435,7 @@ layered_runtime:
 
     #[test]
     fn rvoy_api_pool_keeps_rules() {
-        assert!(has_rules(rvoy_api::descriptor_pool()));
+        assert!(has_rules(&rvoy_api::descriptor_pool()));
     }
 
     /// The errors as `path: message` lines.

@@ -17,7 +17,7 @@
 //! scalar rules. Alias expansion and nesting are bounded, so hostile input gives
 //! an error, not a hang or a stack overflow.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
 
@@ -78,6 +78,8 @@ enum Frame {
         entries: Vec<(Key, Node)>,
         /// The key read, waiting for its value (`None` inside: an `!ignore`d key).
         key: Option<Option<Key>>,
+        /// The names in `entries`, so that a repeated key is found without a scan.
+        names: HashSet<String>,
         pos: Pos,
         anchor: usize,
     },
@@ -193,6 +195,7 @@ impl Builder {
                     self.stack.push(Frame::Map {
                         entries: Vec::new(),
                         key: None,
+                        names: HashSet::new(),
                         pos,
                         anchor,
                     });
@@ -276,7 +279,12 @@ impl Builder {
                 }
                 Ok(None)
             }
-            Some(Frame::Map { entries, key, .. }) => {
+            Some(Frame::Map {
+                entries,
+                key,
+                names,
+                ..
+            }) => {
                 match key.take() {
                     None => {
                         *key = Some(match item {
@@ -293,8 +301,12 @@ impl Builder {
                     Some(None) => {} // value of an !ignore key
                     Some(Some(k)) => {
                         if let Item::Node(node) = item {
-                            // yaml-cpp keeps the last of repeated keys.
-                            entries.retain(|(existing, _)| existing.name != k.name);
+                            // yaml-cpp keeps the last of repeated keys. Only a
+                            // repeated key pays for the scan: checking every key
+                            // this way made a mapping of n keys cost O(n²).
+                            if !names.insert(k.name.clone()) {
+                                entries.retain(|(existing, _)| existing.name != k.name);
+                            }
                             entries.push((k, node));
                         }
                     }
@@ -620,5 +632,26 @@ mod tests {
         assert!(parse_yaml(&text).is_err());
         let deep = "[".repeat(10_000);
         assert!(parse_yaml(&deep).is_err());
+    }
+
+    /// A repeated key keeps its last value, moved to the end (yaml-cpp), and a big
+    /// mapping is read in linear time (it was quadratic: 100k keys took seconds).
+    #[test]
+    fn repeated_keys_and_big_mappings() {
+        let node = yaml("a: 1\nb: 2\na: 3\n");
+        let Value::Map(entries) = &node.value else {
+            panic!("a mapping")
+        };
+        let keys: Vec<_> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(keys, ["b", "a"]);
+        assert_eq!(
+            node.get("a").map(|n| &n.value),
+            Some(&Value::Number(Number::Int(3)))
+        );
+        let text: String = (0..100_000).map(|i| format!("k{i}: {i}\n")).collect();
+        let Value::Map(entries) = parse_yaml(&text).expect("big mapping").value else {
+            panic!("a mapping")
+        };
+        assert_eq!(entries.len(), 100_000);
     }
 }

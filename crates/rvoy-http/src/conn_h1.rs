@@ -2,22 +2,30 @@
 //! timeouts), hands each request to the connection manager, keeps the
 //! connection alive between requests without holding buffer memory, answers
 //! codec errors as Envoy does, and closes with Envoy's delayed close.
+//!
+//! Also the first bytes of a `codec_type: AUTO` connection ([`serve_auto`]).
+//! As in Envoy, a connection has a codec (and counts as HTTP/1 or HTTP/2)
+//! only once a byte arrived; until then only the connection idle timer runs.
 
+use std::future::Future;
+use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use http::{HeaderMap, HeaderValue, StatusCode};
 use rvoy_format::ResponseFlag;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::context::{HttpListenerRuntime, WorkerContext};
 use crate::downstream::{Downstream, H1Downstream, Protocol};
 use crate::h1::parse::{self, HeadError, HeadLimits};
-use crate::io::Stream;
+use crate::io::{self as rio, Stream};
 use crate::local_reply::{self, LocalReply};
 use crate::request_info::RequestInfo;
+use crate::stats::HcmCounters;
 use crate::stream::{self, ConnInfo, Request};
 
 /// Why reading the next request head stopped.
@@ -37,6 +45,109 @@ enum HeadRead {
     Error(HeadError),
 }
 
+/// Why a `codec_type: AUTO` connection ended before its first byte.
+enum NoCodec {
+    IdleTimeout,
+    ListenerDrain,
+    PeerClosed,
+}
+
+/// Serves a connection of `codec_type: AUTO` whose protocol ALPN did not
+/// settle: its first bytes do, HTTP/2 when they are the client preface
+/// (Envoy's `determineNextProtocol`). Until the first byte the HCM's
+/// connection idle timer runs: a connection on which no byte arrived is
+/// closed at `idle_timeout` (`downstream_cx_idle_timeout`), as Envoy closes
+/// a connection that has no codec yet.
+pub async fn serve_auto(
+    mut stream: Stream,
+    rt: Arc<HttpListenerRuntime>,
+    worker: Rc<WorkerContext>,
+    conn: ConnInfo,
+) {
+    let stats = &rt.stats.hcm;
+    stats.downstream_cx_active.inc();
+    let opened = Instant::now();
+    let idle_at = rt.hcm.common.idle_timeout.map(|t| opened + t);
+    let preface = crate::conn_h2::PREFACE;
+    let mut buf = BytesMut::new();
+    let ended = loop {
+        let n = buf.len().min(preface.len());
+        if buf[..n] != preface[..n] || n == preface.len() {
+            break None;
+        }
+        if !buf.is_empty() {
+            // Part of the preface: wait for the rest (or whatever comes).
+            buf.reserve(4096);
+            match stream.read_buf(&mut buf).await {
+                // HTTP/1 then, which sees the end of the stream.
+                Ok(0) | Err(_) => break None,
+                Ok(_) => continue,
+            }
+        }
+        let sleep = async {
+            match idle_at {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            biased;
+            ready = stream.readable() => {
+                if ready.is_err() {
+                    break Some(NoCodec::PeerClosed);
+                }
+            }
+            _ = sleep => break Some(NoCodec::IdleTimeout),
+            _ = rt.draining.idle_close() => break Some(NoCodec::ListenerDrain),
+        }
+        buf.reserve(4096);
+        match read_now(&mut stream, &mut buf) {
+            // The readiness was stale (a just accepted socket is assumed
+            // readable): wait again, holding no buffer.
+            None => buf = BytesMut::new(),
+            Some(Ok(0) | Err(_)) => break Some(NoCodec::PeerClosed),
+            Some(Ok(_)) => {}
+        }
+    };
+    stats.downstream_cx_active.dec();
+    let Some(ended) = ended else {
+        if buf.starts_with(preface) {
+            let io = rio::Rewind::new(buf.freeze(), stream);
+            Box::pin(crate::conn_h2::serve(io, rt, worker, conn)).await;
+        } else {
+            serve(stream, buf, rt, worker, conn).await;
+        }
+        return;
+    };
+    // Closed without a codec: Envoy's connection manager counted the
+    // connection and its close, nothing else.
+    stats.downstream_cx_total.inc();
+    stats.downstream_cx_destroy.inc();
+    match ended {
+        NoCodec::IdleTimeout => stats.downstream_cx_idle_timeout.inc(),
+        NoCodec::ListenerDrain => stats.downstream_cx_drain_close.inc(),
+        NoCodec::PeerClosed => {}
+    }
+    if matches!(ended, NoCodec::PeerClosed) {
+        stats.downstream_cx_destroy_remote.inc();
+    } else {
+        stats.downstream_cx_destroy_local.inc();
+    }
+    stats
+        .downstream_cx_length_ms
+        .record(opened.elapsed().as_millis() as u64);
+}
+
+/// Reads what the socket has, without waiting: `None` when it has nothing
+/// (the readiness that woke the caller was stale).
+fn read_now(stream: &mut Stream, buf: &mut BytesMut) -> Option<io::Result<usize>> {
+    let mut cx = Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(stream.read_buf(buf)).poll(&mut cx) {
+        Poll::Ready(r) => Some(r),
+        Poll::Pending => None,
+    }
+}
+
 /// Serves one HTTP/1 connection until it closes.
 pub async fn serve(
     mut stream: Stream,
@@ -47,9 +158,9 @@ pub async fn serve(
 ) {
     let stats = &rt.stats.hcm;
     stats.downstream_cx_total.inc();
-    stats.downstream_cx_http1_total.inc();
     stats.downstream_cx_active.inc();
-    stats.downstream_cx_http1_active.inc();
+    // The codec (and with it the HTTP/1 counts) comes with the first byte.
+    let mut codec = false;
     let opened = Instant::now();
     let hcm = rt.hcm.clone();
     let limits = HeadLimits {
@@ -63,7 +174,12 @@ pub async fn serve(
     // or maximum duration): requests arriving within `drain_timeout` are
     // served with `connection: close`, then the connection closes.
     let mut drain_until: Option<Instant> = None;
+    // Bytes read before the codec started (protocol detection) count too.
+    stats.downstream_cx_rx_bytes_total.add(buf.len() as u64);
+    // Asked as each response head goes out, as Envoy's `encodeHeaders`.
+    let drain_close = || rt.drain_close();
     loop {
+        let buffered = buf.len();
         let read = read_head(
             &mut stream,
             &mut buf,
@@ -74,6 +190,14 @@ pub async fn serve(
             &rt.draining,
         )
         .await;
+        stats
+            .downstream_cx_rx_bytes_total
+            .add(buf.len().saturating_sub(buffered) as u64);
+        if !codec && !buf.is_empty() {
+            codec = true;
+            stats.downstream_cx_http1_total.inc();
+            stats.downstream_cx_http1_active.inc();
+        }
         let head = match read {
             HeadRead::Head(h) => h,
             HeadRead::Closed => {
@@ -86,15 +210,16 @@ pub async fn serve(
                 } else {
                     stats.downstream_cx_max_duration_reached.inc();
                 }
-                if served == 0 {
-                    // No codec yet: Envoy closes at once.
+                if !codec {
+                    // No byte ever came, so no codec: Envoy closes at once.
                     break;
                 }
                 drain_until = Some(Instant::now() + hcm.drain_timeout);
                 continue;
             }
             HeadRead::DrainTimeout => {
-                delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                local_close = ended.count(stats);
                 break;
             }
             HeadRead::ListenerDrain => {
@@ -107,8 +232,9 @@ pub async fn serve(
             }
             HeadRead::Error(e) => {
                 stats.downstream_cx_protocol_error.inc();
-                codec_error_reply(&mut stream, e, &rt, &worker, &conn).await;
-                delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                Box::pin(codec_error_reply(&mut stream, e, &rt, &worker, &conn)).await;
+                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                local_close = ended.count(stats);
                 break;
             }
         };
@@ -141,7 +267,6 @@ pub async fn serve(
             .common
             .max_requests_per_connection
             .is_some_and(|m| served >= m);
-        let draining = rt.drain_close();
         let mut ds = H1Downstream::new(
             &mut stream,
             &mut buf,
@@ -150,10 +275,13 @@ pub async fn serve(
             &head.method,
             hcm.http1.proper_case_headers,
         );
-        ds.close_after = head.close || max_reached || draining || drain_until.is_some();
+        ds.close_after = head.close || max_reached || drain_until.is_some();
         ds.drain_at = max_duration_at;
+        ds.drain_close = Some(&drain_close);
         let closing_before = ds.close_after;
-        let outcome = stream::handle(&mut ds, request, &rt, &worker, &conn).await;
+        // Boxed: the request's state (~20 KiB of futures) lives only while
+        // the request does, so an idle keep-alive connection stays small.
+        let outcome = Box::pin(stream::handle(&mut ds, request, &rt, &worker, &conn)).await;
         let close = outcome.close || ds.close_after || ds.close_delimited;
         if ds.close_after
             && !closing_before
@@ -163,6 +291,9 @@ pub async fn serve(
         }
         let body_pending = !ds.body_complete();
         let peer_closed = ds.peer_closed;
+        let draining = ds.drain_closed;
+        stats.downstream_cx_rx_bytes_total.add(ds.wire_rx);
+        stats.downstream_cx_tx_bytes_total.add(ds.wire_tx);
         drop(ds);
         if outcome.reset {
             stats.downstream_cx_destroy_active_rq.inc();
@@ -180,9 +311,14 @@ pub async fn serve(
         if draining {
             stats.downstream_cx_drain_close.inc();
         }
-        if close || body_pending {
-            let _ = stream.flush().await;
-            delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+        if body_pending {
+            // The request was not read whole: Envoy's delayed close.
+            let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+            local_close = ended.count(stats);
+            break;
+        }
+        if close {
+            close_after_response(&mut stream, hcm.delayed_close_timeout).await;
             break;
         }
         if buf.is_empty() {
@@ -191,7 +327,9 @@ pub async fn serve(
         }
     }
     stats.downstream_cx_active.dec();
-    stats.downstream_cx_http1_active.dec();
+    if codec {
+        stats.downstream_cx_http1_active.dec();
+    }
     stats.downstream_cx_destroy.inc();
     if local_close {
         stats.downstream_cx_destroy_local.inc();
@@ -213,6 +351,12 @@ async fn read_head(
     drain: &crate::context::Drain,
 ) -> HeadRead {
     let started = Instant::now();
+    // Between requests the connection idle timeout applies (from the end of
+    // the last response, or from the connection's start).
+    let idle_at = hcm.common.idle_timeout.map(|t| started + t);
+    // When the first byte of the request head came (the start of the request
+    // headers timeout).
+    let mut head_started = (!buf.is_empty()).then_some(started);
     loop {
         if !buf.is_empty() {
             match parse::parse_request(buf, limits) {
@@ -221,29 +365,15 @@ async fn read_head(
                 Err(e) => return HeadRead::Error(e),
             }
         }
-        // Between requests the connection idle timeout applies; once a request
-        // started, the request headers timeout (if any) and the stream idle timeout.
-        let timeout = if buf.is_empty() {
-            hcm.common.idle_timeout
-        } else {
-            match hcm.request_headers_timeout {
-                Some(t) => Some(t.saturating_sub(started.elapsed())),
-                None => hcm.stream_idle_timeout,
-            }
-        };
         if buf.is_empty() {
             // Wait for the socket first so an idle connection holds no buffer.
-            let now = Instant::now();
             let (deadline, expired) = match drain_until {
                 Some(until) => (Some(until), HeadRead::DrainTimeout),
-                None => {
-                    let idle_at = timeout.map(|t| now + t);
-                    match (idle_at, max_duration_at) {
-                        (Some(i), Some(m)) if m < i => (Some(m), HeadRead::MaxDuration),
-                        (None, Some(m)) => (Some(m), HeadRead::MaxDuration),
-                        (i, _) => (i, HeadRead::IdleTimeout),
-                    }
-                }
+                None => match (idle_at, max_duration_at) {
+                    (Some(i), Some(m)) if m < i => (Some(m), HeadRead::MaxDuration),
+                    (None, Some(m)) => (Some(m), HeadRead::MaxDuration),
+                    (i, _) => (i, HeadRead::IdleTimeout),
+                },
             };
             let sleep = async {
                 match deadline {
@@ -262,29 +392,33 @@ async fn read_head(
                 _ = drain.idle_close() => return HeadRead::ListenerDrain,
             }
             buf.reserve(4096);
-        } else if buf.capacity() - buf.len() < 1024 {
+            match read_now(stream, buf) {
+                // Stale readiness (a just accepted socket is assumed
+                // readable): wait again, with the deadlines, holding no buffer.
+                None => *buf = BytesMut::new(),
+                Some(Ok(0) | Err(_)) => return HeadRead::Closed,
+                Some(Ok(_)) => head_started = Some(Instant::now()),
+            }
+            continue;
+        }
+        if buf.capacity() - buf.len() < 1024 {
             buf.reserve(8192);
         }
+        // Once a request started: the request headers timeout (if any), else
+        // the stream idle timeout.
+        let timeout = match hcm.request_headers_timeout {
+            Some(t) => Some(t.saturating_sub(head_started.unwrap_or(started).elapsed())),
+            None => hcm.stream_idle_timeout,
+        };
         let read = match timeout {
             Some(t) => match tokio::time::timeout(t, stream.read_buf(buf)).await {
                 Ok(r) => r,
-                Err(_) => {
-                    return if buf.is_empty() {
-                        HeadRead::IdleTimeout
-                    } else {
-                        HeadRead::HeaderTimeout
-                    };
-                }
+                Err(_) => return HeadRead::HeaderTimeout,
             },
             None => stream.read_buf(buf).await,
         };
         match read {
-            Ok(0) | Err(_) => {
-                if buf.is_empty() {
-                    return HeadRead::Closed;
-                }
-                return HeadRead::Closed;
-            }
+            Ok(0) | Err(_) => return HeadRead::Closed,
             Ok(_) => {}
         }
     }
@@ -340,20 +474,322 @@ async fn codec_error_reply(
     let _ = HeaderValue::from_static("");
 }
 
-/// Envoy's delayed close: stop writing, then give the client up to
-/// `delayed_close_timeout` to close its side (draining what it still sends),
-/// so it reads the whole response instead of a reset.
-pub async fn delayed_close(stream: &mut Stream, timeout: Option<Duration>) {
+/// How a delayed close ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DelayedClose {
+    /// The client closed first: Envoy counts a remote close.
+    ClientClosed,
+    /// `delayed_close_timeout` ran out: a local close.
+    TimedOut,
+    /// No `delayed_close_timeout`: closed at once, locally.
+    Immediate,
+}
+
+impl DelayedClose {
+    /// Counts `downstream_cx_delayed_close_timeout`; whether the close was
+    /// local.
+    pub fn count(self, stats: &HcmCounters) -> bool {
+        if self == DelayedClose::TimedOut {
+            stats.downstream_cx_delayed_close_timeout.inc();
+        }
+        self != DelayedClose::ClientClosed
+    }
+}
+
+/// Envoy's delayed close (`FlushWriteAndDelay`: after the drain sequence, a
+/// codec error, or a response to a request not read whole): what was written
+/// is flushed, then the client gets up to `delayed_close_timeout` to close
+/// first (what it still sends is read and dropped), so that it reads the
+/// whole response rather than a reset; only then is the connection closed.
+pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
+    io: &mut S,
+    timeout: Option<Duration>,
+) -> DelayedClose {
+    let _ = io.flush().await;
+    let ended = match timeout {
+        Some(t) if read_until_closed(io, t).await => DelayedClose::ClientClosed,
+        Some(_) => DelayedClose::TimedOut,
+        None => DelayedClose::Immediate,
+    };
+    let _ = io.shutdown().await;
+    ended
+}
+
+/// The close after a response (with `connection: close`) to a request read
+/// whole: at once, as Envoy's `FlushWrite`. The connection's end is sent
+/// right away; what the client still sends is read and dropped for up to
+/// `delayed_close_timeout`, so that it sees that end rather than a reset.
+async fn close_after_response(stream: &mut Stream, timeout: Option<Duration>) {
+    let _ = stream.flush().await;
     let _ = stream.shutdown().await;
-    let Some(t) = timeout else { return };
-    let mut scratch = [0u8; 4096];
-    let _ = tokio::time::timeout(t, async {
+    if let Some(t) = timeout {
+        read_until_closed(stream, t).await;
+    }
+}
+
+/// Reads and drops what the client sends until it closes (true) or `within`
+/// passed (false).
+async fn read_until_closed<S: AsyncRead + Unpin>(io: &mut S, within: Duration) -> bool {
+    let mut scratch = vec![0u8; 4096];
+    tokio::time::timeout(within, async {
         loop {
-            match stream.read(&mut scratch).await {
+            match io.read(&mut scratch).await {
                 Ok(0) | Err(_) => break,
                 Ok(_) => {}
             }
         }
     })
-    .await;
+    .await
+    .is_ok()
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    //! The connection timers on loopback sockets, against a connection manager
+    //! built from an Envoy config with direct responses only.
+
+    use std::time::{Duration, Instant};
+
+    use rvoy_config_load::bootstrap::{LoadOptions, load_bootstrap};
+    use rvoy_model::BuildOptions;
+    use rvoy_model::listener::NetworkFilter;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::{TcpListener, TcpStream};
+
+    use super::*;
+
+    /// A connection manager (`hcm_extra`: more of its fields) that answers
+    /// every request with a direct 200 `ok`, and the stats store it counts in.
+    pub(crate) struct Fixture {
+        pub rt: Arc<HttpListenerRuntime>,
+        pub store: rvoy_stats::Store,
+    }
+
+    impl Fixture {
+        pub(crate) fn new(hcm_extra: &str) -> Fixture {
+            let yaml = format!(
+                r#"static_resources:
+  listeners:
+  - name: l
+    address: {{socket_address: {{address: 127.0.0.1, port_value: 10000}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: t
+          {hcm_extra}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes:
+              - {{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: ok}}}}}}
+"#
+            );
+            let loaded = load_bootstrap(&LoadOptions {
+                config_yaml: Some(yaml),
+                ..LoadOptions::default()
+            })
+            .expect("the test bootstrap loads");
+            let config = rvoy_model::build(
+                &loaded.bootstrap,
+                &loaded.message,
+                &loaded.sources,
+                &BuildOptions::default(),
+            )
+            .expect("the test bootstrap builds");
+            let NetworkFilter::HttpConnectionManager(hcm) =
+                &config.listeners[0].filter_chains[0].filter
+            else {
+                panic!("the test listener is an HTTP connection manager");
+            };
+            let store = rvoy_stats::Store::new();
+            let root = store.scope("");
+            let rt = HttpListenerRuntime {
+                hcm: hcm.clone(),
+                stats: crate::stats::HcmStats::new(&root, "t", &root.scope("listener.l.")),
+                clusters: Arc::new(rvoy_upstream::cluster::ClusterManager::new(
+                    &[],
+                    &root,
+                    false,
+                )),
+                access_logs: Vec::new(),
+                machine_address: None,
+                listener_port: None,
+                listener_access_logs: Vec::new(),
+                draining: Arc::default(),
+                health_failed: None,
+                filters: Vec::new(),
+            };
+            Fixture {
+                rt: Arc::new(rt),
+                store,
+            }
+        }
+
+        pub(crate) fn count(&self, c: rvoy_stats::Counter) -> u64 {
+            self.store.counter_value(c)
+        }
+
+        /// Runs `test` on a single-threaded runtime (as a worker's), with a
+        /// connected pair: the client's socket and the proxy's.
+        pub(crate) fn run<F: Future<Output = ()>>(
+            &self,
+            test: impl FnOnce(
+                TcpStream,
+                Stream,
+                Arc<HttpListenerRuntime>,
+                Rc<WorkerContext>,
+                ConnInfo,
+            ) -> F,
+        ) {
+            let _thread = self.store.register_thread();
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime");
+            tokio::task::LocalSet::new().block_on(&rt, async {
+                let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+                let addr = listener.local_addr().expect("addr");
+                let (client, accepted) = tokio::join!(TcpStream::connect(addr), listener.accept());
+                let (server, remote) = accepted.expect("accept");
+                let conn = ConnInfo {
+                    id: 1,
+                    remote: Some(remote),
+                    local: Some(addr),
+                    tls: false,
+                };
+                let worker = Rc::new(WorkerContext::new(0));
+                let client = client.expect("connect");
+                test(client, Stream::Tcp(server), self.rt.clone(), worker, conn).await;
+            });
+        }
+    }
+
+    /// When the proxy closes `client` (bounded wait); `None` if it did not.
+    pub(crate) async fn closed_after(client: &mut TcpStream, started: Instant) -> Option<Duration> {
+        let mut scratch = [0u8; 1024];
+        loop {
+            let read = tokio::time::timeout(Duration::from_secs(3), client.read(&mut scratch));
+            match read.await {
+                Ok(Ok(0) | Err(_)) => return Some(started.elapsed()),
+                Ok(Ok(_)) => {}
+                Err(_) => return None,
+            }
+        }
+    }
+
+    const IDLE: &str = "common_http_protocol_options: {idle_timeout: 0.2s}";
+
+    #[test]
+    fn auto_connection_without_a_byte_closes_at_idle_timeout() {
+        let f = Fixture::new(IDLE);
+        f.run(|mut client, stream, rt, worker, conn| async move {
+            let started = Instant::now();
+            let task = tokio::task::spawn_local(serve_auto(stream, rt, worker, conn));
+            let closed = closed_after(&mut client, started).await;
+            let closed = closed.expect("closed at the idle timeout");
+            assert!(closed >= Duration::from_millis(150), "{closed:?}");
+            task.await.expect("served");
+        });
+        let s = &f.rt.stats.hcm;
+        assert_eq!(f.count(s.downstream_cx_total), 1);
+        assert_eq!(f.count(s.downstream_cx_idle_timeout), 1);
+        assert_eq!(f.count(s.downstream_cx_destroy_local), 1);
+        assert_eq!(f.count(s.downstream_cx_http1_total), 0, "no codec");
+        assert_eq!(f.store.gauge_value(s.downstream_cx_active), 0);
+    }
+
+    #[test]
+    fn http1_connection_without_a_byte_closes_at_idle_timeout() {
+        let f = Fixture::new(IDLE);
+        f.run(|mut client, stream, rt, worker, conn| async move {
+            let started = Instant::now();
+            let task = tokio::task::spawn_local(serve(stream, BytesMut::new(), rt, worker, conn));
+            let closed = closed_after(&mut client, started).await;
+            let closed = closed.expect("closed at the idle timeout");
+            assert!(closed >= Duration::from_millis(150), "{closed:?}");
+            task.await.expect("served");
+        });
+        let s = &f.rt.stats.hcm;
+        assert_eq!(f.count(s.downstream_cx_idle_timeout), 1);
+        assert_eq!(f.count(s.downstream_cx_http1_total), 0, "no codec");
+        assert_eq!(f.store.gauge_value(s.downstream_cx_http1_active), 0);
+    }
+
+    #[test]
+    fn auto_connection_serves_http1_then_idles_out() {
+        let f = Fixture::new(&format!("{IDLE}\n          drain_timeout: 0.2s"));
+        f.run(|mut client, stream, rt, worker, conn| async move {
+            let task = tokio::task::spawn_local(serve_auto(stream, rt, worker, conn));
+            client
+                .write_all(b"GET / HTTP/1.1\r\nhost: example.com\r\n\r\n")
+                .await
+                .expect("send");
+            let mut got = Vec::new();
+            let mut scratch = [0u8; 1024];
+            while !got.ends_with(b"ok") {
+                let n = tokio::time::timeout(Duration::from_secs(3), client.read(&mut scratch))
+                    .await
+                    .expect("a response in time")
+                    .expect("read");
+                assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&scratch[..n]);
+            }
+            assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+            let answered = Instant::now();
+            assert!(closed_after(&mut client, answered).await.is_some());
+            task.await.expect("served");
+        });
+        let s = &f.rt.stats.hcm;
+        assert_eq!(f.count(s.downstream_cx_total), 1);
+        assert_eq!(f.count(s.downstream_cx_http1_total), 1);
+        assert_eq!(f.count(s.downstream_cx_idle_timeout), 1);
+        assert_eq!(f.store.gauge_value(s.downstream_cx_active), 0);
+    }
+
+    /// After a codec error Envoy closes with `FlushWriteAndDelay`: the 400
+    /// goes out at once, the connection's end only `delayed_close_timeout`
+    /// later (unless the client closes first).
+    #[test]
+    fn codec_error_closes_after_delayed_close_timeout() {
+        let f = Fixture::new("delayed_close_timeout: 0.3s");
+        f.run(|mut client, stream, rt, worker, conn| async move {
+            let task = tokio::task::spawn_local(serve_auto(stream, rt, worker, conn));
+            client
+                .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n")
+                .await
+                .expect("send");
+            let mut scratch = [0u8; 1024];
+            let n = tokio::time::timeout(Duration::from_secs(3), client.read(&mut scratch))
+                .await
+                .expect("a response in time")
+                .expect("read");
+            assert!(scratch[..n].starts_with(b"HTTP/1.1 400 Bad Request\r\n"));
+            let answered = Instant::now();
+            let closed = closed_after(&mut client, answered).await.expect("closed");
+            assert!(closed >= Duration::from_millis(250), "{closed:?}");
+            task.await.expect("served");
+        });
+        let s = &f.rt.stats.hcm;
+        assert_eq!(f.count(s.downstream_cx_protocol_error), 1);
+        assert_eq!(f.count(s.downstream_cx_delayed_close_timeout), 1);
+    }
+
+    #[test]
+    fn auto_connection_closed_by_the_client_without_a_byte() {
+        let f = Fixture::new(IDLE);
+        f.run(|client, stream, rt, worker, conn| async move {
+            drop(client);
+            serve_auto(stream, rt, worker, conn).await;
+        });
+        let s = &f.rt.stats.hcm;
+        assert_eq!(f.count(s.downstream_cx_total), 1);
+        assert_eq!(f.count(s.downstream_cx_destroy_remote), 1);
+        assert_eq!(f.count(s.downstream_cx_idle_timeout), 0);
+    }
 }

@@ -11,20 +11,28 @@
 //! * rapid reset (CVE-2023-44487): streams reset before they got a response
 //!   within a second of opening are counted, and a connection where they are
 //!   half of the streams is closed (`downstream_rq_too_many_premature_resets`);
-//! * GOAWAY on drain (listener drain, health check failure) and at
-//!   `max_connection_duration`; the idle timer runs only while no stream is
-//!   open; `connection_keepalive` PINGs.
+//! * Envoy's drain sequence at `idle_timeout`, at `max_connection_duration`
+//!   and on drain (listener drain, health check failure): a GOAWAY with the
+//!   last stream id 2^31-1, `drain_timeout` later the final GOAWAY (the last
+//!   stream processed), and once no stream is open the close, after
+//!   `delayed_close_timeout` ([`DrainIo`]); the idle timer runs only while no
+//!   stream is open; `connection_keepalive` PINGs.
 
-use std::cell::Cell;
+use std::cell::{Cell, RefCell};
+use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::RecvStream;
 use h2::server::SendResponse;
 use http::{HeaderMap, HeaderValue, Method, StatusCode};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
+use crate::conn_h1::delayed_close;
 use crate::context::{HttpListenerRuntime, WorkerContext};
 use crate::downstream::{Downstream, DownstreamError, Protocol};
 use crate::h2_io::{Failure, FrameIo, H2State};
@@ -82,7 +90,9 @@ pub async fn serve(
         builder.enable_connect_protocol();
     }
     let idle = rt.hcm.common.idle_timeout;
-    let handshake = builder.handshake::<_, Bytes>(FrameIo::new(io, state.clone()));
+    let drain = Rc::new(DrainCtl::default());
+    let handshake =
+        builder.handshake::<_, Bytes>(DrainIo::new(FrameIo::new(io, state.clone()), drain.clone()));
     let handshake = match idle {
         Some(t) => tokio::time::timeout(t, handshake).await.ok(),
         None => Some(handshake.await),
@@ -107,17 +117,23 @@ pub async fn serve(
     let shared = Rc::new(ConnShared::new());
     let mut keepalive = Keepalive::new(h2opts.keepalive.as_ref(), connection.ping_pong());
     let mut shutting_down = false;
+    // While draining: when the final GOAWAY is due.
+    let mut final_goaway_at: Option<Instant> = None;
     let mut failure_handled = false;
     let mut rejected_seen = 0u64;
     let mut local_close = false;
+    let drain_timeout = rt.hcm.drain_timeout;
     loop {
         let deadline = if shutting_down {
-            None
+            final_goaway_at
         } else {
             let idle_at = idle.map(|t| shared.idle_since().unwrap_or_else(Instant::now) + t);
             [idle_at, max_duration_at].into_iter().flatten().min()
         };
-        let deadline = [deadline, keepalive.deadline()].into_iter().flatten().min();
+        // Keepalive PINGs pause until the final GOAWAY: `h2` sends none
+        // while its shutdown PING is pending.
+        let keepalive_at = final_goaway_at.map_or(keepalive.deadline(), |_| None);
+        let deadline = [deadline, keepalive_at].into_iter().flatten().min();
         let timer = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -134,6 +150,8 @@ pub async fn serve(
                     break;
                 }
                 // The reset rate limit: GOAWAY INTERNAL_ERROR, then close.
+                drain.abort();
+                final_goaway_at = None;
                 connection.abrupt_shutdown(h2::Reason::INTERNAL_ERROR);
                 shutting_down = true;
                 continue;
@@ -141,29 +159,33 @@ pub async fn serve(
             _ = std::future::poll_fn(|cx| keepalive.poll_pong(cx)) => continue,
             _ = std::future::poll_fn(|cx| shared.poll_drain(cx)), if !shutting_down => {
                 stats.downstream_cx_drain_close.inc();
-                connection.graceful_shutdown();
+                final_goaway_at = Some(start_drain(&mut connection, &drain, drain_timeout));
                 shutting_down = true;
                 continue;
             }
             next = connection.accept() => next,
             _ = timer => {
                 let now = Instant::now();
-                if keepalive.on_timer(now, &state) {
+                if final_goaway_at.is_none() && keepalive.on_timer(now, &state) {
                     continue;
                 }
                 if shutting_down {
+                    if final_goaway_at.is_some_and(|at| at <= now) {
+                        // drain_timeout passed: the final GOAWAY.
+                        drain.final_goaway();
+                        final_goaway_at = None;
+                    }
                     continue;
                 }
                 if max_duration_at.is_some_and(|at| at <= now) {
                     stats.downstream_cx_max_duration_reached.inc();
-                    connection.graceful_shutdown();
+                    final_goaway_at = Some(start_drain(&mut connection, &drain, drain_timeout));
                     shutting_down = true;
                 } else if let (Some(t), Some(since)) = (idle, shared.idle_since())
                     && since + t <= now {
                         stats.downstream_cx_idle_timeout.inc();
-                        connection.graceful_shutdown();
+                        final_goaway_at = Some(start_drain(&mut connection, &drain, drain_timeout));
                         shutting_down = true;
-                        local_close = true;
                     }
                 continue;
             }
@@ -208,6 +230,7 @@ pub async fn serve(
                         stream_worker,
                         conn,
                         &stream_state,
+                        &stream_shared,
                     )
                     .await;
                     stream_state.stats.streams_active.dec();
@@ -216,15 +239,7 @@ pub async fn serve(
                     let premature = !responded
                         && started.elapsed().as_secs() <= PREMATURE_RESET_MIN_LIFETIME_SECS;
                     stream_shared.stream_closed(premature, &stream_rt, &stream_state);
-                    if stream_rt.drain_close() {
-                        stream_shared.request_drain();
-                    }
                 });
-                if !shutting_down && rt.drain_close() {
-                    stats.downstream_cx_drain_close.inc();
-                    connection.graceful_shutdown();
-                    shutting_down = true;
-                }
             }
             Some(Err(e)) => {
                 if e.is_go_away()
@@ -245,7 +260,341 @@ pub async fn serve(
     }
     let active = shared.open.get();
     drop(connection);
+    if let Some(mut io) = drain.take_parked() {
+        // The drain sequence ended with `h2` closing the connection: Envoy's
+        // delayed close, unless the client already closed its side.
+        local_close = !drain.eof.get()
+            && delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+                .await
+                .count(stats);
+    }
     finish(&rt, &state, opened, local_close, active);
+}
+
+/// Starts Envoy's drain sequence (`startDrainSequence`): a GOAWAY with the
+/// last stream id 2^31-1 now, the final GOAWAY when the returned instant
+/// (`drain_timeout` later) comes.
+fn start_drain(
+    connection: &mut h2::server::Connection<DrainIo, Bytes>,
+    drain: &DrainCtl,
+    drain_timeout: Duration,
+) -> Instant {
+    drain.start();
+    connection.graceful_shutdown();
+    Instant::now() + drain_timeout
+}
+
+/// The payload of the PING `h2`'s graceful shutdown sends (`h2` 0.4's
+/// `Ping::SHUTDOWN`, public only with its `unstable` feature; should it
+/// change, `idle_timeout_drains_as_envoy_does` sees the PING).
+const SHUTDOWN_PAYLOAD: [u8; 8] = [0x0b, 0x7b, 0xa2, 0xf0, 0x8b, 0x9b, 0xfe, 0x54];
+
+/// That PING as written on the wire.
+const SHUTDOWN_PING: [u8; 17] = ping_frame(0, SHUTDOWN_PAYLOAD);
+
+/// Its acknowledgement.
+const SHUTDOWN_PING_ACK: [u8; 17] = ping_frame(1, SHUTDOWN_PAYLOAD);
+
+const fn ping_frame(flags: u8, payload: [u8; 8]) -> [u8; 17] {
+    let mut f = [0u8, 0, 8, 6, flags, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    let mut i = 0;
+    while i < 8 {
+        f[9 + i] = payload[i];
+        i += 1;
+    }
+    f
+}
+
+/// Steers the drain sequence of one connection through its [`DrainIo`].
+#[derive(Default)]
+struct DrainCtl {
+    /// The SHUTDOWN PING of `h2`'s graceful shutdown is still to be dropped.
+    drop_ping: Cell<bool>,
+    /// The final GOAWAY is due: hand `h2` the SHUTDOWN PING's ACK.
+    inject_ack: Cell<bool>,
+    /// The drain sequence runs: `h2`'s close of the write side parks the
+    /// stream here for the delayed close instead.
+    defer_shutdown: Cell<bool>,
+    parked: RefCell<Option<FrameIo<Rewind>>>,
+    /// The client closed its side.
+    eof: Cell<bool>,
+}
+
+impl DrainCtl {
+    fn start(&self) {
+        self.drop_ping.set(true);
+        self.defer_shutdown.set(true);
+    }
+
+    fn final_goaway(&self) {
+        self.inject_ack.set(true);
+    }
+
+    /// The connection is being torn down instead (GOAWAY with an error).
+    fn abort(&self) {
+        self.inject_ack.set(false);
+        self.defer_shutdown.set(false);
+    }
+
+    fn take_parked(&self) -> Option<FrameIo<Rewind>> {
+        self.parked.borrow_mut().take()
+    }
+}
+
+/// The `h2` codec's byte stream, for Envoy's drain sequence on top of `h2`'s
+/// graceful shutdown. `h2` sends GOAWAY (2^31-1) and a PING, and the final
+/// GOAWAY when that PING is acknowledged; Envoy sends no PING and the final
+/// GOAWAY after `drain_timeout`, whatever the client does. So this stream
+/// drops that PING on its way out, hands `h2` its ACK (at a frame boundary)
+/// once `drain_timeout` passed, and when `h2` closes the connection keeps
+/// the socket open for the delayed close (see [`DrainCtl`]).
+struct DrainIo {
+    inner: Option<FrameIo<Rewind>>,
+    ctl: Rc<DrainCtl>,
+    rx: Framer,
+    tx: Framer,
+    /// Bytes of the injected ACK already handed to `h2`.
+    injected: usize,
+}
+
+impl DrainIo {
+    fn new(inner: FrameIo<Rewind>, ctl: Rc<DrainCtl>) -> Self {
+        DrainIo {
+            inner: Some(inner),
+            ctl,
+            rx: Framer::new(PREFACE.len()),
+            tx: Framer::new(0),
+            injected: 0,
+        }
+    }
+}
+
+/// Writes `buf` to `inner`, or while the SHUTDOWN PING is to be dropped, the
+/// part of it before that PING (or drops the PING when it comes first).
+fn write_filtered(
+    tx: &mut Framer,
+    ctl: &DrainCtl,
+    inner: &mut FrameIo<Rewind>,
+    cx: &mut Context<'_>,
+    buf: &[u8],
+) -> Poll<io::Result<usize>> {
+    let mut upto = buf.len();
+    if ctl.drop_ping.get() {
+        match tx.find(buf, &SHUTDOWN_PING) {
+            Some(0) => {
+                ctl.drop_ping.set(false);
+                return Poll::Ready(Ok(SHUTDOWN_PING.len()));
+            }
+            Some(at) => upto = at,
+            None => {}
+        }
+    }
+    let r = Pin::new(inner).poll_write(cx, &buf[..upto]);
+    if let Poll::Ready(Ok(n)) = r {
+        tx.feed(&buf[..n]);
+    }
+    r
+}
+
+fn parked_error() -> io::Error {
+    io::Error::new(io::ErrorKind::BrokenPipe, "HTTP/2 connection closed")
+}
+
+impl AsyncRead for DrainIo {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        if !this.ctl.inject_ack.get() {
+            let before = buf.filled().len();
+            let r = Pin::new(inner).poll_read(cx, buf);
+            if let Poll::Ready(Ok(())) = r {
+                let new = &buf.filled()[before..];
+                if new.is_empty() && buf.remaining() > 0 {
+                    this.ctl.eof.set(true);
+                }
+                this.rx.feed(new);
+            }
+            return r;
+        }
+        if this.rx.at_boundary() {
+            let n = (SHUTDOWN_PING_ACK.len() - this.injected).min(buf.remaining());
+            buf.put_slice(&SHUTDOWN_PING_ACK[this.injected..this.injected + n]);
+            this.injected += n;
+            if this.injected == SHUTDOWN_PING_ACK.len() {
+                this.ctl.inject_ack.set(false);
+            }
+            return Poll::Ready(Ok(()));
+        }
+        // Up to the next frame boundary (or header) only, so the ACK goes
+        // in between two frames.
+        let mut scratch = [0u8; 2048];
+        let want = this.rx.next_mark().min(buf.remaining());
+        let mut part = ReadBuf::new(&mut scratch[..want.min(2048)]);
+        let r = Pin::new(inner).poll_read(cx, &mut part);
+        if let Poll::Ready(Ok(())) = r {
+            let got = part.filled();
+            if got.is_empty() && want > 0 {
+                this.ctl.eof.set(true);
+            }
+            this.rx.feed(got);
+            buf.put_slice(got);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for DrainIo {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(parked_error()));
+        };
+        write_filtered(&mut this.tx, &this.ctl, inner, cx, buf)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Err(parked_error()));
+        };
+        if this.ctl.drop_ping.get() {
+            // `h2` writes control frames from its first buffer.
+            let first = bufs
+                .iter()
+                .find(|b| !b.is_empty())
+                .map_or(&[][..], |b| &b[..]);
+            return write_filtered(&mut this.tx, &this.ctl, inner, cx, first);
+        }
+        let r = Pin::new(inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(mut n)) = r {
+            for b in bufs {
+                if n == 0 {
+                    break;
+                }
+                let take = b.len().min(n);
+                this.tx.feed(&b[..take]);
+                n -= take;
+            }
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.as_ref().is_some_and(|i| i.is_write_vectored())
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut().inner.as_mut() {
+            Some(inner) => Pin::new(inner).poll_flush(cx),
+            None => Poll::Ready(Ok(())),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let Some(inner) = this.inner.as_mut() else {
+            return Poll::Ready(Ok(()));
+        };
+        if !this.ctl.defer_shutdown.get() {
+            return Pin::new(inner).poll_shutdown(cx);
+        }
+        std::task::ready!(Pin::new(&mut *inner).poll_flush(cx))?;
+        *this.ctl.parked.borrow_mut() = this.inner.take();
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// Where frames start in an HTTP/2 byte stream (after the client preface).
+#[derive(Debug, Clone, Copy)]
+struct Framer {
+    /// Bytes of the connection preface still to come.
+    preface: usize,
+    head: [u8; 3],
+    /// Bytes of the current frame header seen (0..9).
+    have: usize,
+    /// Payload bytes of the current frame still to come.
+    skip: usize,
+}
+
+impl Framer {
+    fn new(preface: usize) -> Self {
+        Framer {
+            preface,
+            head: [0; 3],
+            have: 0,
+            skip: 0,
+        }
+    }
+
+    /// Whether the next byte starts a frame.
+    fn at_boundary(&self) -> bool {
+        self.preface == 0 && self.have == 0 && self.skip == 0
+    }
+
+    /// Bytes to the end of the preface, of the frame header or of the frame.
+    fn next_mark(&self) -> usize {
+        if self.preface > 0 {
+            self.preface
+        } else if self.have > 0 || self.skip == 0 {
+            9 - self.have
+        } else {
+            self.skip
+        }
+    }
+
+    fn feed(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let n = self.next_mark().min(data.len());
+            if self.preface > 0 {
+                self.preface -= n;
+            } else if self.have > 0 || self.skip == 0 {
+                for (i, b) in data[..n].iter().enumerate() {
+                    if self.have + i < 3 {
+                        self.head[self.have + i] = *b;
+                    }
+                }
+                self.have += n;
+                if self.have == 9 {
+                    self.have = 0;
+                    self.skip = usize::from(self.head[0]) << 16
+                        | usize::from(self.head[1]) << 8
+                        | usize::from(self.head[2]);
+                }
+            } else {
+                self.skip -= n;
+            }
+            data = &data[n..];
+        }
+    }
+
+    /// Where in `data` (the bytes that follow what was fed) the frame
+    /// `frame` starts, if it is there whole.
+    fn find(mut self, data: &[u8], frame: &[u8]) -> Option<usize> {
+        let mut at = 0;
+        while at < data.len() {
+            if self.at_boundary() && data[at..].starts_with(frame) {
+                return Some(at);
+            }
+            let n = self.next_mark().min(data.len() - at);
+            self.feed(&data[at..at + n]);
+            at += n;
+        }
+        None
+    }
 }
 
 /// The header list size the codec itself accepts: well above Envoy's
@@ -324,7 +673,8 @@ impl ConnShared {
         }
     }
 
-    /// A response went out while the listener drains: GOAWAY.
+    /// A response goes out while the listener drains (Envoy decides on each
+    /// response head): the drain sequence starts.
     fn request_drain(&self) {
         if !self.drain.replace(true)
             && let Some(w) = self.drain_waker.borrow_mut().take()
@@ -507,6 +857,7 @@ async fn serve_stream(
     worker: Rc<WorkerContext>,
     conn: ConnInfo,
     state: &Rc<H2State>,
+    shared: &Rc<ConnShared>,
 ) -> bool {
     let (mut parts, body) = request.into_parts();
     let stats = &rt.stats.hcm;
@@ -610,6 +961,8 @@ async fn serve_stream(
         state: state.clone(),
         upgrade: extended_connect.is_some(),
         reset_by_peer: false,
+        rt: rt.clone(),
+        conn: shared.clone(),
     };
     let outcome = stream::handle(&mut ds, request, rt, &worker, &conn).await;
     let responded = ds.send.is_some();
@@ -662,6 +1015,9 @@ pub struct H2Downstream {
     /// a `200` here, and the stream carries the tunnel.
     upgrade: bool,
     reset_by_peer: bool,
+    rt: Arc<HttpListenerRuntime>,
+    /// The connection, told when a response head goes out while draining.
+    conn: Rc<ConnShared>,
 }
 
 impl H2Downstream {
@@ -783,6 +1139,10 @@ impl Downstream for H2Downstream {
             .send_response(resp, end_stream)
             .map_err(|_| DownstreamError::Reset)?;
         self.send = Some(send);
+        if self.rt.drain_close() {
+            // Envoy's drain decision on a response head: GOAWAY.
+            self.conn.request_drain();
+        }
         Ok(())
     }
 
@@ -821,5 +1181,110 @@ impl Downstream for H2Downstream {
 
     fn bytes_received(&self) -> u64 {
         self.received
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::conn_h1::tests::Fixture;
+
+    #[test]
+    fn framer_finds_frames_whatever_the_chunking() {
+        let mut bytes = PREFACE.to_vec();
+        bytes.extend_from_slice(&[0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 100]);
+        bytes.extend_from_slice(&[0, 0, 0, 4, 1, 0, 0, 0, 0]);
+        let ping_at = bytes.len();
+        bytes.extend_from_slice(&SHUTDOWN_PING);
+        bytes.extend_from_slice(&[0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 1, 0, 0]);
+        for chunk in [1, 2, 5, 9, 17, 1000] {
+            let mut f = Framer::new(PREFACE.len());
+            let mut fed = 0;
+            let mut found = None;
+            for c in bytes.chunks(chunk) {
+                if found.is_none() {
+                    found = f.find(c, &SHUTDOWN_PING).map(|at| fed + at);
+                }
+                f.feed(c);
+                fed += c.len();
+            }
+            assert!(f.at_boundary(), "chunk {chunk}");
+            // Found when it is whole within one chunk.
+            let whole = ping_at / chunk == (ping_at + SHUTDOWN_PING.len() - 1) / chunk;
+            assert_eq!(found, whole.then_some(ping_at), "chunk {chunk}");
+        }
+    }
+
+    /// Envoy's drain sequence at `idle_timeout`, as a raw h2c client sees it:
+    /// GOAWAY (2^31-1), no PING, `drain_timeout` later GOAWAY (0), and the
+    /// close `delayed_close_timeout` after that.
+    #[test]
+    fn idle_timeout_drains_as_envoy_does() {
+        let f = Fixture::new(
+            "common_http_protocol_options: {idle_timeout: 0.2s}
+          drain_timeout: 0.3s
+          delayed_close_timeout: 0.1s",
+        );
+        f.run(|mut client, stream, rt, worker, conn| async move {
+            let started = Instant::now();
+            let task =
+                tokio::task::spawn_local(crate::conn_h1::serve_auto(stream, rt, worker, conn));
+            let mut hello = PREFACE.to_vec();
+            hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
+            client.write_all(&hello).await.expect("preface");
+            let mut frames: Vec<(Duration, u8, Vec<u8>)> = Vec::new();
+            let mut buf = Vec::new();
+            let mut scratch = [0u8; 4096];
+            let closed = loop {
+                let read = tokio::time::timeout(Duration::from_secs(3), client.read(&mut scratch));
+                let n = match read.await.expect("closed in time") {
+                    Ok(0) | Err(_) => break started.elapsed(),
+                    Ok(n) => n,
+                };
+                buf.extend_from_slice(&scratch[..n]);
+                while buf.len() >= 9 {
+                    let len =
+                        usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
+                    if buf.len() < 9 + len {
+                        break;
+                    }
+                    let (ty, flags) = (buf[3], buf[4]);
+                    if ty == 4 && flags & 1 == 0 {
+                        client
+                            .write_all(&[0, 0, 0, 4, 1, 0, 0, 0, 0])
+                            .await
+                            .expect("settings ack");
+                    }
+                    frames.push((started.elapsed(), ty, buf[9..9 + len].to_vec()));
+                    buf.drain(..9 + len);
+                }
+            };
+            task.await.expect("served");
+            assert!(
+                !frames.iter().any(|(_, ty, _)| *ty == 6),
+                "no PING: {frames:?}"
+            );
+            let goaways: Vec<_> = frames.iter().filter(|(_, ty, _)| *ty == 7).collect();
+            assert_eq!(goaways.len(), 2, "{frames:?}");
+            assert_eq!(goaways[0].2, [0x7f, 0xff, 0xff, 0xff, 0, 0, 0, 0]);
+            assert_eq!(goaways[1].2, [0, 0, 0, 0, 0, 0, 0, 0]);
+            let (first, second) = (goaways[0].0, goaways[1].0);
+            assert!(first >= Duration::from_millis(150), "{frames:?}");
+            assert!(second >= first + Duration::from_millis(250), "{frames:?}");
+            assert!(
+                closed >= second + Duration::from_millis(50),
+                "{closed:?} {frames:?}"
+            );
+        });
+        let s = &f.rt.stats.hcm;
+        assert_eq!(f.count(s.downstream_cx_http2_total), 1);
+        assert_eq!(f.count(s.downstream_cx_idle_timeout), 1);
+        assert_eq!(f.count(s.downstream_cx_delayed_close_timeout), 1);
+        assert_eq!(f.count(s.downstream_cx_destroy_local), 1);
+        assert_eq!(f.store.gauge_value(s.downstream_cx_active), 0);
     }
 }

@@ -79,8 +79,8 @@ impl HttpListenerRuntime {
 
 /// A listener's drain (Envoy's drain manager for it): once started, responses
 /// close their connections (`connection: close`, HTTP/2 GOAWAY) with Envoy's
-/// probability over `--drain-time-s` (`gradual`) or at once (`immediate`), and
-/// each idle connection is closed at its own moment within the drain time.
+/// probability over `--drain-time-s` (`gradual`) or at once (`immediate`);
+/// connections still idle when the drain time is over are closed.
 #[derive(Debug, Default)]
 pub struct Drain {
     started: std::sync::OnceLock<DrainStart>,
@@ -124,12 +124,15 @@ impl Drain {
         if elapsed >= s.time {
             return true;
         }
+        // As Envoy: the remaining time in whole seconds (rounded down), so
+        // the elapsed count starts at 1 and the probability at 1/drain-time.
         let secs = s.time.as_secs().max(1);
-        elapsed.as_secs() > fastrand::u64(..) % secs
+        let remaining = (s.time - elapsed).as_secs();
+        secs.saturating_sub(remaining) > fastrand::u64(..) % secs
     }
 
-    /// Resolves when an idle connection should be closed: after the drain
-    /// starts, at a random point of the drain time (gradual) or at once.
+    /// Resolves when an idle connection should be closed: once the drain
+    /// time is over.
     pub async fn idle_close(&self) {
         let notified = self.notify.notified();
         tokio::pin!(notified);
@@ -144,10 +147,10 @@ impl Drain {
                 }
             }
         };
-        if start.gradual && !start.time.is_zero() {
-            let delay = start.time.mul_f64(fastrand::f64());
-            tokio::time::sleep_until((start.at + delay).into()).await;
-        }
+        // Envoy leaves idle connections alone while the drain ramps up (a
+        // response on them says `connection: close`); they go when the
+        // drain time is over.
+        tokio::time::sleep_until((start.at + start.time).into()).await;
     }
 }
 

@@ -132,11 +132,20 @@ pub struct H1Downstream<'a> {
     /// From this instant the connection drains (`max_connection_duration`,
     /// listener drain): the response says `connection: close`.
     pub drain_at: Option<std::time::Instant>,
+    /// Asked when the response head goes out (Envoy decides in
+    /// `encodeHeaders`): whether the listener's drain closes this connection.
+    pub drain_close: Option<&'a dyn Fn() -> bool>,
+    /// The response said `connection: close` because of the listener drain.
+    pub drain_closed: bool,
     /// The client closed the connection (or it failed) during the request.
     pub peer_closed: bool,
     head_buf: Vec<u8>,
     sent: u64,
     received: u64,
+    /// Bytes read from / written to the socket during this request, framing
+    /// included (`downstream_cx_rx_bytes_total` / `tx_bytes_total`).
+    pub wire_rx: u64,
+    pub wire_tx: u64,
     max_body: Option<u64>,
 }
 
@@ -162,10 +171,14 @@ impl<'a> H1Downstream<'a> {
             close_delimited: false,
             close_after: false,
             drain_at: None,
+            drain_close: None,
+            drain_closed: false,
             peer_closed: false,
             head_buf: Vec::with_capacity(256),
             sent: 0,
             received: 0,
+            wire_rx: 0,
+            wire_tx: 0,
             max_body: None,
         }
     }
@@ -192,6 +205,7 @@ impl<'a> H1Downstream<'a> {
     async fn flush_head(&mut self) -> Result<(), DownstreamError> {
         let head = std::mem::take(&mut self.head_buf);
         self.stream.write_all(&head).await?;
+        self.wire_tx += head.len() as u64;
         self.head_buf = head;
         self.head_buf.clear();
         Ok(())
@@ -232,6 +246,7 @@ impl Downstream for H1Downstream<'_> {
                             return Err(e.into());
                         }
                     };
+                    self.wire_rx += n as u64;
                     if n == 0 {
                         self.peer_closed = true;
                         if self.decoder.on_eof() {
@@ -266,7 +281,7 @@ impl Downstream for H1Downstream<'_> {
                     self.peer_closed = true;
                     return;
                 }
-                Ok(_) => {}
+                Ok(n) => self.wire_rx += n as u64,
             }
         }
     }
@@ -279,7 +294,10 @@ impl Downstream for H1Downstream<'_> {
         self.buf.reserve(16 * 1024);
         match self.stream.read_buf(self.buf).await? {
             0 => Ok(None),
-            n => Ok(Some(self.buf.split_to(n).freeze())),
+            n => {
+                self.wire_rx += n as u64;
+                Ok(Some(self.buf.split_to(n).freeze()))
+            }
         }
     }
 
@@ -291,6 +309,7 @@ impl Downstream for H1Downstream<'_> {
         let mut out = Vec::with_capacity(32);
         encode::continue_head(&mut out);
         self.stream.write_all(&out).await?;
+        self.wire_tx += out.len() as u64;
         Ok(())
     }
 
@@ -346,6 +365,10 @@ impl Downstream for H1Downstream<'_> {
         {
             self.close_after = true;
         }
+        if !self.close_after && self.drain_close.is_some_and(|f| f()) {
+            self.close_after = true;
+            self.drain_closed = true;
+        }
         if self.close_delimited || self.close_after {
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
         } else if self.version == Version::HTTP_10 {
@@ -392,8 +415,10 @@ impl Downstream for H1Downstream<'_> {
         } else {
             &data
         };
+        let wire = head.len() + chunk_hdr.len() + body.len() + tail.len();
         let mut bufs: [&[u8]; 4] = [&head, &chunk_hdr, body, &tail];
         write_all_vectored(self.stream, &mut bufs).await?;
+        self.wire_tx += wire as u64;
         self.sent += body.len() as u64;
         self.head_buf = head;
         self.head_buf.clear();
@@ -409,8 +434,10 @@ impl Downstream for H1Downstream<'_> {
         if self.encoding == Encoding::Chunked {
             last_chunk(Some(&trailers), &mut tail);
         }
+        let wire = head.len() + tail.len();
         let mut bufs: [&[u8]; 2] = [&head, &tail];
         write_all_vectored(self.stream, &mut bufs).await?;
+        self.wire_tx += wire as u64;
         self.head_buf = head;
         self.head_buf.clear();
         self.stream.flush().await?;

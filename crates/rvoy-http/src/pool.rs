@@ -128,6 +128,8 @@ pub struct H1Conn {
     pub created: Instant,
     /// Whether we (not the peer) decided to close it.
     pub closing_locally: bool,
+    /// The upstream announced it closes after the current response.
+    pub close_notified: bool,
 }
 
 impl Drop for H1Conn {
@@ -143,6 +145,7 @@ impl Drop for H1Conn {
         stats
             .upstream_cx_length_ms
             .record(self.created.elapsed().as_millis() as u64);
+        stats.upstream_rq_per_cx.record(u64::from(self.requests));
         rvoy_upstream::host::HostStats::dec(&self.host.stats.cx_active);
         self.cluster.resources(false).connections.release();
     }

@@ -1154,7 +1154,9 @@ async fn attempt_once<D: Downstream>(
         headers
     };
     let stream_timers = ds.timers();
-    let fut = async {
+    // Pinned where it is built and lent to the timers, so the exchange's
+    // state is stored once in this future, not copied into each wrapper.
+    let exchange = std::pin::pin!(async {
         if h2 {
             crate::upstream_h2::exchange(
                 ds,
@@ -1190,8 +1192,8 @@ async fn attempt_once<D: Downstream>(
             )
             .await
         }
-    };
-    let result = timers.run(fut, stream_timers).await;
+    });
+    let result = timers.run(exchange, stream_timers).await;
     match &result {
         Err(AttemptFailure::PerTryTimeout) => {
             stats.upstream_rq_per_try_timeout.inc();
@@ -1244,13 +1246,13 @@ impl AttemptTimers {
     where
         F: std::future::Future<Output = Result<UpstreamResponse, AttemptFailure>>,
     {
+        let mut fut = std::pin::pin!(fut);
         if self.per_try.is_none() && self.global.is_none() && self.idle.is_none() {
             return fut.await;
         }
         let attempt_start = Instant::now();
         let st = stream_timers.as_deref();
         let last_progress = || st.map_or(attempt_start, |t| t.last_activity().max(attempt_start));
-        tokio::pin!(fut);
         loop {
             let global = self.global_deadline(st);
             let idle = self.idle.map(|i| last_progress() + i);
@@ -1325,6 +1327,15 @@ async fn h1_connection(
     }
     let stats = &cluster.stats.traffic;
     let resources = cluster.resources(false);
+    // No idle connection: the request is pending until a new one connects.
+    if !resources.pending_requests.try_acquire() {
+        stats.upstream_rq_pending_overflow.inc();
+        return Err(AttemptFailure::Overflow);
+    }
+    let _pending = ReleaseOnDrop(&resources.pending_requests);
+    stats.upstream_rq_pending_total.inc();
+    stats.upstream_rq_pending_active.inc();
+    let _pending_active = GaugeGuard(stats.upstream_rq_pending_active);
     if !resources.connections.try_acquire() {
         stats.upstream_cx_overflow.inc();
         resources.connections.acquire_unchecked();
@@ -1356,6 +1367,7 @@ async fn h1_connection(
                 requests: 0,
                 created: Instant::now(),
                 closing_locally: true,
+                close_notified: false,
             })
         }
         Err(e) => {
@@ -1562,6 +1574,12 @@ async fn exchange_h1<D: Downstream>(
             });
         }
     };
+    if head.close {
+        // The upstream said it closes after this response (`connection:
+        // close`, or HTTP/1.0 without keep-alive): we close it when done.
+        cluster.stats.traffic.upstream_cx_close_notify.inc();
+        conn.close_notified = true;
+    }
     let close = head.close
         || framing == BodyFraming::UntilClose
         || head.status == StatusCode::SWITCHING_PROTOCOLS;
@@ -1732,7 +1750,6 @@ async fn send_response<D: Downstream>(
                     };
                     match read {
                         Ok(Body::Data(d)) => {
-                            stats.upstream_cx_rx_bytes_total.add(d.len() as u64);
                             if ds.send_data(d, false).await.is_err() {
                                 close_h1(conn, cluster, true);
                                 info.downstream_disconnected();
@@ -1784,7 +1801,8 @@ async fn send_response<D: Downstream>(
                 stats.upstream_cx_max_requests.inc();
             }
             if close || exhausted || !decoder.is_done() || !conn.read_buf.is_empty() {
-                close_h1(conn, cluster, exhausted);
+                let local = exhausted || conn.close_notified;
+                close_h1(conn, cluster, local);
             } else {
                 let key = PoolKey {
                     cluster: cluster.config.name.clone(),

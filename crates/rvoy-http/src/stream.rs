@@ -132,9 +132,8 @@ pub async fn handle<D: Downstream>(
             inner: &mut *ds,
             timers: timers.clone(),
         };
-        timers
-            .run(run(&mut timed, &mut req, &mut info, rt, worker, conn))
-            .await
+        let stream = std::pin::pin!(run(&mut timed, &mut req, &mut info, rt, worker, conn));
+        timers.run(stream).await
     };
     if info.request_headers.is_none() {
         info.request_headers = Some(std::mem::take(&mut req.headers));

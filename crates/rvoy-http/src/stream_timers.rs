@@ -174,8 +174,12 @@ impl StreamTimers {
     }
 
     /// Drives `fut` until it completes or a timer fires.
-    pub async fn run<F: Future>(&self, fut: F) -> Result<F::Output, StreamTimeout> {
-        tokio::pin!(fut);
+    /// The stream is lent pinned (not moved in) so its state is stored once,
+    /// in the caller's future.
+    pub async fn run<F: Future>(
+        &self,
+        mut fut: std::pin::Pin<&mut F>,
+    ) -> Result<F::Output, StreamTimeout> {
         loop {
             let Some(deadline) = self.next_deadline() else {
                 tokio::select! {
@@ -307,7 +311,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn idle_timer_fires_after_inactivity() {
         let t = StreamTimers::new(Some(Duration::from_secs(1)), None, None, true);
-        let r = t.run(std::future::pending::<()>()).await;
+        let r = t.run(std::pin::pin!(std::future::pending::<()>())).await;
         assert_eq!(r, Err(StreamTimeout::Idle));
     }
 
@@ -327,7 +331,7 @@ mod tests {
             }
             7
         };
-        assert_eq!(t.run(work).await, Ok(7));
+        assert_eq!(t.run(std::pin::pin!(work)).await, Ok(7));
     }
 
     #[tokio::test(start_paused = true)]
@@ -337,10 +341,10 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             1
         };
-        assert_eq!(t.run(work).await, Ok(1));
+        assert_eq!(t.run(std::pin::pin!(work)).await, Ok(1));
         let t = StreamTimers::new(None, Some(Duration::from_millis(50)), None, false);
         assert_eq!(
-            t.run(std::future::pending::<()>()).await,
+            t.run(std::pin::pin!(std::future::pending::<()>())).await,
             Err(StreamTimeout::Request)
         );
     }
@@ -360,7 +364,7 @@ mod tests {
             std::future::pending::<()>().await
         };
         let started = Instant::now();
-        assert_eq!(t.run(work).await, Err(StreamTimeout::Idle));
+        assert_eq!(t.run(std::pin::pin!(work)).await, Err(StreamTimeout::Idle));
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
@@ -374,7 +378,7 @@ mod tests {
         );
         t.apply_route(Some(Duration::ZERO), None);
         assert_eq!(
-            t.run(std::future::pending::<()>()).await,
+            t.run(std::pin::pin!(std::future::pending::<()>())).await,
             Err(StreamTimeout::MaxDuration)
         );
     }

@@ -129,7 +129,13 @@ async fn read_more(conn: &mut H1Conn) -> Result<usize, UpstreamError> {
     if conn.read_buf.capacity() - conn.read_buf.len() < 4096 {
         conn.read_buf.reserve(16 * 1024);
     }
-    Ok(conn.stream.read_buf(&mut conn.read_buf).await?)
+    let n = conn.stream.read_buf(&mut conn.read_buf).await?;
+    conn.cluster
+        .stats
+        .traffic
+        .upstream_cx_rx_bytes_total
+        .add(n as u64);
+    Ok(n)
 }
 
 /// Reads the response head (skipping 1xx interim responses unless wanted).

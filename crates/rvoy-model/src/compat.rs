@@ -242,7 +242,7 @@ mod tests {
     use super::*;
 
     fn load(yaml: &str) -> DynamicMessage {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
             .expect("Bootstrap");

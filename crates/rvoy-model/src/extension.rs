@@ -369,7 +369,7 @@ pub fn unimplemented_error(
     has_config: bool,
     path: &FieldPath,
 ) -> ConfigError {
-    let pool = rvoy_api::descriptor_pool();
+    let pool = &rvoy_api::descriptor_pool();
     let type_name = type_name_of(type_url);
     let envoy_has_type = !type_name.is_empty()
         && type_name.starts_with("envoy.")

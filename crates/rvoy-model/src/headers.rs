@@ -4,6 +4,7 @@
 //! order, each addition with its append action and a value that may contain
 //! command operators (`%DOWNSTREAM_REMOTE_ADDRESS%`), compiled once here.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -188,9 +189,11 @@ pub fn value_source(text: &str, path: &FieldPath) -> Result<HeaderValueSource, C
 pub fn data_source(ds: &core::DataSource, path: &FieldPath) -> Result<Bytes, ConfigError> {
     use core::data_source::Specifier as S;
     match &ds.specifier {
-        Some(S::Filename(f)) => std::fs::read(f).map(Bytes::from).map_err(|e| {
-            ConfigError::semantic(path.field("filename"), format!("Invalid path: {f}: {e}"))
-        }),
+        Some(S::Filename(f)) => read_config_file(Path::new(f))
+            .map(Bytes::from)
+            .map_err(|e| {
+                ConfigError::semantic(path.field("filename"), format!("Invalid path: {f}: {e}"))
+            }),
         Some(S::InlineBytes(b)) => Ok(Bytes::from(b.clone())),
         Some(S::InlineString(s)) => Ok(Bytes::from(s.clone())),
         Some(S::EnvironmentVariable(v)) => std::env::var(v).map(Bytes::from).map_err(|_| {
@@ -200,5 +203,67 @@ pub fn data_source(ds: &core::DataSource, path: &FieldPath) -> Result<Bytes, Con
             )
         }),
         None => Ok(Bytes::new()),
+    }
+}
+
+/// Reads a file named by the config (`DataSource.filename`, TLS material) the way
+/// Envoy's `Filesystem::Instance::fileReadToEnd` does: a path under `/dev/fd/` is
+/// read as is; any other path is canonicalized first and refused when that fails or
+/// lands in `/dev`, `/sys` or `/proc` (Envoy's `illegalPath`). So `filename:
+/// /dev/zero` (or `/dev/stdin`, `/dev/urandom`) is a config error, not a read that
+/// never ends.
+pub fn read_config_file(path: &Path) -> std::io::Result<Vec<u8>> {
+    let fd_path = path.to_str().is_some_and(|p| p.starts_with("/dev/fd/"));
+    if !fd_path {
+        let canonical = std::fs::canonicalize(path)?;
+        if ["/dev", "/sys", "/proc"]
+            .iter()
+            .any(|dir| canonical.starts_with(dir))
+        {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "files under /dev, /sys and /proc are not read",
+            ));
+        }
+    }
+    std::fs::read(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(name: &str) -> core::DataSource {
+        core::DataSource {
+            specifier: Some(core::data_source::Specifier::Filename(name.into())),
+            ..Default::default()
+        }
+    }
+
+    /// Found by the `config_yaml` fuzz target's review (docs/fuzzing.md): `filename:
+    /// /dev/zero` used to read until memory ran out. Envoy refuses such paths.
+    #[test]
+    fn special_files_are_refused_like_envoy() {
+        let p = FieldPath::root();
+        for f in [
+            "/dev/zero",
+            "/dev/urandom",
+            "/proc/self/status",
+            "/sys",
+            "/dev",
+        ] {
+            let err = data_source(&file(f), &p).expect_err(f).to_string();
+            assert!(err.contains(&format!("Invalid path: {f}: ")), "{err}");
+        }
+        let err = data_source(&file("/nonexistent/rvoy"), &p).expect_err("missing");
+        assert!(
+            err.to_string()
+                .contains("Invalid path: /nonexistent/rvoy: ")
+        );
+        let ok = std::env::temp_dir().join(format!("rvoy-ds-{}.txt", std::process::id()));
+        std::fs::write(&ok, b"body").expect("write");
+        let read = data_source(&file(&ok.to_string_lossy()), &p).expect("regular file");
+        assert_eq!(read, Bytes::from_static(b"body"));
+        let _ = std::fs::remove_file(ok);
     }
 }

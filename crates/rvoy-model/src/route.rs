@@ -1479,7 +1479,7 @@ mod tests {
     use super::*;
 
     fn config(yaml: &str) -> RouteConfig {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.route.v3.RouteConfiguration")
             .expect("desc");
@@ -1520,7 +1520,7 @@ virtual_hosts:
 
     #[test]
     fn duplicate_wildcard_is_rejected() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let desc = pool
             .get_message_by_name("envoy.config.route.v3.RouteConfiguration")
             .expect("desc");

@@ -358,7 +358,7 @@ mod tests {
 
     #[test]
     fn every_table_names_real_fields() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         let mut messages = HashSet::new();
         for table in crate::support_tables() {
             assert!(
@@ -387,7 +387,7 @@ mod tests {
 
     #[test]
     fn every_implemented_extension_has_a_checked_config() {
-        let pool = rvoy_api::descriptor_pool();
+        let pool = &rvoy_api::descriptor_pool();
         for e in crate::implemented_extensions() {
             assert!(
                 pool.get_message_by_name(e.config_type).is_some(),

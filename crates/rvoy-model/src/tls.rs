@@ -150,7 +150,7 @@ impl Source {
     /// The material's bytes (read now for a file).
     pub fn read(&self) -> std::io::Result<Bytes> {
         match self {
-            Source::File(p) => std::fs::read(p).map(Bytes::from),
+            Source::File(p) => crate::headers::read_config_file(p).map(Bytes::from),
             Source::Inline(b) => Ok(b.clone()),
         }
     }
@@ -1214,6 +1214,21 @@ pub fn sds_refs(common: &CommonTls) -> Vec<&SecretRef> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Key material is read like Envoy's `fileReadToEnd`: `/dev/zero` is refused
+    /// instead of read until memory runs out (found while fuzzing, docs/fuzzing.md).
+    #[test]
+    fn special_files_are_not_read() {
+        let err = Source::File(PathBuf::from("/dev/zero"))
+            .read()
+            .expect_err("refused");
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(
+            Source::File(PathBuf::from("/proc/self/environ"))
+                .read()
+                .is_err()
+        );
+    }
 
     #[test]
     fn cipher_lists_and_curves() {

@@ -126,7 +126,17 @@ fn sections(
 ) -> Vec<DynamicMessage> {
     let mut out = Vec::new();
     let when = timestamp(server.loaded_at);
-    let bootstrap = (*server.bootstrap).clone();
+    // Rebuilt from the typed bootstrap: the dynamic form would keep the
+    // descriptor pool (~17 MiB) alive for the life of the process.
+    let Some(bootstrap) = message("envoy.config.bootstrap.v3.Bootstrap").and_then(|m| {
+        DynamicMessage::decode(
+            m.descriptor(),
+            server.bootstrap_pb.encode_to_vec().as_slice(),
+        )
+        .ok()
+    }) else {
+        return out;
+    };
     let static_resources = sub(&bootstrap, "static_resources");
     let listeners = static_resources
         .as_ref()

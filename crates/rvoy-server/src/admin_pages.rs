@@ -19,7 +19,7 @@ use crate::server::{Server, ServerState};
 /// Renders a prost message as Envoy's admin JSON (proto field names,
 /// 64-bit integers as strings, defaults shown when `print_defaults`).
 pub fn to_json<M: prost::Message + prost::Name>(msg: &M, print_defaults: bool) -> String {
-    let pool = rvoy_api::descriptor_pool();
+    let pool = &rvoy_api::descriptor_pool();
     let Some(desc) = pool.get_message_by_name(&M::full_name()) else {
         return "{}".to_owned();
     };

@@ -61,9 +61,8 @@ pub struct Server {
     pub options: Options,
     pub store: rvoy_stats::Store,
     pub snapshot: Arc<ArcSwap<Snapshot>>,
-    /// The bootstrap as loaded (what `/config_dump` renders).
-    pub bootstrap: Arc<prost_reflect::DynamicMessage>,
-    /// The same bootstrap as its prost type.
+    /// The bootstrap as loaded; `/config_dump` renders it through the
+    /// descriptor pool on demand.
     pub bootstrap_pb: Arc<rvoy_api::envoy::config::bootstrap::v3::Bootstrap>,
     /// When the config was loaded (`last_updated` in `/config_dump`).
     pub loaded_at: std::time::SystemTime,
@@ -394,8 +393,17 @@ fn serve(
     loaded: rvoy_config_load::bootstrap::LoadedBootstrap,
     config: rvoy_model::Config,
 ) -> Result<(), String> {
+    // Only the typed bootstrap is kept: the dynamic message and the source
+    // map hold the descriptor pool, which is released once start-up is done.
+    let rvoy_config_load::bootstrap::LoadedBootstrap {
+        bootstrap,
+        message,
+        sources,
+        warnings,
+    } = loaded;
+    drop((message, sources, warnings));
     let concurrency = options.concurrency.max(1) as usize;
-    let mut store_options = crate::stats_config::store_options(&loaded.bootstrap, &options)?;
+    let mut store_options = crate::stats_config::store_options(&bootstrap, &options)?;
     let tag_producer = std::mem::replace(
         &mut store_options.tag_producer,
         rvoy_stats::TagProducer::none(),
@@ -440,11 +448,10 @@ fn serve(
     let (stop_tx, stop_rx) = watch::channel(false);
     let (terminate_tx, terminate_rx) = watch::channel(false);
     let process_stats = ProcessStats::new(&store, concurrency, filesystem);
-    let runtime_summary = runtime_summary(&loaded.bootstrap);
+    let runtime_summary = runtime_summary(&bootstrap);
     process_stats.on_config(&config, &runtime_summary);
     process_stats.server.version.set(
-        loaded
-            .bootstrap
+        bootstrap
             .stats_server_version_override
             .unwrap_or_else(|| crate::process_stats::server_version(cli::BUILD_SHA)),
     );
@@ -463,7 +470,7 @@ fn serve(
         stats: process_stats,
         admin: admin_runtime,
         flush_on_admin: matches!(
-            loaded.bootstrap.stats_flush,
+            bootstrap.stats_flush,
             Some(
                 rvoy_api::envoy::config::bootstrap::v3::bootstrap::StatsFlush::StatsFlushOnAdmin(
                     true
@@ -474,12 +481,11 @@ fn serve(
         recent_lookups_enabled: AtomicBool::new(false),
         recent_lookups_base: AtomicU64::new(0),
         runtime_overrides: Mutex::new(BTreeMap::new()),
-        bootstrap_pb: Arc::new(loaded.bootstrap.clone()),
+        bootstrap_pb: Arc::new(bootstrap.clone()),
         loaded_at: std::time::SystemTime::now(),
         options: options.clone(),
         store: store.clone(),
         snapshot: snapshot_handle.clone(),
-        bootstrap: Arc::new(loaded.message.clone()),
         state: AtomicU8::new(ServerState::PreInitializing as u8),
         health_failed,
         draining: draining.clone(),
@@ -554,6 +560,7 @@ fn serve(
         );
 
         spawn_signal_handlers(server.clone());
+        spawn_descriptor_pool_release();
         if !server.flush_on_admin {
             // With `stats_flush_on_admin`, Envoy creates no flush timer.
             spawn_periodic(server.clone(), config.stats_flush_interval);
@@ -687,4 +694,26 @@ fn runtime_summary(
         layers: layers.len(),
         keys: runtime_key_count(&layers),
     }
+}
+
+/// Lets the descriptor pool (~17 MiB, only needed to read, check or dump
+/// config) go as soon as start-up is done, then whenever it has been unused
+/// for a while after a later use (`/config_dump`, an SDS file rotation).
+fn spawn_descriptor_pool_release() {
+    const IDLE: Duration = Duration::from_secs(5);
+    let release = |idle| {
+        if rvoy_api::release_idle_descriptor_pool(idle) {
+            rvoy_config_load::release_caches();
+            rvoy_log::debug!(Component::Config, "released the descriptor pool");
+        }
+    };
+    release(Duration::ZERO);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(IDLE);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            release(IDLE);
+        }
+    });
 }

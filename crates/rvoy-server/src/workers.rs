@@ -447,7 +447,7 @@ async fn serve_connection(
                     if let Some(http) = &chain.http {
                         rvoy_http::serve_connection(stream, http.clone(), worker, conn).await;
                     } else if let Some(tcp) = &chain.tcp {
-                        crate::tcp_proxy::serve(stream, tcp, &worker, &mut info).await;
+                        Box::pin(crate::tcp_proxy::serve(stream, tcp, &worker, &mut info)).await;
                     }
                 }
             }
@@ -477,7 +477,7 @@ async fn listener_filters(lr: &ListenerRuntime, stream: &Stream) -> Option<Inspe
     };
     let stats = &lr.stats;
     stats.downstream_pre_cx_active.inc();
-    let fut = crate::tls_inspector::inspect(tcp, config, inspector_stats);
+    let fut = Box::pin(crate::tls_inspector::inspect(tcp, config, inspector_stats));
     let result = match lr.config.listener_filters_timeout {
         Some(t) => tokio::time::timeout(t, fut).await,
         None => Ok(fut.await),
@@ -518,7 +518,8 @@ async fn transport(
         // Listeners on pipes with TLS are rejected at load.
         return None;
     };
-    let handshake = tls.accept(tcp);
+    // Boxed: a handshake's state is only held while it runs.
+    let handshake = Box::pin(tls.accept(tcp));
     let result = match chain.transport_socket_connect_timeout {
         Some(t) => match tokio::time::timeout(t, handshake).await {
             Ok(r) => r,
@@ -540,5 +541,21 @@ async fn transport(
             info.downstream_transport_failure_reason = (!f.reason.is_empty()).then_some(f.reason);
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    fn future_size<A, B, C, D, E, F, G, Fut>(_: fn(A, B, C, D, E, F, G) -> Fut) -> usize {
+        std::mem::size_of::<Fut>()
+    }
+
+    /// What one accepted connection costs while idle (see rvoy-http's
+    /// `idle_connection_future_is_small`): TLS handshakes, listener filters
+    /// and tcp_proxy sessions are boxed where they run.
+    #[test]
+    fn connection_future_is_small() {
+        let size = future_size(super::serve_connection);
+        assert!(size < 8 * 1024, "serve_connection future is {size} bytes");
     }
 }

@@ -5,9 +5,8 @@
 //! Every scenario is a function of the binary under test. `target::*` runs it against rvoy
 //! (or Envoy with `RVOY_TEST_TARGET=envoy`); `envoy_oracle::*` (the differential section) runs
 //! the very same scenario and assertions against real Envoy when it is installed, and prints
-//! a message and passes when it is not. The assertions are Envoy's behaviour; where rvoy
-//! still differs, the assertion is preceded by `// KNOWN DIFF:` and skipped for rvoy while
-//! [`KNOWN_DIFFS`] is true.
+//! a message and passes when it is not. The assertions are Envoy's behaviour, and rvoy
+//! meets all of them.
 //!
 //! The upstream is a small scripted HTTP/1.1 server (below) steered by the request path, so
 //! it can stay silent, stall mid-body, redirect, or fail only the first attempt. Everything
@@ -26,10 +25,6 @@ use std::time::{Duration, Instant};
 use common::{hcm, static_cluster, vhost};
 use rvoy_testkit::raw::{RawConn, RawResponse, Request};
 use rvoy_testkit::{Binary, HyperClient, Ports, Proxy, ProxyBuilder};
-
-/// rvoy still differs from Envoy on the assertions marked `// KNOWN DIFF:`; while this is
-/// true they are skipped for rvoy (never for Envoy). Flip it once rvoy is fixed.
-const KNOWN_DIFFS: bool = true;
 
 /// The bound of one wait for something that should happen "soon".
 const WAIT: Duration = Duration::from_secs(3);
@@ -88,36 +83,6 @@ struct Target {
 impl Target {
     fn new(binary: Binary) -> Target {
         Target { binary }
-    }
-
-    fn is_envoy(&self) -> bool {
-        matches!(self.binary, Binary::Envoy(_))
-    }
-
-    /// Runs a `// KNOWN DIFF:` check: always against Envoy, against rvoy only once
-    /// [`KNOWN_DIFFS`] is false. With `RVOY_REPORT_KNOWN_DIFFS` set, a skipped check still
-    /// runs and prints (without failing) whether rvoy still differs there.
-    #[track_caller]
-    fn known_diff(&self, check: impl FnOnce()) {
-        if !KNOWN_DIFFS || self.is_envoy() {
-            check();
-            return;
-        }
-        if std::env::var_os("RVOY_REPORT_KNOWN_DIFFS").is_none() {
-            return;
-        }
-        let at = std::panic::Location::caller();
-        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(check));
-        println!(
-            "KNOWN DIFF at {}:{}: {}",
-            at.file(),
-            at.line(),
-            if outcome.is_ok() {
-                "rvoy now agrees with Envoy"
-            } else {
-                "rvoy still differs"
-            }
-        );
     }
 }
 
@@ -545,7 +510,6 @@ struct LogLine {
 
 /// A running proxy with its scripted upstream.
 struct Env {
-    target: Target,
     proxy: Proxy,
     up: Upstream,
 }
@@ -583,11 +547,7 @@ fn start(target: &Target, routes: &str, hcm_extra: &str) -> Env {
         .extra_args(&["--file-flush-interval-msec", "20"])
         .start()
         .expect("proxy starts and listens");
-    Env {
-        target: target.clone(),
-        proxy,
-        up,
-    }
+    Env { proxy, up }
 }
 
 impl Env {
@@ -672,16 +632,9 @@ impl Env {
         }
         std::thread::sleep(Duration::from_millis(60));
         let lines = read();
-        // KNOWN DIFF: in the access-log line of a local reply of the stream timers (idle,
-        // request, max duration), rvoy's %REQ(X-MARK)% (any non-pseudo request header) is
-        // "-"; :authority and :path are there. (Checked only when a line lacks the mark,
-        // so that RVOY_REPORT_KNOWN_DIFFS reports only the lines that still differ.)
-        if lines.iter().any(|(m, _)| m != mark) {
-            self.target.known_diff(|| {
-                for (m, l) in &lines {
-                    assert_eq!(m, mark, "%REQ(X-MARK)% of {l:?}");
-                }
-            });
+        // Local replies of the stream timers too log the request's headers.
+        for (m, l) in &lines {
+            assert_eq!(m, mark, "%REQ(X-MARK)% of {l:?}");
         }
         lines.into_iter().map(|(_, l)| l).collect()
     }
@@ -988,13 +941,10 @@ fn route_idle_timeout_and_max_stream_duration(t: &Target) {
     let l = env.log1("rit-short");
     assert_eq!((l.code.as_str(), l.flags.as_str()), ("504", "SI"), "{l:?}");
     assert_took(started, Duration::from_millis(200), "route idle timeout");
-    // KNOWN DIFF: rvoy times out after the HCM's 1 s, not the route's shorter 0.2 s.
-    t.known_diff(|| {
-        assert!(
-            took < Duration::from_millis(800),
-            "the route's 0.2 s, not the HCM's 1 s: {took:?}"
-        );
-    });
+    assert!(
+        took < Duration::from_millis(800),
+        "the route's 0.2 s, not the HCM's 1 s: {took:?}"
+    );
 
     // The route's max_stream_duration.
     let started = Instant::now();
@@ -1012,13 +962,10 @@ fn route_idle_timeout_and_max_stream_duration(t: &Target) {
         Duration::from_millis(300),
         "route max stream duration",
     );
-    // KNOWN DIFF: rvoy times out after the HCM's 1 s idle timeout, not the route's 0.3 s.
-    t.known_diff(|| {
-        assert!(
-            took < Duration::from_millis(800),
-            "the route's 0.3 s, not at the HCM idle timeout: {took:?}"
-        );
-    });
+    assert!(
+        took < Duration::from_millis(800),
+        "the route's 0.3 s, not at the HCM idle timeout: {took:?}"
+    );
 
     assert_eq!(env.stat("http.ingress.downstream_rq_idle_timeout", 2), 2);
     assert_eq!(
@@ -1052,8 +999,7 @@ fn route_timeout(t: &Target) {
     assert!(!c.is_closed(Duration::from_millis(100)), "kept open");
     let l = env.log1("rto-head");
     assert_eq!((l.code.as_str(), l.flags.as_str()), ("504", "UT"), "{l:?}");
-    // KNOWN DIFF: rvoy's %RESPONSE_CODE_DETAILS% is "upstream_response_timeout".
-    t.known_diff(|| assert_eq!(l.details, "response_timeout", "{l:?}"));
+    assert_eq!(l.details, "response_timeout", "{l:?}");
 
     // The head and 2 of 10 body bytes went out; the timer still runs and cuts the
     // response: the client sees a truncated body and the connection closing.
@@ -1135,8 +1081,7 @@ fn per_try_timeouts_and_retriable_request_headers(t: &Target) {
         ("200", "UT", "2"),
         "{l:?}"
     );
-    // KNOWN DIFF: rvoy's %RESPONSE_CODE_DETAILS% is "via_upstream".
-    t.known_diff(|| assert_eq!(l.details, "upstream_per_try_idle_timeout", "{l:?}"));
+    assert_eq!(l.details, "upstream_per_try_idle_timeout", "{l:?}");
     assert_eq!(
         env.stat("cluster.up.upstream_rq_per_try_idle_timeout", 2),
         2
@@ -1176,21 +1121,17 @@ fn downstream_disconnect_while_waiting(t: &Target) {
     let l = env.log1("dc");
     assert_eq!((l.code.as_str(), l.flags.as_str()), ("0", "DC"), "{l:?}");
     assert_eq!(l.sent, "0", "{l:?}");
-    // KNOWN DIFF: rvoy's %RESPONSE_CODE_DETAILS% is "-".
-    t.known_diff(|| assert_eq!(l.details, "downstream_remote_disconnect", "{l:?}"));
+    assert_eq!(l.details, "downstream_remote_disconnect", "{l:?}");
     // The upstream request is reset: its connection closes.
     assert_eq!(env.up.wait_closed(1, WAIT), 1);
     // And the proxy carries on.
     let (r, _) = env.send(&get("/after", "dc-after"));
     assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
     assert_eq!(env.up.st.accepted.load(Ordering::SeqCst), accepted + 1);
-    // KNOWN DIFF: rvoy does not count the connection in downstream_cx_destroy_remote_active_rq.
-    t.known_diff(|| {
-        assert_eq!(
-            env.stat("http.ingress.downstream_cx_destroy_remote_active_rq", 1),
-            1
-        );
-    });
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_destroy_remote_active_rq", 1),
+        1
+    );
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1244,8 +1185,7 @@ fn internal_redirects(t: &Target) {
         ("other.example", "/final?q=1"),
         "{lines:#?}"
     );
-    // KNOWN DIFF: rvoy's %RESPONSE_CODE_DETAILS% of the 3xx pass is "-".
-    t.known_diff(|| assert_eq!(lines[0].details, "internal_redirect", "{lines:#?}"));
+    assert_eq!(lines[0].details, "internal_redirect", "{lines:#?}");
     assert_eq!(
         (lines[1].code.as_str(), lines[1].sent.as_str()),
         ("200", "2"),
@@ -1427,26 +1367,19 @@ fn max_connection_duration_http1(t: &Target) {
 
     // A request after the deadline, while draining, is answered with `connection: close`.
     std::thread::sleep(Duration::from_millis(600).saturating_sub(started.elapsed()));
-    // KNOWN DIFF: rvoy closes an idle HTTP/1 connection right at max_connection_duration,
-    // without the drain_timeout window: this request gets no response.
-    t.known_diff(|| {
-        let r = later.request(&get("/", "mcd-later")).expect("response");
-        assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
-        assert_eq!(r.header("connection"), Some("close"), "{r:?}");
-        assert!(later.is_closed(WAIT));
-    });
+    let r = later.request(&get("/", "mcd-later")).expect("response");
+    assert_eq!((r.status, r.body_str().as_str()), (200, "ok"));
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(later.is_closed(WAIT));
 
     // An idle connection is closed, drain_timeout after the deadline.
     assert!(idle.is_closed(WAIT), "closed when the duration ran out");
     let idle_closed = started.elapsed();
-    // KNOWN DIFF: rvoy closes it at max_connection_duration (0.5 s), Envoy at
-    // max_connection_duration + drain_timeout + delayed_close_timeout (1 s).
-    t.known_diff(|| {
-        assert!(
-            idle_closed >= Duration::from_millis(850),
-            "closed after {idle_closed:?}"
-        );
-    });
+    // (max_connection_duration + drain_timeout + delayed_close_timeout is 1 s.)
+    assert!(
+        idle_closed >= Duration::from_millis(950),
+        "closed after {idle_closed:?}"
+    );
 
     // A request in flight at the deadline is answered with `connection: close`.
     let r = busy.read_response().expect("response");
@@ -1478,27 +1411,18 @@ fn http1_idle_timeout(t: &Target) {
     let answered = Instant::now();
 
     // Idle afterwards, it drains and is closed: idle_timeout + drain_timeout +
-    // delayed_close_timeout after the response.
+    // delayed_close_timeout (0.8 s) after the response; the connection's end too waits for
+    // the delayed close.
     assert!(c.is_closed(WAIT), "closed once idle");
     let idle_for = answered.elapsed();
     assert!(
-        idle_for >= Duration::from_millis(350),
-        "closed after {idle_for:?}"
+        idle_for >= Duration::from_millis(750),
+        "closed {idle_for:?} after the response"
     );
-    // KNOWN DIFF: rvoy closes right at idle_timeout (0.4 s), Envoy drains first (0.8 s).
-    t.known_diff(|| {
-        assert!(
-            idle_for >= Duration::from_millis(650),
-            "closed {idle_for:?} after the response"
-        );
-    });
 
-    // KNOWN DIFF: rvoy never closes a connection on which no byte ever arrived; Envoy closes
-    // it at idle_timeout.
-    t.known_diff(|| {
-        assert!(mute.is_closed(WAIT), "a mute connection is closed");
-        assert_eq!(env.stat("http.ingress.downstream_cx_idle_timeout", 2), 2);
-    });
+    // A connection on which no byte ever arrived has no codec: it is closed at idle_timeout.
+    assert!(mute.is_closed(WAIT), "a mute connection is closed");
+    assert_eq!(env.stat("http.ingress.downstream_cx_idle_timeout", 2), 2);
     assert!(env.stat("http.ingress.downstream_cx_idle_timeout", 1) >= 1);
 }
 
@@ -1601,27 +1525,22 @@ fn http2_idle_timeout_and_goaway(t: &Target) {
         "first GOAWAY after {first:?}"
     );
     let closed = closed.expect("closed after the GOAWAYs");
-    assert!(closed >= second, "{closed:?} {goaways:?}");
-    // KNOWN DIFF: rvoy sends the final GOAWAY and closes as soon as the client acks the
-    // PING that follows the first GOAWAY, without waiting for drain_timeout.
-    t.known_diff(|| {
-        assert!(
-            second >= first + Duration::from_millis(250),
-            "drain_timeout between the GOAWAYs: {goaways:?}"
-        );
-    });
-    // KNOWN DIFF: when the client does not answer that PING, rvoy never sends the final
-    // GOAWAY nor closes the connection; Envoy closes it after drain_timeout anyway.
-    t.known_diff(|| {
-        let silent = h2_watch_goaways(env.addr(), false, WAIT);
-        let (goaways, closed) = &silent;
-        assert_eq!(
-            goaways.iter().map(|(_, last)| *last).collect::<Vec<_>>(),
-            [0x7fff_ffff, 0],
-            "{silent:?}"
-        );
-        assert!(closed.is_some(), "closed: {silent:?}");
-    });
+    assert!(
+        closed >= second + Duration::from_millis(50),
+        "closed delayed_close_timeout after the final GOAWAY: {closed:?} {goaways:?}"
+    );
+    assert!(
+        second >= first + Duration::from_millis(250),
+        "drain_timeout between the GOAWAYs: {goaways:?}"
+    );
+    let silent = h2_watch_goaways(env.addr(), false, WAIT);
+    let (goaways, closed) = &silent;
+    assert_eq!(
+        goaways.iter().map(|(_, last)| *last).collect::<Vec<_>>(),
+        [0x7fff_ffff, 0],
+        "{silent:?}"
+    );
+    assert!(closed.is_some(), "closed: {silent:?}");
 
     assert!(env.stat("http.ingress.downstream_cx_idle_timeout", 2) >= 2);
 }

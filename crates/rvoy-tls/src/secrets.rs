@@ -107,7 +107,7 @@ pub fn read_sds_file(path: &Path) -> Result<HashMap<String, SecretValue>, TlsErr
         rvoy_config_load::yaml::parse_yaml(&text)
     }
     .map_err(|e| err(e.message))?;
-    let pool = rvoy_api::descriptor_pool();
+    let pool = &rvoy_api::descriptor_pool();
     let desc = pool
         .get_message_by_name("envoy.service.discovery.v3.DiscoveryResponse")
         .ok_or_else(|| err("DiscoveryResponse missing from the API pool".into()))?;
