@@ -28,6 +28,13 @@ const MAX_DEPTH: usize = 256;
 /// Most nodes a document may expand to, aliases included.
 const MAX_NODES: usize = 5_000_000;
 
+/// Most nodes and text bytes aliases may copy in one document. yaml-cpp has
+/// no such bound; without one a few hundred bytes of nested aliases ("billion
+/// laughs") take gigabytes. Real configs use aliases for a few shared blocks,
+/// far below this (see docs/compat.md).
+const MAX_ALIAS_NODES: usize = 100_000;
+const MAX_ALIAS_BYTES: usize = 16 << 20;
+
 /// A syntax error, with the position the parser stopped at.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SyntaxError {
@@ -90,6 +97,8 @@ struct Builder {
     stack: Vec<Frame>,
     anchors: HashMap<usize, Node>,
     nodes: usize,
+    alias_nodes: usize,
+    alias_bytes: usize,
 }
 
 /// A key or value completed by the builder.
@@ -106,6 +115,8 @@ impl Builder {
             stack: Vec::new(),
             anchors: HashMap::new(),
             nodes: 0,
+            alias_nodes: 0,
+            alias_bytes: 0,
         }
     }
 
@@ -144,15 +155,26 @@ impl Builder {
                     continue;
                 }
                 Event::Alias(id) => {
-                    let size =
-                        self.anchors
-                            .get(&id)
-                            .map(count_nodes)
-                            .ok_or_else(|| SyntaxError {
-                                pos,
-                                message: "alias to an unknown anchor".to_owned(),
-                            })?;
+                    let (size, bytes) = self
+                        .anchors
+                        .get(&id)
+                        .map(|n| (count_nodes(n), count_bytes(n)))
+                        .ok_or_else(|| SyntaxError {
+                            pos,
+                            message: "alias to an unknown anchor".to_owned(),
+                        })?;
                     self.count(size, pos)?;
+                    self.alias_nodes = self.alias_nodes.saturating_add(size);
+                    self.alias_bytes = self.alias_bytes.saturating_add(bytes);
+                    if self.alias_nodes > MAX_ALIAS_NODES || self.alias_bytes > MAX_ALIAS_BYTES {
+                        return Err(SyntaxError {
+                            pos,
+                            message: format!(
+                                "aliases expand to more than {MAX_ALIAS_NODES} nodes or {} MiB of text",
+                                MAX_ALIAS_BYTES >> 20
+                            ),
+                        });
+                    }
                     let value = self
                         .anchors
                         .get(&id)
@@ -347,6 +369,19 @@ fn key_text(node: &Node) -> Option<String> {
         _ => None,
     }
     .map(|s| s.to_owned())
+}
+
+/// The text an aliased node copies: its strings and keys.
+fn count_bytes(node: &Node) -> usize {
+    match &node.value {
+        Value::String(s) => s.len(),
+        Value::List(items) => items.iter().map(count_bytes).sum::<usize>(),
+        Value::Map(entries) => entries
+            .iter()
+            .map(|(k, v)| k.name.len() + count_bytes(v))
+            .sum::<usize>(),
+        _ => 0,
+    }
 }
 
 fn count_nodes(node: &Node) -> usize {
@@ -653,5 +688,23 @@ mod tests {
             panic!("a mapping")
         };
         assert_eq!(entries.len(), 100_000);
+    }
+
+    /// Nested aliases that would copy gigabytes are refused early.
+    #[test]
+    fn alias_expansion_is_bounded() {
+        let mut text =
+            String::from("a: &a [\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"]\n");
+        let mut prev = 'a';
+        for name in ['b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] {
+            text.push_str(&format!(
+                "{name}: &{name} [*{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}, *{prev}]\n"
+            ));
+            prev = name;
+        }
+        let err = parse_yaml(&text).expect_err("refused");
+        assert!(err.message.contains("aliases expand"), "{}", err.message);
+        // A few shared blocks are fine.
+        assert!(parse_yaml("a: &a {x: 1, y: [1, 2]}\nb: *a\nc: *a\n").is_ok());
     }
 }

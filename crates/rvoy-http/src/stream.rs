@@ -599,7 +599,7 @@ pub fn match_route<'a>(
         path_only
     };
     let grpc = local_reply::is_grpc_request(&req.headers);
-    vhost.routes.iter().find(|r| {
+    let matches = |r: &&Route| {
         let m = &r.matcher;
         if !m.path_matches(path_only) {
             return false;
@@ -619,7 +619,21 @@ pub fn match_route<'a>(
             return false;
         }
         true
-    })
+    };
+    // Many routes: only those the index says can match the path, in order.
+    if let Some(index) = &vhost.route_index {
+        thread_local! {
+            static CANDIDATES: std::cell::RefCell<Vec<u32>> = const { std::cell::RefCell::new(Vec::new()) };
+        }
+        return CANDIDATES.with(|c| {
+            let mut c = c.borrow_mut();
+            index.candidates(path_only, &mut c);
+            c.iter()
+                .filter_map(|&i| vhost.routes.get(i as usize))
+                .find(matches)
+        });
+    }
+    vhost.routes.iter().find(matches)
 }
 
 /// The path without `;parameters` in its segments

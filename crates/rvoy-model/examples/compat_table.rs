@@ -895,4 +895,22 @@ read by a format string (`%CLUSTER_METADATA(...)%`...), zone-aware routing
 Beyond the first error of each config, the tool strips every unsupported
 feature in turn and builds again, so that an error hidden behind them (a bug
 in rvoy, for a config Envoy accepts) still shows up below.
+
+## Deliberate differences
+
+Where rvoy does not do what Envoy 1.40 does, on purpose:
+
+* **YAML alias expansion is bounded.** yaml-cpp expands aliases without
+  limit, so a few hundred bytes of nested aliases take gigabytes and minutes
+  (found by fuzzing, `fuzz/regressions/alias-*.yaml`). rvoy refuses a document
+  whose aliases copy more than 100,000 nodes or 16 MiB of text, and any
+  document above 5,000,000 nodes. Real configs stay far below.
+* **The descriptor pool is released after start-up.** Envoy keeps its
+  reflection data for the life of the process; rvoy drops the ~17 MiB pool
+  once config is loaded and decodes it again (~20 ms) for `/config_dump` or
+  an SDS file rotation. Output is the same.
+* **Routes are indexed.** In a virtual host of 16 or more routes, rvoy only
+  evaluates the routes whose literal path matcher can match the request
+  (regex and case-insensitive routes are always evaluated), in config order;
+  the route chosen is the same as Envoy's first-match scan.
 ";

@@ -24,6 +24,7 @@ pub mod listener;
 pub mod matcher;
 pub mod render;
 pub mod route;
+pub mod route_index;
 pub mod stats_sink;
 pub mod support;
 pub mod tcp_proxy;

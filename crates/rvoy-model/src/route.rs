@@ -281,6 +281,8 @@ pub struct VirtualHost {
     pub name: String,
     pub domains: Vec<String>,
     pub routes: Vec<Route>,
+    /// The routes indexed by literal path (hosts with many routes).
+    pub route_index: Option<crate::route_index::RouteIndex>,
     pub require_tls: RequireTls,
     pub request_headers: HeaderMutations,
     pub response_headers: HeaderMutations,
@@ -872,6 +874,7 @@ fn virtual_host(
     Ok(VirtualHost {
         name: vh.name.clone(),
         domains: vh.domains.clone(),
+        route_index: crate::route_index::RouteIndex::build(&routes),
         routes,
         require_tls,
         request_headers: HeaderMutations::from_proto(
@@ -1475,8 +1478,20 @@ pub fn fraction_default(f: &RuntimeFraction) -> FractionalPercent {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+
+    /// A route config of one virtual host (`*`) with `routes_yaml` as its
+    /// routes (a YAML list indented at column 0).
+    pub(crate) fn config_with_routes(routes_yaml: &str) -> Arc<RouteConfig> {
+        let mut yaml = String::from("virtual_hosts:\n- name: vh\n  domains: [\"*\"]\n  routes:\n");
+        for line in routes_yaml.lines() {
+            yaml.push_str("  ");
+            yaml.push_str(line);
+            yaml.push('\n');
+        }
+        Arc::new(config(&yaml))
+    }
 
     fn config(yaml: &str) -> RouteConfig {
         let pool = &rvoy_api::descriptor_pool();

@@ -371,6 +371,8 @@ pub struct AdminResponse {
     pub status: StatusCode,
     pub content_type: &'static str,
     pub body: Bytes,
+    /// A body rendered while it is sent, after `body` (`/stats/prometheus`).
+    pub stream: Option<BodyStream>,
     /// Envoy's `/config_dump` errors add a second `x-content-type-options`
     /// header before `content-type`.
     pub extra_nosniff: bool,
@@ -394,18 +396,67 @@ impl AdminResponse {
             status,
             content_type,
             body: Bytes::from(body.into()),
+            stream: None,
             extra_nosniff: false,
+        }
+    }
+
+    /// A response whose body is produced chunk by chunk as it is sent.
+    pub fn streamed(status: StatusCode, content_type: &'static str, stream: BodyStream) -> Self {
+        AdminResponse {
+            status,
+            content_type,
+            body: Bytes::new(),
+            stream: Some(stream),
+            extra_nosniff: false,
+        }
+    }
+
+    /// Renders the rest of the stream, if any, into `body`.
+    pub fn collect_stream(&mut self) {
+        if let Some(stream) = self.stream.take() {
+            let mut all = Vec::from(std::mem::take(&mut self.body));
+            for chunk in stream.0 {
+                all.extend_from_slice(&chunk);
+            }
+            self.body = Bytes::from(all);
         }
     }
 }
 
+/// The chunks of a body rendered while it is sent: each is produced when
+/// the connection can take more, so a large body (a 128 MB
+/// `/stats/prometheus`) is never held in memory whole and its first bytes
+/// leave before the rest is rendered.
+pub struct BodyStream(pub Box<dyn Iterator<Item = Bytes>>);
+
+impl std::fmt::Debug for BodyStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BodyStream")
+    }
+}
+
 /// A response body sent with chunked transfer encoding (hyper picks
-/// chunked when the size is not known), as Envoy's admin does.
-pub struct ChunkedBody(Option<Bytes>);
+/// chunked when the size is not known), as Envoy's admin does: a body in
+/// one piece, then the chunks of a stream.
+pub struct ChunkedBody {
+    full: Option<Bytes>,
+    stream: Option<BodyStream>,
+}
 
 impl ChunkedBody {
     pub fn new(body: Bytes) -> Self {
-        ChunkedBody(Some(body))
+        ChunkedBody {
+            full: Some(body),
+            stream: None,
+        }
+    }
+
+    pub fn with_stream(body: Bytes, stream: Option<BodyStream>) -> Self {
+        ChunkedBody {
+            full: Some(body),
+            stream,
+        }
     }
 }
 
@@ -417,13 +468,15 @@ impl hyper::body::Body for ChunkedBody {
         self: Pin<&mut Self>,
         _cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-        Poll::Ready(
-            self.get_mut()
-                .0
-                .take()
-                .filter(|b| !b.is_empty())
-                .map(|b| Ok(Frame::data(b))),
-        )
+        let this = self.get_mut();
+        if let Some(b) = this.full.take().filter(|b| !b.is_empty()) {
+            return Poll::Ready(Some(Ok(Frame::data(b))));
+        }
+        let next = this.stream.as_mut().and_then(|s| s.0.next());
+        if next.is_none() {
+            this.stream = None;
+        }
+        Poll::Ready(next.map(|b| Ok(Frame::data(b))))
     }
 
     fn is_end_stream(&self) -> bool {
@@ -662,7 +715,11 @@ async fn handle(
         .map(|b| b.to_bytes())
         .unwrap_or_default();
     info.bytes_received = body.len() as u64;
-    let resp = dispatch(&server, &method, &path, &query, &request_headers, &body).await;
+    let mut resp = dispatch(&server, &method, &path, &query, &request_headers, &body).await;
+    if !rt.access_logs.is_empty() {
+        // The access log entry gives the bytes sent: render all of it now.
+        resp.collect_stream();
+    }
 
     let mut headers = HeaderMap::new();
     if resp.extra_nosniff {
@@ -712,7 +769,7 @@ async fn handle(
         rvoy_http::access_log::emit(&rt.access_logs, &info);
     }
 
-    let mut response = Response::new(ChunkedBody::new(resp.body));
+    let mut response = Response::new(ChunkedBody::with_stream(resp.body, resp.stream));
     *response.status_mut() = resp.status;
     *response.headers_mut() = headers;
     response

@@ -216,10 +216,22 @@ pub fn prometheus(server: &Server, query: &str) -> AdminResponse {
     } else {
         server.materialize_stats();
     }
-    let snap = server.store.snapshot();
-    let mut out = String::new();
-    rvoy_stats::render::render_prometheus(&snap, &params, &mut out);
-    AdminResponse::text(StatusCode::OK, out)
+    // Rendered while it is sent, one ~64 KiB chunk at a time.
+    let mut render = rvoy_stats::render::PrometheusRender::new(server.store.snapshot(), &params);
+    let chunks = std::iter::from_fn(move || {
+        if render.is_done() {
+            return None;
+        }
+        let chunk = rvoy_stats::render::PROMETHEUS_CHUNK;
+        let mut out = String::with_capacity(chunk + chunk / 8);
+        render.fill(&mut out, chunk);
+        (!out.is_empty()).then(|| bytes::Bytes::from(out))
+    });
+    AdminResponse::streamed(
+        StatusCode::OK,
+        crate::admin::TEXT,
+        crate::admin::BodyStream(Box::new(chunks)),
+    )
 }
 
 /// `/stats/recentlookups`. rvoy's stats store has no symbol table, so no
