@@ -553,6 +553,25 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for CountingIo<T> {
         r
     }
 
+    // Vectored writes let hyper queue body chunks and send them with
+    // `writev` instead of copying them into one flat buffer first (for a
+    // 48 MB `/stats` or a streamed 128 MB `/stats/prometheus`).
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if let Poll::Ready(Ok(n)) = &r {
+            self.tx.add(*n as u64);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }

@@ -29,6 +29,7 @@ pub mod render;
 mod shard;
 pub mod snapshot;
 pub mod store;
+mod table;
 pub mod tags;
 
 pub use error::{ParamsError, StatsError};

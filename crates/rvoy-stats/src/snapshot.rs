@@ -1,5 +1,6 @@
 //! Point-in-time views of a store: per-stat metadata computed once at
-//! registration (name, tag-extracted name, tags, Prometheus-sanitized forms),
+//! registration (name, tag-extracted name, interned tag sets with their
+//! Prometheus label lists, Prometheus-sanitized names),
 //! cached sort orders (Envoy's `/stats` string order and Prometheus' grouping
 //! order, maintained incrementally as stats are added), summed values, and
 //! merged histogram statistics. Rendering and stats sinks read only this.
@@ -9,6 +10,7 @@ use std::sync::Arc;
 
 use crate::histogram::{HistogramStatistics, HistogramUnit, SparseHist};
 use crate::store::GaugeImportMode;
+use crate::table::{ChunkVec, NameArena};
 
 /// Kind of a stat.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -21,15 +23,21 @@ pub enum StatKind {
     Histogram,
 }
 
-#[derive(Clone, Debug)]
+/// Per-stat metadata (24 bytes): the name in the [`NameArena`], the
+/// tag-extracted name, the interned tag set, and the kind-specific fields.
+#[derive(Clone, Copy, Debug)]
 pub(crate) struct StatInfo {
-    pub(crate) name: Arc<str>,
-    pub(crate) kind: StatKind,
+    pub(crate) name_pos: u32,
+    pub(crate) name_len: u32,
+    /// Index into [`MetaTable::extracted`].
     pub(crate) extracted: u32,
-    pub(crate) tags: Box<[(u32, Arc<str>)]>,
+    /// Index into [`MetaTable::tagsets`].
+    pub(crate) tags: u32,
+    /// Histograms: index into [`MetaTable::buckets`].
+    pub(crate) buckets: u16,
+    pub(crate) kind: StatKind,
     pub(crate) import_mode: GaugeImportMode,
     pub(crate) unit: HistogramUnit,
-    pub(crate) buckets: Arc<[f64]>,
 }
 
 #[derive(Clone, Debug)]
@@ -39,18 +47,36 @@ pub(crate) struct NamePair {
     pub(crate) prom: Arc<str>,
 }
 
+/// A distinct list of tags, shared by every stat that has it (all the stats
+/// of one cluster share one), with its Prometheus label list rendered once.
+#[derive(Debug)]
+pub(crate) struct TagSet {
+    /// `(tag name id, value)` in Envoy's order.
+    pub(crate) tags: Box<[(u32, Arc<str>)]>,
+    /// `name="value",...` (sanitized names, escaped values), no braces.
+    pub(crate) prom: Box<str>,
+}
+
 #[derive(Clone, Debug, Default)]
 pub(crate) struct MetaTable {
-    pub(crate) values: Vec<Arc<StatInfo>>,
-    pub(crate) kinds: Vec<StatKind>,
-    pub(crate) hists: Vec<Arc<StatInfo>>,
+    pub(crate) names: NameArena,
+    /// Counters and gauges, by slot.
+    pub(crate) values: ChunkVec<StatInfo>,
+    /// Histograms, by slot.
+    pub(crate) hists: ChunkVec<StatInfo>,
     pub(crate) extracted: Vec<NamePair>,
     pub(crate) tag_names: Vec<NamePair>,
+    /// Tag sets; id 0 is the empty set.
+    pub(crate) tagsets: ChunkVec<Arc<TagSet>>,
+    /// Histogram bucket bounds (id 0: Envoy's defaults).
+    pub(crate) buckets: Arc<[Arc<[f64]>]>,
     /// Counters and gauges by name (byte order), as `/stats` prints them.
     pub(crate) order_name_values: Arc<Vec<u32>>,
     pub(crate) order_name_hists: Arc<Vec<u32>>,
-    /// Counters and gauges by (tag-extracted name, name), token-wise.
-    pub(crate) order_prom_values: Arc<Vec<u32>>,
+    /// Counters, gauges and histograms by (tag-extracted name, name),
+    /// token-wise, as `/stats/prometheus` prints them.
+    pub(crate) order_prom_counters: Arc<Vec<u32>>,
+    pub(crate) order_prom_gauges: Arc<Vec<u32>>,
     pub(crate) order_prom_hists: Arc<Vec<u32>>,
 }
 
@@ -67,7 +93,35 @@ pub(crate) fn prom_sanitize(s: &str) -> String {
         .collect()
 }
 
+/// Prometheus label-value escaping (`\`, newline, `"`).
+pub(crate) fn prom_value(out: &mut String, v: &str) {
+    if !v.contains(['\\', '\n', '"']) {
+        out.push_str(v);
+        return;
+    }
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '"' => out.push_str("\\\""),
+            c => out.push(c),
+        }
+    }
+}
+
 impl MetaTable {
+    pub(crate) fn new(buckets: Vec<Arc<[f64]>>) -> Self {
+        let mut m = MetaTable {
+            buckets: buckets.into(),
+            ..MetaTable::default()
+        };
+        m.tagsets.push(Arc::new(TagSet {
+            tags: Box::new([]),
+            prom: "".into(),
+        }));
+        m
+    }
+
     pub(crate) fn push_extracted(&mut self, name: Arc<str>) {
         let prom: Arc<str> = Arc::from(format!("envoy_{}", prom_sanitize(&name)));
         self.extracted.push(NamePair { name, prom });
@@ -76,6 +130,50 @@ impl MetaTable {
     pub(crate) fn push_tag_name(&mut self, name: Arc<str>) {
         let prom: Arc<str> = Arc::from(prom_sanitize(&name));
         self.tag_names.push(NamePair { name, prom });
+    }
+
+    /// Adds a tag set (not already present), rendering its label list.
+    pub(crate) fn push_tagset(&mut self, tags: Box<[(u32, Arc<str>)]>) -> u32 {
+        let mut prom = String::new();
+        for (i, (n, v)) in tags.iter().enumerate() {
+            if i > 0 {
+                prom.push(',');
+            }
+            prom.push_str(&self.tag_names[*n as usize].prom);
+            prom.push_str("=\"");
+            prom_value(&mut prom, v);
+            prom.push('"');
+        }
+        self.tagsets.push(Arc::new(TagSet {
+            tags,
+            prom: prom.into(),
+        })) as u32
+    }
+
+    /// The full name of a stat.
+    #[inline]
+    pub(crate) fn name(&self, info: &StatInfo) -> &str {
+        self.names.get(info.name_pos, info.name_len)
+    }
+
+    #[inline]
+    pub(crate) fn value_name(&self, slot: u32) -> &str {
+        self.name(&self.values[slot as usize])
+    }
+
+    #[inline]
+    pub(crate) fn hist_name(&self, slot: u32) -> &str {
+        self.name(&self.hists[slot as usize])
+    }
+
+    #[inline]
+    pub(crate) fn tagset(&self, info: &StatInfo) -> &TagSet {
+        &self.tagsets[info.tags as usize]
+    }
+
+    #[inline]
+    pub(crate) fn bucket_bounds(&self, info: &StatInfo) -> &[f64] {
+        &self.buckets[info.buckets as usize]
     }
 }
 
@@ -135,66 +233,77 @@ pub(crate) fn update_orders(
             ranks[id as usize] = rank as u32;
         }
     }
-    let extend = |infos: &[Arc<StatInfo>],
-                  from: usize,
-                  by_name: &mut Arc<Vec<u32>>,
-                  by_prom: &mut Arc<Vec<u32>>| {
+    let MetaTable {
+        names,
+        values,
+        hists,
+        order_name_values,
+        order_name_hists,
+        order_prom_counters,
+        order_prom_gauges,
+        order_prom_hists,
+        ..
+    } = m;
+    let name_of = |infos: &ChunkVec<StatInfo>, i: u32| -> &str {
+        let info = &infos[i as usize];
+        names.get(info.name_pos, info.name_len)
+    };
+    let extend_by_name = |infos: &ChunkVec<StatInfo>, from: usize, order: &mut Arc<Vec<u32>>| {
         if from >= infos.len() {
             return;
         }
+        let name = |i: u32| name_of(infos, i);
         let name_cmp = |a: u32, b: u32| -> Ordering {
-            infos[a as usize]
-                .name
-                .as_bytes()
-                .cmp(infos[b as usize].name.as_bytes())
-                .then(a.cmp(&b))
-        };
-        let prom_cmp = |a: u32, b: u32| -> Ordering {
-            let (x, y) = (&infos[a as usize], &infos[b as usize]);
-            ranks[x.extracted as usize]
-                .cmp(&ranks[y.extracted as usize])
-                .then_with(|| token_cmp(&x.name, &y.name))
-                .then(a.cmp(&b))
+            name(a).as_bytes().cmp(name(b).as_bytes()).then(a.cmp(&b))
         };
         let mut keyed: Vec<(&[u8], u32)> = (from..infos.len())
-            .map(|i| (infos[i].name.as_bytes(), i as u32))
+            .map(|i| (name(i as u32).as_bytes(), i as u32))
             .collect();
         keyed.sort_unstable();
         let new: Vec<u32> = keyed.iter().map(|k| k.1).collect();
-        *by_name = Arc::new(merge_sorted(by_name, &new, name_cmp));
-        let mut keyed: Vec<(u32, &str, u32)> = (from..infos.len())
-            .map(|i| {
-                (
-                    ranks[infos[i].extracted as usize],
-                    &*infos[i].name,
-                    i as u32,
-                )
-            })
-            .collect();
-        keyed.sort_unstable_by(|a, b| {
-            a.0.cmp(&b.0)
-                .then_with(|| token_cmp(a.1, b.1))
-                .then(a.2.cmp(&b.2))
-        });
-        let new: Vec<u32> = keyed.iter().map(|k| k.2).collect();
-        // Ranks change when names are added: re-sort the old order too when
-        // its groups might interleave differently (cheap: already sorted).
-        let mut old: Vec<u32> = by_prom.to_vec();
-        old.sort_by(|&a, &b| prom_cmp(a, b));
-        *by_prom = Arc::new(merge_sorted(&old, &new, prom_cmp));
+        drop(keyed);
+        *order = Arc::new(merge_sorted(order, &new, name_cmp));
     };
-    extend(
-        &m.values,
+    let extend_by_prom =
+        |infos: &ChunkVec<StatInfo>, from: usize, kind: StatKind, order: &mut Arc<Vec<u32>>| {
+            if from >= infos.len() {
+                return;
+            }
+            let name = |i: u32| name_of(infos, i);
+            let prom_cmp = |a: u32, b: u32| -> Ordering {
+                let (x, y) = (&infos[a as usize], &infos[b as usize]);
+                ranks[x.extracted as usize]
+                    .cmp(&ranks[y.extracted as usize])
+                    .then_with(|| token_cmp(name(a), name(b)))
+                    .then(a.cmp(&b))
+            };
+            let mut keyed: Vec<(u32, &str, u32)> = (from..infos.len())
+                .filter(|&i| infos[i].kind == kind)
+                .map(|i| (ranks[infos[i].extracted as usize], name(i as u32), i as u32))
+                .collect();
+            keyed.sort_unstable_by(|a, b| {
+                a.0.cmp(&b.0)
+                    .then_with(|| token_cmp(a.1, b.1))
+                    .then(a.2.cmp(&b.2))
+            });
+            let new: Vec<u32> = keyed.iter().map(|k| k.2).collect();
+            drop(keyed);
+            // Ranks change when names are added: re-sort the old order too when
+            // its groups might interleave differently (cheap: already sorted).
+            let mut old: Vec<u32> = order.to_vec();
+            old.sort_by(|&a, &b| prom_cmp(a, b));
+            *order = Arc::new(merge_sorted(&old, &new, prom_cmp));
+        };
+    extend_by_name(values, *sorted_values, order_name_values);
+    extend_by_prom(
+        values,
         *sorted_values,
-        &mut m.order_name_values,
-        &mut m.order_prom_values,
+        StatKind::Counter,
+        order_prom_counters,
     );
-    extend(
-        &m.hists,
-        *sorted_hists,
-        &mut m.order_name_hists,
-        &mut m.order_prom_hists,
-    );
+    extend_by_prom(values, *sorted_values, StatKind::Gauge, order_prom_gauges);
+    extend_by_name(hists, *sorted_hists, order_name_hists);
+    extend_by_prom(hists, *sorted_hists, StatKind::Histogram, order_prom_hists);
     *sorted_values = m.values.len();
     *sorted_hists = m.hists.len();
 }
@@ -255,7 +364,7 @@ impl Snapshot {
         self.meta
             .order_name_values
             .iter()
-            .filter(|&&s| self.meta.kinds[s as usize] == StatKind::Counter)
+            .filter(|&&s| self.meta.values[s as usize].kind == StatKind::Counter)
             .map(|&s| self.value_view(s))
     }
 
@@ -264,7 +373,7 @@ impl Snapshot {
         self.meta
             .order_name_values
             .iter()
-            .filter(|&&s| self.meta.kinds[s as usize] == StatKind::Gauge)
+            .filter(|&&s| self.meta.values[s as usize].kind == StatKind::Gauge)
             .map(|&s| self.value_view(s))
     }
 
@@ -289,9 +398,9 @@ impl Snapshot {
     /// The histogram named `name`.
     pub fn histogram(&self, name: &str) -> Option<HistogramView<'_>> {
         let order = &self.meta.order_name_hists;
-        let i = order.partition_point(|&s| &*self.meta.hists[s as usize].name < name);
+        let i = order.partition_point(|&s| self.meta.hist_name(s) < name);
         let &s = order.get(i)?;
-        (&*self.meta.hists[s as usize].name == name).then_some(HistogramView {
+        (self.meta.hist_name(s) == name).then_some(HistogramView {
             snap: self,
             slot: s,
         })
@@ -299,10 +408,10 @@ impl Snapshot {
 
     fn find_value(&self, name: &str, kind: StatKind) -> Option<StatView<'_>> {
         let order = &self.meta.order_name_values;
-        let mut i = order.partition_point(|&s| &*self.meta.values[s as usize].name < name);
+        let mut i = order.partition_point(|&s| self.meta.value_name(s) < name);
         while let Some(&s) = order.get(i) {
             let info = &self.meta.values[s as usize];
-            if &*info.name != name {
+            if self.meta.name(info) != name {
                 return None;
             }
             if info.kind == kind {
@@ -328,7 +437,7 @@ impl<'a> StatView<'a> {
 
     /// Full name.
     pub fn name(&self) -> &'a str {
-        &self.info().name
+        self.snap.meta.name(self.info())
     }
 
     /// Counter or gauge.
@@ -373,7 +482,7 @@ impl<'a> StatView<'a> {
     /// Tags in Envoy's order.
     pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let meta: &'a MetaTable = &self.snap.meta;
-        self.info()
+        meta.tagset(self.info())
             .tags
             .iter()
             .map(move |(n, v)| (&*meta.tag_names[*n as usize].name, &**v))
@@ -398,7 +507,7 @@ impl<'a> HistogramView<'a> {
 
     /// Full name.
     pub fn name(&self) -> &'a str {
-        &self.info().name
+        self.snap.meta.name(self.info())
     }
 
     /// Merged at least once with data (Envoy's `used()`).
@@ -413,7 +522,7 @@ impl<'a> HistogramView<'a> {
 
     /// Bucket bounds used for bucket output.
     pub fn supported_buckets(&self) -> &'a [f64] {
-        &self.info().buckets
+        self.snap.meta.bucket_bounds(self.info())
     }
 
     /// Statistics of the last merge interval.
@@ -460,7 +569,7 @@ impl<'a> HistogramView<'a> {
     /// Tags in Envoy's order.
     pub fn tags(&self) -> impl Iterator<Item = (&'a str, &'a str)> + 'a {
         let meta: &'a MetaTable = &self.snap.meta;
-        self.info()
+        meta.tagset(self.info())
             .tags
             .iter()
             .map(move |(n, v)| (&*meta.tag_names[*n as usize].name, &**v))

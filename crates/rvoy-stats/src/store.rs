@@ -32,6 +32,7 @@ use crate::histogram::{
 use crate::matcher::{NameMatcher, StatsMatcher};
 use crate::shard::{self, Chunked, MAX_SLOTS, Shard, ShardOwner};
 use crate::snapshot::{HistData, MetaTable, Snapshot, StatInfo, StatKind};
+use crate::table::{IdIndex, MAX_INDEXED_ID, hash_bytes};
 use crate::tags::TagProducer;
 
 const NULL_SLOT: u32 = u32::MAX;
@@ -258,18 +259,29 @@ fn lookup_store(id: u32) -> Option<Arc<StoreInner>> {
 // ---------------------------------------------------------------------------
 
 struct Registry {
-    counters: HashMap<Arc<str>, u32>,
-    gauges: HashMap<Arc<str>, u32>,
-    histograms: HashMap<Arc<str>, u32>,
+    /// Counter and gauge slots by name (a counter and a gauge may share one).
+    value_index: IdIndex,
+    hist_index: IdIndex,
     rejected: HashSet<Box<str>>,
     tag_producer: Arc<TagProducer>,
     meta: Arc<MetaTable>,
     extracted_ids: HashMap<Arc<str>, u32>,
     tag_name_ids: HashMap<Arc<str>, u32>,
     tag_values: HashSet<Arc<str>>,
-    bucket_ids: Vec<Arc<[f64]>>,
+    tagset_index: IdIndex,
+    /// Merged state of a histogram nothing was recorded in, per bucket set.
+    empty_hists: Vec<Arc<HistData>>,
     sorted_values: usize,
     sorted_hists: usize,
+}
+
+fn tagset_hash(tags: &[(u32, Arc<str>)]) -> u64 {
+    let mut h = tags.len() as u64;
+    for (n, v) in tags {
+        h = (h.rotate_left(17) ^ u64::from(*n)).wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            ^ hash_bytes(v.as_bytes());
+    }
+    hash_bytes(&h.to_le_bytes())
 }
 
 struct HistState {
@@ -278,8 +290,41 @@ struct HistState {
     touched: Vec<u16>,
 }
 
+/// Counter totals at the last flush (or reset), for flush deltas: only the
+/// non-zero ones, by slot (most counters of a large config stay at zero).
+#[derive(Default)]
 struct FlushState {
-    latched: Vec<u64>,
+    slots: Vec<u32>,
+    totals: Vec<u64>,
+}
+
+impl FlushState {
+    /// Replaces the latched totals with the counters' current `totals`,
+    /// calling `f(slot, total, previous)` for every counter.
+    fn relatch(&mut self, meta: &MetaTable, totals: &[u64], mut f: impl FnMut(usize, u64, u64)) {
+        let mut slots = Vec::with_capacity(self.slots.len());
+        let mut latched = Vec::with_capacity(self.totals.len());
+        let mut j = 0;
+        for (k, &total) in totals.iter().enumerate() {
+            if meta.values[k].kind != StatKind::Counter {
+                continue;
+            }
+            while j < self.slots.len() && (self.slots[j] as usize) < k {
+                j += 1;
+            }
+            let prev = match self.slots.get(j) {
+                Some(&s) if s as usize == k => self.totals[j],
+                _ => 0,
+            };
+            f(k, total, prev);
+            if total != 0 {
+                slots.push(k as u32);
+                latched.push(total);
+            }
+        }
+        self.slots = slots;
+        self.totals = latched;
+    }
 }
 
 pub(crate) struct StoreInner {
@@ -290,7 +335,7 @@ pub(crate) struct StoreInner {
     shared_shard: Arc<Shard>,
     /// Counters: reset baseline. Gauges: base written by `set`.
     central: Chunked<AtomicU64>,
-    /// Gauges: bit 0 = used through `set`.
+    /// Gauges used through `set`: one bit per slot (slot / 64, bit slot % 64).
     central_flags: Chunked<AtomicU64>,
     set_lock: Mutex<()>,
     reg: Mutex<Registry>,
@@ -364,7 +409,12 @@ impl Store {
         let shared = Arc::new(Shard::new(true));
         let mut bucket_ids: Vec<Arc<[f64]>> = vec![Arc::from(&DEFAULT_BUCKETS[..])];
         let mut bucket_rules = Vec::new();
-        for rule in options.histogram_buckets {
+        // Bucket set ids are 16 bits; rules past that many never match.
+        for rule in options
+            .histogram_buckets
+            .into_iter()
+            .take(u16::MAX as usize)
+        {
             bucket_ids.push(Arc::from(rule.buckets));
             bucket_rules.push((rule.matcher, (bucket_ids.len() - 1) as u32));
         }
@@ -378,16 +428,28 @@ impl Store {
             central_flags: Chunked::new(),
             set_lock: Mutex::new(()),
             reg: Mutex::new(Registry {
-                counters: HashMap::new(),
-                gauges: HashMap::new(),
-                histograms: HashMap::new(),
+                value_index: IdIndex::default(),
+                hist_index: IdIndex::default(),
                 rejected: HashSet::new(),
                 tag_producer: Arc::new(options.tag_producer),
-                meta: Arc::new(MetaTable::default()),
+                empty_hists: bucket_ids
+                    .iter()
+                    .map(|b| {
+                        let empty = HistogramStatistics::empty(b);
+                        Arc::new(HistData {
+                            used: false,
+                            interval: empty.clone(),
+                            cumulative: empty,
+                            interval_hist: SparseHist::default(),
+                            cumulative_hist: SparseHist::default(),
+                        })
+                    })
+                    .collect(),
+                meta: Arc::new(MetaTable::new(bucket_ids)),
                 extracted_ids: HashMap::new(),
                 tag_name_ids: HashMap::new(),
                 tag_values: HashSet::new(),
-                bucket_ids,
+                tagset_index: IdIndex::default(),
                 sorted_values: 0,
                 sorted_hists: 0,
             }),
@@ -396,9 +458,7 @@ impl Store {
                 dense: vec![0; NUM_BUCKETS],
                 touched: Vec::new(),
             }),
-            flush: Mutex::new(FlushState {
-                latched: Vec::new(),
-            }),
+            flush: Mutex::new(FlushState::default()),
             matcher: options.matcher,
             bucket_rules,
         });
@@ -594,8 +654,8 @@ impl StoreInner {
         if let Some(c) = self.central.get_or_alloc(slot) {
             c.store(value.wrapping_sub(sum), Ordering::Relaxed);
         }
-        if let Some(f) = self.central_flags.get_or_alloc(slot) {
-            f.fetch_or(1, Ordering::Relaxed);
+        if let Some(f) = self.central_flags.get_or_alloc(slot >> 6) {
+            f.fetch_or(1 << (slot & 63), Ordering::Relaxed);
         }
     }
 
@@ -612,20 +672,29 @@ impl StoreInner {
     ) -> Option<u32> {
         let mut reg = lock(&self.reg);
         let reg = &mut *reg;
-        let map = match kind {
-            StatKind::Counter => &reg.counters,
-            StatKind::Gauge => &reg.gauges,
-            StatKind::Histogram => &reg.histograms,
+        let hash = hash_bytes(name.as_bytes());
+        let is_hist = kind == StatKind::Histogram;
+        let found = {
+            let meta = &reg.meta;
+            let (index, infos) = if is_hist {
+                (&reg.hist_index, &meta.hists)
+            } else {
+                (&reg.value_index, &meta.values)
+            };
+            index.find(hash, |id| {
+                let info = &infos[id as usize];
+                info.kind == kind && meta.name(info) == name
+            })
         };
-        if let Some(&slot) = map.get(name) {
+        if let Some(slot) = found {
             if kind == StatKind::Gauge
                 && mode != GaugeImportMode::Uninitialized
                 && reg.meta.values[slot as usize].import_mode == GaugeImportMode::Uninitialized
             {
-                let meta = Arc::make_mut(&mut reg.meta);
-                let mut info = (*meta.values[slot as usize]).clone();
-                info.import_mode = mode;
-                meta.values[slot as usize] = Arc::new(info);
+                Arc::make_mut(&mut reg.meta)
+                    .values
+                    .get_mut(slot as usize)
+                    .import_mode = mode;
             }
             return Some(slot);
         }
@@ -634,6 +703,14 @@ impl StoreInner {
         }
         if self.rejects(name) {
             reg.rejected.insert(name.into());
+            return None;
+        }
+        let full = if is_hist {
+            reg.meta.hists.len()
+        } else {
+            reg.meta.values.len()
+        } >= MAX_SLOTS.min(MAX_INDEXED_ID);
+        if full || reg.meta.tagsets.len() >= MAX_INDEXED_ID {
             return None;
         }
         let (extracted, tags) = reg.tag_producer.produce_tags(name);
@@ -671,7 +748,25 @@ impl StoreInner {
             };
             tag_refs.push((name_id, value));
         }
-        let buckets = if kind == StatKind::Histogram {
+        let tagset = if tag_refs.is_empty() {
+            0
+        } else {
+            let tags_hash = tagset_hash(&tag_refs);
+            match reg.tagset_index.find(tags_hash, |id| {
+                *reg.meta.tagsets[id as usize].tags == *tag_refs
+            }) {
+                Some(id) => id,
+                None => {
+                    let meta = Arc::make_mut(&mut reg.meta);
+                    let id = meta.push_tagset(tag_refs.into_boxed_slice());
+                    let tagsets = &meta.tagsets;
+                    reg.tagset_index
+                        .insert(tags_hash, id, |i| tagset_hash(&tagsets[i as usize].tags));
+                    id
+                }
+            }
+        };
+        let buckets = if is_hist {
             self.bucket_rules
                 .iter()
                 .find(|(m, _)| m(name))
@@ -679,61 +774,49 @@ impl StoreInner {
         } else {
             0
         };
-        let name_arc: Arc<str> = Arc::from(name);
+        let meta = Arc::make_mut(&mut reg.meta);
+        let name_pos = meta.names.push(name)?;
         let info = StatInfo {
-            name: name_arc.clone(),
+            name_pos,
+            name_len: name.len() as u32,
             kind,
             extracted: extracted_id,
-            tags: tag_refs.into_boxed_slice(),
+            tags: tagset,
             import_mode: if kind == StatKind::Gauge {
                 mode
             } else {
                 GaugeImportMode::Uninitialized
             },
             unit,
-            buckets: reg.bucket_ids[buckets as usize].clone(),
+            buckets: buckets as u16,
         };
-        let meta = Arc::make_mut(&mut reg.meta);
-        let slot = match kind {
-            StatKind::Histogram => {
-                if meta.hists.len() >= MAX_SLOTS {
-                    return None;
-                }
-                let slot = meta.hists.len() as u32;
-                let empty = HistogramStatistics::empty(&info.buckets);
-                meta.hists.push(Arc::new(info));
-                lock(&self.hists).data.push(Arc::new(HistData {
-                    used: false,
-                    interval: empty.clone(),
-                    cumulative: empty,
-                    interval_hist: SparseHist::default(),
-                    cumulative_hist: SparseHist::default(),
-                }));
-                reg.histograms.insert(name_arc, slot);
-                slot
-            }
-            _ => {
-                if meta.values.len() >= MAX_SLOTS {
-                    return None;
-                }
-                let slot = meta.values.len() as u32;
-                meta.values.push(Arc::new(info));
-                meta.kinds.push(kind);
-                if kind == StatKind::Counter {
-                    reg.counters.insert(name_arc, slot);
-                    // A counter registered after a reset starts from zero.
-                } else {
-                    reg.gauges.insert(name_arc, slot);
-                }
-                slot
-            }
+        let MetaTable {
+            names,
+            values,
+            hists,
+            ..
+        } = meta;
+        let (index, infos) = if is_hist {
+            (&mut reg.hist_index, hists)
+        } else {
+            (&mut reg.value_index, values)
         };
+        let slot = infos.push(info) as u32;
+        index.insert(hash, slot, |id| {
+            let info = &infos[id as usize];
+            hash_bytes(names.get(info.name_pos, info.name_len).as_bytes())
+        });
+        if is_hist {
+            lock(&self.hists)
+                .data
+                .push(reg.empty_hists[buckets as usize].clone());
+        }
         Some(slot)
     }
 
-    /// Sums every shard's value slots below `n` into per-slot values and
-    /// used flags.
-    fn read_values(&self, meta: &MetaTable) -> (Vec<u64>, Vec<bool>, Vec<u64>) {
+    /// Sums every shard's value slots into per-slot raw totals (before the
+    /// central baselines and bases) and used flags.
+    fn read_totals(&self, meta: &MetaTable) -> (Vec<u64>, Vec<bool>) {
         let n = meta.values.len();
         let mut totals = vec![0u64; n];
         let mut used = vec![false; n];
@@ -745,7 +828,7 @@ impl StoreInner {
                     for (k, cell) in (base..end).zip(seg.iter()) {
                         let raw = cell.load(Ordering::Relaxed);
                         if raw != 0 {
-                            let v = if meta.kinds[k] == StatKind::Gauge {
+                            let v = if meta.values[k].kind == StatKind::Gauge {
                                 ((raw as i64) >> 1) as u64
                             } else {
                                 raw >> 1
@@ -757,42 +840,54 @@ impl StoreInner {
                 });
             }
         }
-        let mut values = totals.clone();
+        let words = n.div_ceil(64);
+        self.central_flags.for_each_segment(words, |base, seg| {
+            let end = (base + seg.len()).min(words);
+            for (w, cell) in (base..end).zip(seg.iter()) {
+                let mut bits = cell.load(Ordering::Relaxed);
+                while bits != 0 {
+                    let k = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    if let Some(u) = used.get_mut(k) {
+                        *u = true;
+                    }
+                }
+            }
+        });
+        (totals, used)
+    }
+
+    /// Turns raw totals into values: counters minus their reset baseline,
+    /// gauges plus their base.
+    fn apply_central(&self, meta: &MetaTable, values: &mut [u64]) {
+        let n = values.len();
         self.central.for_each_segment(n, |base, seg| {
             let end = (base + seg.len()).min(n);
             for (k, cell) in (base..end).zip(seg.iter()) {
                 let c = cell.load(Ordering::Relaxed);
-                if meta.kinds[k] == StatKind::Gauge {
+                if meta.values[k].kind == StatKind::Gauge {
                     values[k] = values[k].wrapping_add(c);
                 } else {
                     values[k] = values[k].wrapping_sub(c);
                 }
             }
         });
-        self.central_flags.for_each_segment(n, |base, seg| {
-            let end = (base + seg.len()).min(n);
-            for (k, cell) in (base..end).zip(seg.iter()) {
-                if cell.load(Ordering::Relaxed) & 1 == 1 {
-                    used[k] = true;
-                }
-            }
-        });
-        (values, used, totals)
     }
 
     fn reset_counters(&self) {
         let meta = lock(&self.reg).meta.clone();
-        let (_, _, totals) = self.read_values(&meta);
-        let mut flush = lock(&self.flush);
-        flush.latched.resize(totals.len(), 0);
-        for (k, total) in totals.iter().enumerate() {
-            if meta.kinds[k] == StatKind::Counter {
-                if let Some(c) = self.central.get_or_alloc(k as u32) {
-                    c.store(*total, Ordering::Relaxed);
-                }
-                flush.latched[k] = *total;
+        let (totals, _) = self.read_totals(&meta);
+        lock(&self.flush).relatch(&meta, &totals, |k, total, _| {
+            // A zero total needs no baseline unless one is already there.
+            let cell = if total != 0 {
+                self.central.get_or_alloc(k as u32)
+            } else {
+                self.central.get(k as u32)
+            };
+            if let Some(c) = cell {
+                c.store(total, Ordering::Relaxed);
             }
-        }
+        });
     }
 
     fn merge_histograms(&self) {
@@ -843,14 +938,11 @@ impl StoreInner {
             let cumulative_hist = SparseHist::from_sorted(totals);
             let interval_hist = SparseHist::from_sorted(interval);
             let info = &meta.hists[slot];
+            let bounds = meta.bucket_bounds(info);
             *entry = Arc::new(HistData {
                 used: true,
-                interval: HistogramStatistics::compute(&interval_hist, &info.buckets, info.unit),
-                cumulative: HistogramStatistics::compute(
-                    &cumulative_hist,
-                    &info.buckets,
-                    info.unit,
-                ),
+                interval: HistogramStatistics::compute(&interval_hist, bounds, info.unit),
+                cumulative: HistogramStatistics::compute(&cumulative_hist, bounds, info.unit),
                 interval_hist,
                 cumulative_hist,
             });
@@ -868,21 +960,17 @@ impl StoreInner {
             );
             reg.meta.clone()
         };
-        let (values, used, totals) = self.read_values(&meta);
+        let (mut values, used) = self.read_totals(&meta);
         let deltas = if latch {
-            let mut flush = lock(&self.flush);
-            flush.latched.resize(totals.len(), 0);
-            let mut deltas = vec![0u64; totals.len()];
-            for (k, total) in totals.iter().enumerate() {
-                if meta.kinds[k] == StatKind::Counter {
-                    deltas[k] = total.wrapping_sub(flush.latched[k]);
-                    flush.latched[k] = *total;
-                }
-            }
+            let mut deltas = vec![0u64; values.len()];
+            lock(&self.flush).relatch(&meta, &values, |k, total, prev| {
+                deltas[k] = total.wrapping_sub(prev);
+            });
             Some(deltas)
         } else {
             None
         };
+        self.apply_central(&meta, &mut values);
         let hists = {
             let st = lock(&self.hists);
             st.data.iter().take(meta.hists.len()).cloned().collect()
@@ -957,11 +1045,14 @@ impl Scope {
 /// per-class counters `prefix{class}xx` (1..=5) under a scope, e.g. prefix
 /// `upstream_rq_` gives `upstream_rq_503` and `upstream_rq_5xx`. The first
 /// use of a code registers its counter (one lock, one format); later uses are
-/// an atomic load and the counter's hot path.
+/// two atomic loads and the counter's hot path. A class's table of 100 codes
+/// is allocated the first time one of its codes is used, so an unused table
+/// (most clusters never see a 1xx or a 3xx, many see no traffic at all) costs
+/// a few pointers instead of 500 cells.
 pub struct StatusCodeCounters {
     scope: Scope,
-    prefix: String,
-    codes: Box<[OnceLock<Counter>]>,
+    prefix: Box<str>,
+    codes: [OnceLock<Box<[OnceLock<Counter>; 100]>>; 5],
     classes: [OnceLock<Counter>; 5],
 }
 
@@ -979,8 +1070,8 @@ impl StatusCodeCounters {
     pub fn new(scope: &Scope, prefix: &str) -> Self {
         StatusCodeCounters {
             scope: scope.clone(),
-            prefix: prefix.to_string(),
-            codes: (100..600).map(|_| OnceLock::new()).collect(),
+            prefix: prefix.into(),
+            codes: std::array::from_fn(|_| OnceLock::new()),
             classes: std::array::from_fn(|_| OnceLock::new()),
         }
     }
@@ -988,13 +1079,13 @@ impl StatusCodeCounters {
     /// The counter for `code` (null outside 100..=599).
     #[inline]
     pub fn code(&self, code: u16) -> Counter {
-        let Some(cell) = (code as usize)
-            .checked_sub(100)
-            .and_then(|i| self.codes.get(i))
-        else {
+        if !(100..600).contains(&code) {
             return Counter::null();
-        };
-        *cell.get_or_init(|| self.scope.counter(&format!("{}{}", self.prefix, code)))
+        }
+        let i = code as usize - 100;
+        let table =
+            self.codes[i / 100].get_or_init(|| Box::new(std::array::from_fn(|_| OnceLock::new())));
+        *table[i % 100].get_or_init(|| self.scope.counter(&format!("{}{}", self.prefix, code)))
     }
 
     /// The counter for `code`'s class, `prefix{N}xx` (null outside 100..=599).
@@ -1013,5 +1104,48 @@ impl StatusCodeCounters {
     pub fn inc(&self, code: u16) {
         self.class(code).inc();
         self.code(code).inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats_share_tag_sets_and_names_are_stored_once() {
+        let store = Store::new();
+        for c in 0..50 {
+            let scope = store.scope(&format!("cluster.c{c}"));
+            for n in ["bind_errors", "upstream_cx_total", "lb_healthy_panic"] {
+                scope.counter(n);
+                scope.counter(n);
+            }
+            scope.gauge("membership_total", GaugeImportMode::Accumulate);
+            scope.histogram("upstream_rq_time", HistogramUnit::Milliseconds);
+        }
+        store.counter("server.no_tags");
+        let reg = lock(&store.inner.reg);
+        // The empty set, then one per cluster.
+        assert_eq!(reg.meta.tagsets.len(), 51);
+        assert_eq!(reg.meta.values.len(), 50 * 4 + 1);
+        assert_eq!(reg.meta.hists.len(), 50);
+        let names: usize = (0..50)
+            .map(|c| {
+                ["bind_errors", "upstream_cx_total", "lb_healthy_panic"]
+                    .iter()
+                    .chain(&["membership_total", "upstream_rq_time"])
+                    .map(|n| format!("cluster.c{c}.{n}").len())
+                    .sum::<usize>()
+            })
+            .sum();
+        assert_eq!(reg.meta.names.bytes(), names + "server.no_tags".len());
+        // Unused histograms share one merged state.
+        let hists = lock(&store.inner.hists);
+        assert!(
+            hists
+                .data
+                .iter()
+                .all(|d| Arc::ptr_eq(d, &reg.empty_hists[0]))
+        );
     }
 }

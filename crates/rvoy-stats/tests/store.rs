@@ -231,6 +231,8 @@ fn status_code_counters() {
     });
     codes.inc(99);
     codes.inc(600);
+    assert!(codes.code(99).is_null() && codes.code(600).is_null());
+    assert!(codes.class(99).is_null() && codes.class(600).is_null());
     assert_eq!(codes.code(503), scope.counter("upstream_rq_503"));
     let mut out = String::new();
     let params = StatsParams::parse("").expect("params");
@@ -244,6 +246,10 @@ fn status_code_counters() {
          envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"2\",envoy_cluster_name=\"backend\"} 200\n\
          envoy_cluster_upstream_rq_xx{envoy_response_code_class=\"5\",envoy_cluster_name=\"backend\"} 200\n"
     );
+    // Both ends of the range, in tables of their own.
+    assert_eq!(codes.code(100), scope.counter("upstream_rq_100"));
+    assert_eq!(codes.code(599), scope.counter("upstream_rq_599"));
+    assert_eq!(codes.class(599), scope.counter("upstream_rq_5xx"));
 }
 
 #[test]
@@ -536,4 +542,148 @@ fn params_errors_match_envoy() {
     let p = StatsParams::parse("filter=server.liv%65&filter=xyz&usedonly").expect("parse");
     assert_eq!(p.filter_string.as_deref(), Some("server.live"));
     assert!(p.used_only);
+}
+
+/// A store with counters, gauges (one hidden, one with an escaped tag
+/// value), histograms (default and custom buckets, used and unused) and
+/// stats without tags, for rendering tests.
+fn mixed_store() -> Store {
+    let store = Store::with_options(StoreOptions {
+        histogram_buckets: vec![rvoy_stats::HistogramBucketRule {
+            matcher: Arc::new(|n: &str| n.ends_with("custom_ms")),
+            buckets: vec![1.0, 10.0, 100.0],
+        }],
+        ..StoreOptions::default()
+    });
+    for c in 0..300 {
+        let scope = store.scope(&format!("cluster.c{c:03}"));
+        scope.counter("upstream_cx_total").add(c);
+        scope.counter("upstream_rq_200").inc();
+        scope
+            .gauge("membership_total", GaugeImportMode::Accumulate)
+            .set(c);
+        scope
+            .gauge("hidden_gauge", GaugeImportMode::HiddenAccumulate)
+            .inc();
+        let h = scope.histogram("upstream_rq_time", HistogramUnit::Milliseconds);
+        if c % 2 == 0 {
+            h.record(c);
+        }
+        scope
+            .histogram("custom_ms", HistogramUnit::Milliseconds)
+            .record(5);
+    }
+    store
+        .counter("cluster.we\\ird\"name.upstream_cx_total")
+        .inc();
+    store.counter("server.no_tags");
+    store
+        .gauge("server.live", GaugeImportMode::NeverImport)
+        .set(1);
+    store.merge_histograms();
+    store
+}
+
+#[test]
+fn streamed_prometheus_equals_one_piece() {
+    let store = mixed_store();
+    let snap = store.snapshot();
+    for query in [
+        "",
+        "usedonly",
+        "filter=cx_total",
+        "histogram_buckets=summary",
+        "hidden=include",
+        "hidden=showonly&histogram_buckets=cumulative",
+        "histogram_buckets=detailed",
+    ] {
+        let params = StatsParams::parse(query).expect("params");
+        let mut whole = String::new();
+        render::render_prometheus(&snap, &params, &mut whole);
+        assert!(!whole.is_empty() || query.contains("showonly"), "{query}");
+        for target in [1, 100, 4096, render::PROMETHEUS_CHUNK] {
+            let mut r = render::PrometheusRender::new(store.snapshot(), &params);
+            let mut joined = String::new();
+            let mut chunks = 0;
+            loop {
+                let mut chunk = String::new();
+                let more = r.fill(&mut chunk, target);
+                assert!(more || r.is_done());
+                // A chunk ends with a whole line.
+                assert!(chunk.is_empty() || chunk.ends_with('\n'));
+                joined.push_str(&chunk);
+                chunks += 1;
+                if !more {
+                    break;
+                }
+            }
+            assert_eq!(joined, whole, "query {query:?}, target {target}");
+            if target == 1 {
+                assert!(chunks > 300, "{query}: {chunks} chunks");
+            }
+        }
+    }
+    let params = StatsParams::parse("").expect("params");
+    let mut out = String::new();
+    render::render_prometheus(&snap, &params, &mut out);
+    assert!(
+        out.contains(
+            "envoy_cluster_upstream_cx_total{envoy_cluster_name=\"we\\\\ird\\\"name\"} 1\n"
+        )
+    );
+    assert!(out.contains("envoy_server_no_tags{} 0\n"));
+    assert!(
+        out.contains("envoy_cluster_custom_ms_bucket{envoy_cluster_name=\"c007\",le=\"10\"} 1\n")
+    );
+    assert!(!out.contains("hidden_gauge"));
+}
+
+#[test]
+fn snapshots_keep_their_stats_while_registration_goes_on() {
+    let store = mixed_store();
+    let params = StatsParams::parse("").expect("params");
+    let before = store.snapshot();
+    let mut expected = String::new();
+    render::render_prometheus(&before, &params, &mut expected);
+    let text_before = text(&store, "");
+    // Enough new stats to fill several metadata chunks and name arena
+    // chunks shared with `before`, and a gauge whose import mode changes.
+    for c in 0..2_000 {
+        let scope = store.scope(&format!("cluster.new_{c}"));
+        scope.counter("upstream_cx_total").inc();
+        scope.histogram("upstream_rq_time", HistogramUnit::Milliseconds);
+    }
+    store.gauge(
+        "cluster.c001.membership_total",
+        GaugeImportMode::NeverImport,
+    );
+    let mut again = String::new();
+    render::render_prometheus(&before, &params, &mut again);
+    assert_eq!(again, expected);
+    assert!(before.counter("cluster.new_5.upstream_cx_total").is_none());
+    let after = store.snapshot();
+    assert_eq!(
+        after
+            .counter("cluster.new_1999.upstream_cx_total")
+            .map(|c| (c.value(), c.tag_extracted_name())),
+        Some((1, "cluster.upstream_cx_total"))
+    );
+    assert_eq!(
+        after
+            .counter("cluster.c042.upstream_rq_200")
+            .map(|c| c.tags().collect::<Vec<_>>()),
+        Some(vec![
+            ("envoy.response_code", "200"),
+            ("envoy.cluster_name", "c042")
+        ])
+    );
+    let text_after = text(&store, "");
+    assert!(text_after.len() > text_before.len());
+    assert!(text_after.contains("cluster.new_7.upstream_cx_total: 1\n"));
+    // The same names give the same handles after all that growth.
+    assert_eq!(
+        store.counter("cluster.c123.upstream_cx_total"),
+        store.scope("cluster.c123").counter("upstream_cx_total")
+    );
+    assert_eq!(store.len(), 300 * 6 + 3 + 2_000 * 2);
 }

@@ -2,11 +2,15 @@
 //! `histogram_buckets` modes) and `/stats/prometheus`, byte-compatible with
 //! Envoy 1.40. Everything per stat that does not depend on values (names,
 //! tags, sanitized Prometheus names, sort orders) is precomputed in the
-//! snapshot's metadata, so rendering is formatting only.
+//! snapshot's metadata, so rendering is formatting only: a Prometheus sample
+//! is its tag-extracted name's `envoy_...` form, its tag set's label list
+//! (rendered once per distinct tag set, shared by e.g. all the stats of a
+//! cluster) and its value, copied into the output without allocating.
+//! `/stats/prometheus` can also be rendered in chunks as it is sent
+//! ([`PrometheusRender`]).
 
 pub mod params;
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::OnceLock;
 
@@ -69,7 +73,7 @@ fn for_each_value<'a>(snap: &'a Snapshot, params: &StatsParams, mut f: impl FnMu
         };
         kind_ok
             && params.should_show(
-                &info.name,
+                meta.name(info),
                 snap.used[slot as usize],
                 info.import_mode == crate::store::GaugeImportMode::HiddenAccumulate,
             )
@@ -81,13 +85,14 @@ fn for_each_value<'a>(snap: &'a Snapshot, params: &StatsParams, mut f: impl FnMu
         let info = &meta.values[slot as usize];
         // Envoy keys its output map by name: a gauge replaces a counter of the
         // same name.
+        let name = meta.name(info);
         if let Some(&next) = order.get(i + 1)
-            && meta.values[next as usize].name == info.name
+            && meta.value_name(next) == name
             && shown(next)
         {
             continue;
         }
-        f(&info.name, snap.values[slot as usize]);
+        f(name, snap.values[slot as usize]);
     }
 }
 
@@ -160,11 +165,14 @@ fn text_detail(buckets: impl Iterator<Item = (f64, f64, u64)>, out: &mut String)
 
 /// `/stats` text output.
 pub fn render_text(snap: &Snapshot, params: &StatsParams, out: &mut String) {
+    // Names, `: `, values and newlines; histograms' summaries are ~250 bytes.
+    let meta = &snap.meta;
+    out.reserve(meta.names.bytes() + meta.values.len() * 8 + meta.hists.len() * 256);
     let mut buf = itoa_buf();
     for_each_value(snap, params, |name, value| {
         out.push_str(name);
         out.push_str(": ");
-        out.push_str(fmt_u64(&mut buf, value));
+        push_u64(out, &mut buf, value);
         out.push('\n');
     });
     for_each_histogram(snap, params, |h| {
@@ -299,7 +307,7 @@ pub fn render_json(snap: &Snapshot, params: &StatsParams, out: &mut String) {
         out.push_str("{\"name\":");
         json_string(out, name);
         out.push_str(",\"value\":");
-        out.push_str(fmt_u64(&mut buf, value));
+        push_u64(out, &mut buf, value);
         out.push('}');
     });
     let mode = params.histogram_buckets;
@@ -380,56 +388,157 @@ pub fn render_json(snap: &Snapshot, params: &StatsParams, out: &mut String) {
     out.push_str("]}");
 }
 
-/// Prometheus label-value escaping (`\`, newline, `"`).
-fn prom_value(out: &mut String, v: &str) {
-    if !v.contains(['\\', '\n', '"']) {
-        out.push_str(v);
-        return;
-    }
-    for c in v.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '"' => out.push_str("\\\""),
-            c => out.push(c),
-        }
-    }
+/// Target size of one [`PrometheusRender::fill`] chunk of the admin
+/// server's streamed `/stats/prometheus` body.
+pub const PROMETHEUS_CHUNK: usize = 64 * 1024;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Stage {
+    Counters,
+    Gauges,
+    Histograms,
+    Done,
 }
 
-fn prom_tags(out: &mut String, snap: &Snapshot, tags: &[(u32, std::sync::Arc<str>)]) {
-    for (i, (n, v)) in tags.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&snap.meta.tag_names[*n as usize].prom);
-        out.push_str("=\"");
-        prom_value(out, v);
-        out.push('"');
-    }
+/// `/stats/prometheus` rendered incrementally: each [`fill`](Self::fill)
+/// appends whole stats until the output reaches a target length, so the
+/// admin server can send the body in chunks while it renders. Holds the
+/// snapshot (`S` is a [`Snapshot`] or a reference to one).
+///
+/// Per sample this copies the stat's Prometheus name (one per tag-extracted
+/// name) and its tag set's label list (rendered once per distinct tag set
+/// when the first stat with it was registered), and formats the value: no
+/// allocation per sample.
+pub struct PrometheusRender<S> {
+    snap: S,
+    params: StatsParams,
+    stage: Stage,
+    /// Position in the stage's order.
+    pos: usize,
+    /// Tag-extracted name whose `# TYPE` line was written last.
+    current: Option<u32>,
+    /// Histograms are rendered (as summaries when `summary`).
+    histograms: bool,
+    summary: bool,
+    quantile_labels: Vec<String>,
+    /// `le="..."} ` per bucket of each bucket set, built on first use.
+    le_labels: Vec<Option<Vec<String>>>,
+    itoa: ItoaBuf,
 }
 
-/// `/stats/prometheus` output (text exposition). Call
-/// [`StatsParams::validate_for_prometheus`] first; unsupported bucket modes
-/// render no histograms.
-pub fn render_prometheus(snap: &Snapshot, params: &StatsParams, out: &mut String) {
-    let meta = &snap.meta;
-    let mut buf = itoa_buf();
-    for (kind, type_name) in [(StatKind::Counter, "counter"), (StatKind::Gauge, "gauge")] {
-        let mut current: Option<u32> = None;
-        for &slot in meta.order_prom_values.iter() {
+impl<S: std::borrow::Borrow<Snapshot>> PrometheusRender<S> {
+    /// A renderer of `snap` with `params` (call
+    /// [`StatsParams::validate_for_prometheus`] first; unsupported bucket
+    /// modes render no histograms).
+    pub fn new(snap: S, params: &StatsParams) -> Self {
+        let (summary, histograms) = match params.histogram_buckets {
+            HistogramBucketsMode::Summary => (true, true),
+            HistogramBucketsMode::Unset | HistogramBucketsMode::Cumulative => (false, true),
+            _ => (false, false),
+        };
+        let quantile_labels = if summary {
+            SUPPORTED_QUANTILES
+                .iter()
+                .map(|q| format!("quantile=\"{}\"}} ", fmt_shortest(*q)))
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let buckets = snap.borrow().meta.buckets.len();
+        PrometheusRender {
+            snap,
+            params: params.clone(),
+            stage: Stage::Counters,
+            pos: 0,
+            current: None,
+            histograms,
+            summary,
+            quantile_labels,
+            le_labels: vec![None; buckets],
+            itoa: itoa_buf(),
+        }
+    }
+
+    /// True once everything has been rendered.
+    pub fn is_done(&self) -> bool {
+        self.stage == Stage::Done
+    }
+
+    /// An upper estimate of the whole output's length (to size a buffer).
+    pub fn estimate_len(&self) -> usize {
+        let snap = self.snap.borrow();
+        let meta = &snap.meta;
+        let mut n = 0usize;
+        meta.values.for_each_chunk(|_, infos| {
+            for info in infos {
+                n += meta.extracted[info.extracted as usize].prom.len()
+                    + meta.tagset(info).prom.len()
+                    + 8;
+            }
+        });
+        if self.histograms {
+            meta.hists.for_each_chunk(|_, infos| {
+                for info in infos {
+                    let lines = if self.summary {
+                        SUPPORTED_QUANTILES.len() + 2
+                    } else {
+                        meta.bucket_bounds(info).len() + 3
+                    };
+                    n += lines
+                        * (meta.extracted[info.extracted as usize].prom.len()
+                            + meta.tagset(info).prom.len()
+                            + 40);
+                }
+            });
+        }
+        n + meta.extracted.len() * 64
+    }
+
+    /// Appends output to `out` until it holds at least `target` bytes (or
+    /// everything is rendered). Returns true while more remains.
+    pub fn fill(&mut self, out: &mut String, target: usize) -> bool {
+        while self.stage != Stage::Done && out.len() < target {
+            match self.stage {
+                Stage::Counters => self.values(out, target, StatKind::Counter, "counter"),
+                Stage::Gauges => self.values(out, target, StatKind::Gauge, "gauge"),
+                Stage::Histograms => self.histograms(out, target),
+                Stage::Done => {}
+            }
+        }
+        self.stage != Stage::Done
+    }
+
+    fn next_stage(&mut self) {
+        self.stage = match self.stage {
+            Stage::Counters => Stage::Gauges,
+            Stage::Gauges if self.histograms => Stage::Histograms,
+            _ => Stage::Done,
+        };
+        self.pos = 0;
+        self.current = None;
+    }
+
+    fn values(&mut self, out: &mut String, target: usize, kind: StatKind, type_name: &str) {
+        let snap = self.snap.borrow();
+        let meta = &snap.meta;
+        let order = if kind == StatKind::Counter {
+            &meta.order_prom_counters
+        } else {
+            &meta.order_prom_gauges
+        };
+        while let Some(&slot) = order.get(self.pos) {
+            self.pos += 1;
             let info = &meta.values[slot as usize];
-            if info.kind != kind
-                || !params.should_show(
-                    &info.name,
-                    snap.used[slot as usize],
-                    info.import_mode == crate::store::GaugeImportMode::HiddenAccumulate,
-                )
-            {
+            if !self.params.should_show_lazy(
+                || meta.name(info),
+                snap.used[slot as usize],
+                info.import_mode == crate::store::GaugeImportMode::HiddenAccumulate,
+            ) {
                 continue;
             }
-            let prom = &meta.extracted[info.extracted as usize].prom;
-            if current != Some(info.extracted) {
-                current = Some(info.extracted);
+            let prom = &*meta.extracted[info.extracted as usize].prom;
+            if self.current != Some(info.extracted) {
+                self.current = Some(info.extracted);
                 out.push_str("# TYPE ");
                 out.push_str(prom);
                 out.push(' ');
@@ -438,97 +547,131 @@ pub fn render_prometheus(snap: &Snapshot, params: &StatsParams, out: &mut String
             }
             out.push_str(prom);
             out.push('{');
-            prom_tags(out, snap, &info.tags);
+            out.push_str(&meta.tagset(info).prom);
             out.push_str("} ");
-            out.push_str(fmt_u64(&mut buf, snap.values[slot as usize]));
+            push_u64(out, &mut self.itoa, snap.values[slot as usize]);
             out.push('\n');
-        }
-    }
-    let summary = match params.histogram_buckets {
-        HistogramBucketsMode::Summary => true,
-        HistogramBucketsMode::Unset | HistogramBucketsMode::Cumulative => false,
-        _ => return,
-    };
-    let quantile_labels: Vec<String> = SUPPORTED_QUANTILES
-        .iter()
-        .map(|q| format!("quantile=\"{}\"}} ", fmt_shortest(*q)))
-        .collect();
-    let mut le_cache: HashMap<usize, Vec<String>> = HashMap::new();
-    let mut current: Option<u32> = None;
-    let mut tags = String::new();
-    for &slot in meta.order_prom_hists.iter() {
-        let info = &meta.hists[slot as usize];
-        let data = &snap.hists[slot as usize];
-        if !params.should_show(&info.name, data.used, false) {
-            continue;
-        }
-        let prom = &meta.extracted[info.extracted as usize].prom;
-        if current != Some(info.extracted) {
-            current = Some(info.extracted);
-            out.push_str("# TYPE ");
-            out.push_str(prom);
-            out.push_str(if summary {
-                " summary\n"
-            } else {
-                " histogram\n"
-            });
-        }
-        tags.clear();
-        prom_tags(&mut tags, snap, &info.tags);
-        let sep = if tags.is_empty() { "" } else { "," };
-        let stats = if summary {
-            &data.interval
-        } else {
-            &data.cumulative
-        };
-        if summary {
-            for (i, label) in quantile_labels.iter().enumerate() {
-                out.push_str(prom);
-                out.push('{');
-                out.push_str(&tags);
-                out.push_str(sep);
-                out.push_str(label);
-                out.push_str(&fmt_g(stats.quantiles[i], 32));
-                out.push('\n');
+            if out.len() >= target {
+                return;
             }
-        } else {
-            let labels = le_cache
-                .entry(std::sync::Arc::as_ptr(&info.buckets) as *const f64 as usize)
-                .or_insert_with(|| {
-                    info.buckets
+        }
+        self.next_stage();
+    }
+
+    fn histograms(&mut self, out: &mut String, target: usize) {
+        let snap = self.snap.borrow();
+        let meta = &snap.meta;
+        let summary = self.summary;
+        while let Some(&slot) = meta.order_prom_hists.get(self.pos) {
+            self.pos += 1;
+            let info = &meta.hists[slot as usize];
+            let data = &snap.hists[slot as usize];
+            if !self
+                .params
+                .should_show_lazy(|| meta.name(info), data.used, false)
+            {
+                continue;
+            }
+            let prom = &*meta.extracted[info.extracted as usize].prom;
+            if self.current != Some(info.extracted) {
+                self.current = Some(info.extracted);
+                out.push_str("# TYPE ");
+                out.push_str(prom);
+                out.push_str(if summary {
+                    " summary\n"
+                } else {
+                    " histogram\n"
+                });
+            }
+            let tags = &*meta.tagset(info).prom;
+            let sep = if tags.is_empty() { "" } else { "," };
+            let stats = if summary {
+                &data.interval
+            } else {
+                &data.cumulative
+            };
+            if summary {
+                for (i, label) in self.quantile_labels.iter().enumerate() {
+                    out.push_str(prom);
+                    out.push('{');
+                    out.push_str(tags);
+                    out.push_str(sep);
+                    out.push_str(label);
+                    out.push_str(&fmt_g(stats.quantiles[i], 32));
+                    out.push('\n');
+                }
+            } else {
+                let bounds = meta.bucket_bounds(info);
+                let labels = self.le_labels[info.buckets as usize].get_or_insert_with(|| {
+                    bounds
                         .iter()
                         .map(|b| format!("le=\"{}\"}} ", fmt_g(*b, 32)))
                         .collect()
                 });
-            for (i, label) in labels.iter().enumerate() {
+                for (i, label) in labels.iter().enumerate() {
+                    out.push_str(prom);
+                    out.push_str("_bucket{");
+                    out.push_str(tags);
+                    out.push_str(sep);
+                    out.push_str(label);
+                    push_u64(
+                        out,
+                        &mut self.itoa,
+                        stats.buckets.get(i).copied().unwrap_or(0),
+                    );
+                    out.push('\n');
+                }
                 out.push_str(prom);
                 out.push_str("_bucket{");
-                out.push_str(&tags);
+                out.push_str(tags);
                 out.push_str(sep);
-                out.push_str(label);
-                out.push_str(fmt_u64(
-                    &mut buf,
-                    stats.buckets.get(i).copied().unwrap_or(0),
-                ));
+                out.push_str("le=\"+Inf\"} ");
+                push_u64(out, &mut self.itoa, stats.sample_count);
                 out.push('\n');
             }
             out.push_str(prom);
-            out.push_str("_bucket{");
-            out.push_str(&tags);
-            out.push_str(sep);
-            out.push_str("le=\"+Inf\"} ");
-            out.push_str(fmt_u64(&mut buf, stats.sample_count));
+            out.push_str("_sum{");
+            out.push_str(tags);
+            out.push_str("} ");
+            out.push_str(&fmt_g(stats.sample_sum, 32));
             out.push('\n');
+            out.push_str(prom);
+            out.push_str("_count{");
+            out.push_str(tags);
+            out.push_str("} ");
+            push_u64(out, &mut self.itoa, stats.sample_count);
+            out.push('\n');
+            if out.len() >= target {
+                return;
+            }
         }
-        let _ = writeln!(out, "{prom}_sum{{{tags}}} {}", fmt_g(stats.sample_sum, 32));
-        let _ = writeln!(out, "{prom}_count{{{tags}}} {}", stats.sample_count);
+        self.next_stage();
     }
+}
+
+/// `/stats/prometheus` output (text exposition) in one piece. Call
+/// [`StatsParams::validate_for_prometheus`] first; unsupported bucket modes
+/// render no histograms.
+pub fn render_prometheus(snap: &Snapshot, params: &StatsParams, out: &mut String) {
+    let mut r = PrometheusRender::new(snap, params);
+    out.reserve(r.estimate_len());
+    r.fill(out, usize::MAX);
 }
 
 type ItoaBuf = [u8; 20];
 
 fn itoa_buf() -> ItoaBuf {
     [0u8; 20]
+}
+
+/// Appends `v` in decimal (most stats are single digits: no formatting).
+#[inline]
+fn push_u64(out: &mut String, buf: &mut ItoaBuf, v: u64) {
+    if v < 10 {
+        out.push(char::from(b'0' + v as u8));
+    } else {
+        out.push_str(fmt_u64(buf, v));
+    }
 }
 
 /// Formats `v` in decimal into `buf` without allocating.

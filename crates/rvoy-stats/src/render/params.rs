@@ -223,6 +223,18 @@ impl StatsParams {
 
     /// Envoy's `shouldShowMetricWithoutFilter` + filter.
     pub(crate) fn should_show(&self, name: &str, used: bool, hidden: bool) -> bool {
+        self.should_show_lazy(|| name, used, hidden)
+    }
+
+    /// [`Self::should_show`] that looks the name up only when there is a
+    /// filter to match it against.
+    #[inline]
+    pub(crate) fn should_show_lazy<'a>(
+        &self,
+        name: impl FnOnce() -> &'a str,
+        used: bool,
+        hidden: bool,
+    ) -> bool {
         if self.used_only && !used {
             return false;
         }
@@ -231,7 +243,7 @@ impl StatsParams {
             HiddenFlag::Exclude if hidden => return false,
             _ => {}
         }
-        self.filter.as_ref().is_none_or(|re| re.is_match(name))
+        self.filter.as_ref().is_none_or(|re| re.is_match(name()))
     }
 }
 
