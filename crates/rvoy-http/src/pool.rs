@@ -130,6 +130,8 @@ pub struct H1Conn {
     pub closing_locally: bool,
     /// The upstream announced it closes after the current response.
     pub close_notified: bool,
+    /// The last read filled the buffer's spare room (more was waiting).
+    pub read_filled: bool,
 }
 
 impl Drop for H1Conn {

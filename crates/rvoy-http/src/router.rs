@@ -1368,6 +1368,7 @@ async fn h1_connection(
                 created: Instant::now(),
                 closing_locally: true,
                 close_notified: false,
+                read_filled: false,
             })
         }
         Err(e) => {

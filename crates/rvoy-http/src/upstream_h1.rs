@@ -126,10 +126,19 @@ impl Future for WriteOrReadable<'_> {
 
 async fn read_more(conn: &mut H1Conn) -> Result<usize, UpstreamError> {
     use tokio::io::AsyncReadExt;
+    // 16 KiB reads, 64 KiB once a read filled its buffer (a large body is
+    // coming): fewer reads and writes per response, small ones stay cheap.
     if conn.read_buf.capacity() - conn.read_buf.len() < 4096 {
-        conn.read_buf.reserve(16 * 1024);
+        let want = if conn.read_filled {
+            64 * 1024
+        } else {
+            16 * 1024
+        };
+        conn.read_buf.reserve(want);
     }
+    let spare = conn.read_buf.capacity() - conn.read_buf.len();
     let n = conn.stream.read_buf(&mut conn.read_buf).await?;
+    conn.read_filled = n == spare;
     conn.cluster
         .stats
         .traffic
