@@ -1301,6 +1301,33 @@ impl Drop for GaugeGuard {
     }
 }
 
+/// A request waiting for a new upstream connection (Envoy's pending
+/// request): holds a `max_pending_requests` slot and the
+/// `upstream_rq_pending_active` gauge until it is dropped.
+pub(crate) struct PendingRequest<'a> {
+    _slot: ReleaseOnDrop<'a>,
+    _active: GaugeGuard,
+}
+
+impl<'a> PendingRequest<'a> {
+    /// Takes a pending slot of `cluster` (default priority), or fails the
+    /// attempt with `upstream_rq_pending_overflow`.
+    pub(crate) fn start(cluster: &'a Cluster) -> Result<Self, AttemptFailure> {
+        let stats = &cluster.stats.traffic;
+        let slot = &cluster.resources(false).pending_requests;
+        if !slot.try_acquire() {
+            stats.upstream_rq_pending_overflow.inc();
+            return Err(AttemptFailure::Overflow);
+        }
+        stats.upstream_rq_pending_total.inc();
+        stats.upstream_rq_pending_active.inc();
+        Ok(PendingRequest {
+            _slot: ReleaseOnDrop(slot),
+            _active: GaugeGuard(stats.upstream_rq_pending_active),
+        })
+    }
+}
+
 struct HostActive<'a>(&'a Host);
 impl Drop for HostActive<'_> {
     fn drop(&mut self) {
@@ -1328,14 +1355,7 @@ async fn h1_connection(
     let stats = &cluster.stats.traffic;
     let resources = cluster.resources(false);
     // No idle connection: the request is pending until a new one connects.
-    if !resources.pending_requests.try_acquire() {
-        stats.upstream_rq_pending_overflow.inc();
-        return Err(AttemptFailure::Overflow);
-    }
-    let _pending = ReleaseOnDrop(&resources.pending_requests);
-    stats.upstream_rq_pending_total.inc();
-    stats.upstream_rq_pending_active.inc();
-    let _pending_active = GaugeGuard(stats.upstream_rq_pending_active);
+    let _pending = PendingRequest::start(cluster)?;
     if !resources.connections.try_acquire() {
         stats.upstream_cx_overflow.inc();
         resources.connections.acquire_unchecked();

@@ -116,17 +116,7 @@ async fn connection(
     }
     let stats = &cluster.stats.traffic;
     // No usable connection: the request is pending until a new one is ready.
-    let resources = cluster.resources(false);
-    if !resources.pending_requests.try_acquire() {
-        stats.upstream_rq_pending_overflow.inc();
-        return Err(AttemptFailure::Overflow);
-    }
-    let _pending = PendingGuard(
-        &resources.pending_requests,
-        stats.upstream_rq_pending_active,
-    );
-    stats.upstream_rq_pending_total.inc();
-    stats.upstream_rq_pending_active.inc();
+    let _pending = crate::router::PendingRequest::start(cluster)?;
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http2_total.inc();
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
@@ -186,17 +176,6 @@ async fn connection(
     };
     worker.h2_pools.put(key.clone(), send.clone());
     Ok((key, send))
-}
-
-/// Releases a pending request's slot and gauge when it gets its connection
-/// (or fails).
-struct PendingGuard<'a>(&'a rvoy_upstream::resources::Resource, rvoy_stats::Gauge);
-
-impl Drop for PendingGuard<'_> {
-    fn drop(&mut self) {
-        self.0.release();
-        self.1.dec();
-    }
 }
 
 /// Sends all of `data`, respecting flow control.

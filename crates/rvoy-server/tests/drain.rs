@@ -718,90 +718,50 @@ fn h1_violations(f: &H1Facts, immediate: bool) -> Vec<String> {
     v
 }
 
+/// One table row: `label`, then `cell` of each run.
+fn row<T>(label: &str, runs: &[T], cell: impl Fn(&T) -> String) -> (String, Vec<String>) {
+    (label.to_owned(), runs.iter().map(cell).collect())
+}
+
 fn h1_table(runs: &[H1Facts]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = vec![
-        (
-            "requests".into(),
-            runs.iter().map(|f| f.requests.to_string()).collect(),
-        ),
-        (
-            "complete 200".into(),
-            runs.iter().map(|f| f.ok.to_string()).collect(),
-        ),
-        (
-            "... with connection: close".into(),
-            runs.iter().map(|f| f.ok_close.to_string()).collect(),
-        ),
-        (
-            "broken responses".into(),
-            runs.iter().map(|f| f.broken.len().to_string()).collect(),
-        ),
-        (
-            "no response, established conn".into(),
-            runs.iter()
-                .map(|f| f.failed_established.len().to_string())
-                .collect(),
-        ),
-        (
-            "no response, new conn".into(),
-            runs.iter()
-                .map(|f| f.failed_new.len().to_string())
-                .collect(),
-        ),
-        (
-            "lost after reaching upstream".into(),
-            runs.iter()
-                .map(|f| f.lost_upstream.len().to_string())
-                .collect(),
-        ),
-        (
-            "connects refused".into(),
-            runs.iter().map(|f| f.refusals.to_string()).collect(),
-        ),
-        (
-            "first refusal (ms from drain)".into(),
-            runs.iter()
-                .map(|f| format!("{:?}", f.first_refusal_ms))
-                .collect(),
-        ),
-        (
-            "sent after drain, answered".into(),
-            runs.iter()
-                .map(|f| f.sent_after_drain.to_string())
-                .collect(),
-        ),
-        (
-            "... keep-alive (no close)".into(),
-            runs.iter()
-                .map(|f| f.keepalive_after_drain.len().to_string())
-                .collect(),
-        ),
-        (
-            "in flight at drain, keep-alive reply".into(),
-            runs.iter().map(|f| f.late_keepalive.to_string()).collect(),
-        ),
-        (
-            "slow probe".into(),
-            runs.iter().map(|f| f.slow.clone()).collect(),
-        ),
-        (
-            "slow probe, next request".into(),
-            runs.iter().map(|f| f.slow_next.clone()).collect(),
-        ),
-        (
-            "idle conn at drain+300ms".into(),
-            runs.iter().map(|f| f.idle.clone()).collect(),
-        ),
-        (
-            "listener refused at (ms)".into(),
-            runs.iter().map(|f| format!("{:?}", f.stopped_ms)).collect(),
-        ),
-        (
-            "total_listeners_draining mid-drain".into(),
-            runs.iter()
-                .map(|f| format!("{:?}", f.mid_drain_draining_gauge))
-                .collect(),
-        ),
+        row("requests", runs, |f| f.requests.to_string()),
+        row("complete 200", runs, |f| f.ok.to_string()),
+        row("... with connection: close", runs, |f| {
+            f.ok_close.to_string()
+        }),
+        row("broken responses", runs, |f| f.broken.len().to_string()),
+        row("no response, established conn", runs, |f| {
+            f.failed_established.len().to_string()
+        }),
+        row("no response, new conn", runs, |f| {
+            f.failed_new.len().to_string()
+        }),
+        row("lost after reaching upstream", runs, |f| {
+            f.lost_upstream.len().to_string()
+        }),
+        row("connects refused", runs, |f| f.refusals.to_string()),
+        row("first refusal (ms from drain)", runs, |f| {
+            format!("{:?}", f.first_refusal_ms)
+        }),
+        row("sent after drain, answered", runs, |f| {
+            f.sent_after_drain.to_string()
+        }),
+        row("... keep-alive (no close)", runs, |f| {
+            f.keepalive_after_drain.len().to_string()
+        }),
+        row("in flight at drain, keep-alive reply", runs, |f| {
+            f.late_keepalive.to_string()
+        }),
+        row("slow probe", runs, |f| f.slow.clone()),
+        row("slow probe, next request", runs, |f| f.slow_next.clone()),
+        row("idle conn at drain+300ms", runs, |f| f.idle.clone()),
+        row("listener refused at (ms)", runs, |f| {
+            format!("{:?}", f.stopped_ms)
+        }),
+        row("total_listeners_draining mid-drain", runs, |f| {
+            format!("{:?}", f.mid_drain_draining_gauge)
+        }),
     ];
     for name in STATS {
         rows.push((
@@ -1518,62 +1478,29 @@ fn h2_violations(f: &H2Facts) -> Vec<String> {
 
 fn h2_table(runs: &[H2Facts]) -> String {
     let mut rows: Vec<(String, Vec<String>)> = vec![
-        (
-            "streams".into(),
-            runs.iter().map(|f| f.streams.to_string()).collect(),
-        ),
-        (
-            "complete 200".into(),
-            runs.iter().map(|f| f.ok.to_string()).collect(),
-        ),
-        (
-            "broken".into(),
-            runs.iter().map(|f| f.broken.len().to_string()).collect(),
-        ),
-        (
-            "refused (not at upstream)".into(),
-            runs.iter()
-                .map(|f| f.refused_streams.len().to_string())
-                .collect(),
-        ),
-        (
-            "lost after reaching upstream".into(),
-            runs.iter()
-                .map(|f| f.lost_upstream.len().to_string())
-                .collect(),
-        ),
-        (
-            "connections opened".into(),
-            runs.iter().map(|f| f.connections.to_string()).collect(),
-        ),
-        (
-            "connects refused".into(),
-            runs.iter().map(|f| f.refusals.to_string()).collect(),
-        ),
-        (
-            "in-flight stream at drain".into(),
-            runs.iter().map(|f| f.slow.clone()).collect(),
-        ),
-        (
-            "new stream 100 ms into drain".into(),
-            runs.iter().map(|f| f.quick.clone()).collect(),
-        ),
-        (
-            "stream after GOAWAY".into(),
-            runs.iter().map(|f| f.after.clone()).collect(),
-        ),
-        (
-            "conn opened in drain: GOAWAY/response".into(),
-            runs.iter().map(|f| f.late.clone()).collect(),
-        ),
-        (
-            "client told to go away".into(),
-            runs.iter().map(|f| f.told_to_go_away.to_string()).collect(),
-        ),
-        (
-            "listener refused at (ms)".into(),
-            runs.iter().map(|f| format!("{:?}", f.stopped_ms)).collect(),
-        ),
+        row("streams", runs, |f| f.streams.to_string()),
+        row("complete 200", runs, |f| f.ok.to_string()),
+        row("broken", runs, |f| f.broken.len().to_string()),
+        row("refused (not at upstream)", runs, |f| {
+            f.refused_streams.len().to_string()
+        }),
+        row("lost after reaching upstream", runs, |f| {
+            f.lost_upstream.len().to_string()
+        }),
+        row("connections opened", runs, |f| f.connections.to_string()),
+        row("connects refused", runs, |f| f.refusals.to_string()),
+        row("in-flight stream at drain", runs, |f| f.slow.clone()),
+        row("new stream 100 ms into drain", runs, |f| f.quick.clone()),
+        row("stream after GOAWAY", runs, |f| f.after.clone()),
+        row("conn opened in drain: GOAWAY/response", runs, |f| {
+            f.late.clone()
+        }),
+        row("client told to go away", runs, |f| {
+            f.told_to_go_away.to_string()
+        }),
+        row("listener refused at (ms)", runs, |f| {
+            format!("{:?}", f.stopped_ms)
+        }),
     ];
     for name in STATS {
         rows.push((
