@@ -143,6 +143,23 @@ fn binaries() -> Vec<Binary> {
     v
 }
 
+/// Runs the scenario on every binary. The oracle (Envoy) gets one more try
+/// when it breaks the expectations, since on a loaded 2-core machine it
+/// occasionally leaves a stream unanswered; rvoy gets exactly one run.
+fn run_all<F>(run: impl Fn(&Binary) -> F, violations: impl Fn(&F) -> Vec<String>) -> Vec<F> {
+    binaries()
+        .iter()
+        .map(|b| {
+            let facts = run(b);
+            if matches!(b, Binary::Envoy(_)) && !violations(&facts).is_empty() {
+                eprintln!("Envoy broke the expectations once; running it again");
+                return run(b);
+            }
+            facts
+        })
+        .collect()
+}
+
 fn start(binary: &Binary, echo: &EchoServer, strategy: &str) -> Proxy {
     let mut ports = Ports::new();
     ports.insert("backend", echo.port());
@@ -825,7 +842,7 @@ fn judge<F>(
 
 #[test]
 fn h1_immediate_drain_under_load_loses_no_request() {
-    let runs: Vec<H1Facts> = binaries().iter().map(|b| run_h1(b, "immediate")).collect();
+    let runs = run_all(|b| run_h1(b, "immediate"), |f| h1_violations(f, true));
     judge(
         "HTTP/1.1 keep-alive load, --drain-strategy immediate, POST /drain_listeners?graceful",
         &runs,
@@ -837,7 +854,7 @@ fn h1_immediate_drain_under_load_loses_no_request() {
 
 #[test]
 fn h1_gradual_drain_under_load_loses_no_request() {
-    let runs: Vec<H1Facts> = binaries().iter().map(|b| run_h1(b, "gradual")).collect();
+    let runs = run_all(|b| run_h1(b, "gradual"), |f| h1_violations(f, false));
     judge(
         "HTTP/1.1 keep-alive load, --drain-strategy gradual, POST /drain_listeners?graceful",
         &runs,
@@ -1529,7 +1546,7 @@ fn h2_table(runs: &[H2Facts]) -> String {
 
 #[test]
 fn h2_goaway_lets_in_flight_streams_finish() {
-    let runs: Vec<H2Facts> = binaries().iter().map(run_h2).collect();
+    let runs = run_all(run_h2, h2_violations);
     judge(
         "h2c load (3 connections x 5 concurrent streams), --drain-strategy immediate, POST /drain_listeners?graceful",
         &runs,
