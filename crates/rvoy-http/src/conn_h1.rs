@@ -615,7 +615,7 @@ pub(crate) mod tests {
                 clusters: Arc::new(rvoy_upstream::cluster::ClusterManager::new(
                     &[],
                     &root,
-                    false,
+                    Default::default(),
                 )),
                 access_logs: Vec::new(),
                 machine_address: None,

@@ -39,6 +39,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             ),
             yes("use_tcp_for_dns_lookups"),
             yes("dns_resolution_config"),
+            yes("typed_dns_resolver_config"),
             ignored("inline_headers", "a header-map performance hint"),
             ignored("perf_tracing_file_path", "Perfetto tracing output"),
             ignored(
@@ -204,7 +205,8 @@ pub struct Config {
     /// Bootstrap `stats_sinks`.
     pub stats_sinks: Vec<crate::stats_sink::StatsSink>,
     pub runtime: RuntimeConfig,
-    pub use_tcp_for_dns_lookups: bool,
+    /// The server's DNS resolver, used by DNS clusters without their own.
+    pub dns_resolver: crate::dns_resolver::DnsResolverConfig,
     /// Accepted fields that change nothing, to warn about once and count.
     pub ignored: Vec<IgnoredField>,
 }
@@ -389,14 +391,13 @@ pub fn build(
             ));
         }
     }
-    if let Some(cfg) = &bootstrap.dns_resolution_config
-        && !cfg.resolvers.is_empty()
-    {
-        errors.push(ConfigError::not_supported(
-            root.field("dns_resolution_config").field("resolvers"),
-            "bootstrap-wide DNS resolvers (set them per cluster)",
-        ));
-    }
+    let dns_resolver = match crate::dns_resolver::for_bootstrap(bootstrap, &root, &mut diags) {
+        Ok(r) => r,
+        Err(e) => {
+            errors.push(e);
+            crate::dns_resolver::DnsResolverConfig::default()
+        }
+    };
 
     errors.extend(support::read_by_formatters(message, &diags.ignored));
 
@@ -418,7 +419,7 @@ pub fn build(
             .unwrap_or(Duration::from_secs(5)),
         stats_sinks,
         runtime,
-        use_tcp_for_dns_lookups: bootstrap.use_tcp_for_dns_lookups,
+        dns_resolver,
         ignored: diags.ignored,
     })
 }

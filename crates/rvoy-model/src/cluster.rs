@@ -12,6 +12,7 @@ use rvoy_api::envoy::extensions::upstreams::http::v3 as upstream_http;
 use rvoy_config_load::{ConfigError, FieldPath};
 
 use crate::address::{self, EndpointAddress, TcpKeepalive};
+use crate::dns_resolver::{self, DnsResolverConfig};
 use crate::duration;
 use crate::extension::{self, Category};
 use crate::hcm::{CommonHttpOptions, Http1Options, Http2Options};
@@ -41,6 +42,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("dns_lookup_family"),
             yes("dns_resolvers"),
             yes("use_tcp_for_dns_lookups"),
+            yes("typed_dns_resolver_config"),
             yes("dns_resolution_config"),
             yes("upstream_bind_config"),
             yes("transport_socket"),
@@ -200,9 +202,9 @@ pub struct DnsSettings {
     pub failure_refresh_base: Option<Duration>,
     pub failure_refresh_max: Option<Duration>,
     pub respect_ttl: bool,
-    /// Custom resolvers; empty means the system's.
-    pub resolvers: Vec<SocketAddr>,
-    pub use_tcp: bool,
+    /// The cluster's own resolver; `None` uses the server's
+    /// ([`crate::Config::dns_resolver`]).
+    pub resolver: Option<DnsResolverConfig>,
 }
 
 /// A host's health as EDS or the load assignment states it.
@@ -465,7 +467,7 @@ pub fn build(
         }
     }
     let (protocol, common_http, http1, http2) = protocol(c, path, diags)?;
-    let dns = dns_settings(c, path)?;
+    let dns = dns_settings(c, path, diags)?;
     let (source_address, bind_freebind, bind_socket_options) = match &c.upstream_bind_config {
         None => (None, false, Vec::new()),
         Some(b) => {
@@ -729,7 +731,11 @@ fn protocol(
     Ok((protocol, common, http1, http2))
 }
 
-fn dns_settings(c: &pb::Cluster, path: &FieldPath) -> Result<DnsSettings, ConfigError> {
+fn dns_settings(
+    c: &pb::Cluster,
+    path: &FieldPath,
+    diags: &mut Diagnostics,
+) -> Result<DnsSettings, ConfigError> {
     use pb::cluster::DnsLookupFamily as F;
     let lookup_family = match F::try_from(c.dns_lookup_family) {
         Ok(F::V4Only) => DnsLookupFamily::V4Only,
@@ -738,34 +744,7 @@ fn dns_settings(c: &pb::Cluster, path: &FieldPath) -> Result<DnsSettings, Config
         Ok(F::All) => DnsLookupFamily::All,
         _ => DnsLookupFamily::Auto,
     };
-    let mut resolvers = Vec::new();
-    let mut push = |list: &[core::Address], p: FieldPath| -> Result<(), ConfigError> {
-        for (i, a) in list.iter().enumerate() {
-            let r = address::resolved(a, &p.index(i))?;
-            if let Some(sa) = r.socket_addr() {
-                resolvers.push(sa);
-            }
-        }
-        Ok(())
-    };
-    push(&c.dns_resolvers, path.field("dns_resolvers"))?;
-    let mut use_tcp = c.use_tcp_for_dns_lookups;
-    if let Some(cfg) = &c.dns_resolution_config {
-        push(
-            &cfg.resolvers,
-            path.field("dns_resolution_config").field("resolvers"),
-        )?;
-        use_tcp |= cfg
-            .dns_resolver_options
-            .as_ref()
-            .is_some_and(|o| o.use_tcp_for_dns_lookups);
-    }
-    if c.typed_dns_resolver_config.is_some() {
-        return Err(ConfigError::not_supported(
-            path.field("typed_dns_resolver_config"),
-            "typed_dns_resolver_config",
-        ));
-    }
+    let resolver = dns_resolver::for_cluster(c, path, diags)?;
     let refresh_rate = duration::opt(&c.dns_refresh_rate).unwrap_or(Duration::from_secs(5));
     if refresh_rate < Duration::from_millis(1) {
         return Err(ConfigError::semantic(
@@ -785,7 +764,6 @@ fn dns_settings(c: &pb::Cluster, path: &FieldPath) -> Result<DnsSettings, Config
             .as_ref()
             .and_then(|r| duration::opt(&r.max_interval)),
         respect_ttl: c.respect_dns_ttl,
-        resolvers,
-        use_tcp,
+        resolver,
     })
 }

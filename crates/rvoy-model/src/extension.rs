@@ -375,7 +375,14 @@ pub fn unimplemented_error(
         && type_name.starts_with("envoy.")
         && pool.get_message_by_name(type_name).is_some();
     let envoy_has_name = envoy_knows(category, name);
-    if envoy_has_type || (envoy_has_name && !has_config) {
+    // A config type Envoy has a proto for but no extension registered under
+    // (platform-specific or contrib builds): Envoy's own error.
+    let envoy_lacks_extension = envoy_has_type
+        && !envoy_has_name
+        && canonical_name(category, type_name).is_none()
+        && category != Category::Other
+        && is_regular_extension_type(category, type_name);
+    if !envoy_lacks_extension && (envoy_has_type || (envoy_has_name && !has_config)) {
         let what = match canonical_name(category, type_name) {
             Some(canonical) => canonical.to_owned(),
             None if envoy_has_name || type_name.is_empty() => name.to_owned(),
@@ -392,9 +399,40 @@ pub fn unimplemented_error(
     )
 }
 
+/// Whether `type_name` names its extension the usual way
+/// (`envoy.extensions.<category path>.<name>.vN.Type` for
+/// `envoy.<category path>.<name>`), so that a missing canonical name means
+/// Envoy registers no such extension in `category`.
+fn is_regular_extension_type(category: Category, type_name: &str) -> bool {
+    let prefix = category.envoy_name().trim_start_matches("envoy.");
+    type_name
+        .strip_prefix("envoy.extensions.")
+        .is_some_and(|rest| !prefix.is_empty() && rest.starts_with(prefix))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_extension_envoy_does_not_build_gets_envoys_error() {
+        let e = unimplemented_error(
+            Category::DnsResolver,
+            "envoy.network.dns_resolver.apple",
+            "type.googleapis.com/envoy.extensions.network.dns_resolver.apple.v3.AppleDnsResolverConfig",
+            true,
+            &FieldPath::root(),
+        );
+        assert_eq!(e.kind, ErrorKind::UnknownExtension, "{e}");
+        let e = unimplemented_error(
+            Category::HttpFilter,
+            "envoy.filters.http.lua",
+            "type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua",
+            true,
+            &FieldPath::root(),
+        );
+        assert_eq!(e.kind, ErrorKind::NotSupported, "{e}");
+    }
 
     #[test]
     fn canonical_names_from_types() {

@@ -14,6 +14,7 @@ pub mod address;
 pub mod bootstrap;
 pub mod cluster;
 pub mod compat;
+pub mod dns_resolver;
 pub mod duration;
 pub mod extension;
 pub mod filter_chain_index;
@@ -46,6 +47,7 @@ pub(crate) fn support_tables() -> impl Iterator<Item = &'static MessageSupport> 
         .chain(headers::SUPPORT)
         .chain(http_filters::support_tables())
         .chain(cluster::SUPPORT)
+        .chain(dns_resolver::SUPPORT)
         .chain(access_log::SUPPORT)
         .chain(stats_sink::SUPPORT)
         .chain(tls::SUPPORT)
@@ -68,6 +70,27 @@ mod extension_registry {
 
     /// The registry: one line per implemented extension.
     pub(crate) static ALL: &[Implemented] = &[
+        Implemented {
+            category: Category::DnsResolver,
+            name: "envoy.network.dns_resolver.cares",
+            aliases: &[],
+            config_type: "envoy.extensions.network.dns_resolver.cares.v3.CaresDnsResolverConfig",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::DnsResolver,
+            name: "envoy.network.dns_resolver.getaddrinfo",
+            aliases: &[],
+            config_type: "envoy.extensions.network.dns_resolver.getaddrinfo.v3.GetAddrInfoDnsResolverConfig",
+            config_optional: false,
+        },
+        Implemented {
+            category: Category::DnsResolver,
+            name: "envoy.network.dns_resolver.hickory",
+            aliases: &[],
+            config_type: "envoy.extensions.network.dns_resolver.hickory.v3.HickoryDnsResolverConfig",
+            config_optional: false,
+        },
         Implemented {
             category: Category::HttpFilter,
             name: "envoy.filters.http.compressor",

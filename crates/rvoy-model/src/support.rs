@@ -424,6 +424,10 @@ mod tests {
             "event loop histograms only",
         ),
         (
+            "envoy.extensions.network.dns_resolver.hickory.v3.HickoryDnsResolverConfig.num_resolver_threads",
+            "how many threads run lookups; the answers are the same",
+        ),
+        (
             "envoy.config.bootstrap.v3.Bootstrap.stats_server_version_override",
             "the value of one gauge",
         ),

@@ -148,7 +148,7 @@ pub fn build(
     let clusters = Arc::new(ClusterManager::with_tls(
         &config.clusters,
         &root,
-        config.use_tcp_for_dns_lookups,
+        config.dns_resolver.clone(),
         &cluster_tls,
     ));
     let mut listeners = Vec::with_capacity(config.listeners.len());

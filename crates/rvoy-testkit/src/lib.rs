@@ -11,6 +11,7 @@
 //!   websocket and raw `Upgrade`) that records every request and is steered by `x-echo-*`
 //!   request headers, and a plain TCP echo;
 //! * [`raw`] and [`client`]: a byte-exact HTTP/1 client and a hyper (HTTP/1.1, h2c) client;
+//! * [`dns`]: an authoritative DNS server for DNS cluster tests;
 //! * [`diff`]: run the same config and requests against Envoy and rvoy and diff what a user
 //!   sees.
 //!
@@ -18,6 +19,7 @@
 
 pub mod client;
 pub mod diff;
+pub mod dns;
 pub mod echo;
 pub mod error;
 pub mod ports;
@@ -27,6 +29,7 @@ pub mod raw;
 
 pub use client::{HyperClient, HyperResponse};
 pub use diff::{DiffOutcome, DiffRequest, Differential};
+pub use dns::DnsServer;
 pub use echo::{EchoServer, RecordedRequest, TcpEcho};
 pub use error::{Error, Result};
 pub use ports::{Ports, render};

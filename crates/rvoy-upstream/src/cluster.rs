@@ -18,6 +18,7 @@ use crate::dns::ClusterResolver;
 use crate::host::{Host, HostAddress, HostSet};
 use crate::resources::Resources;
 use crate::stats::{CircuitBreakerStats, ClusterMembershipStats, ClusterStats};
+use rvoy_model::dns_resolver::DnsResolverConfig;
 
 /// One cluster at runtime.
 #[derive(Debug)]
@@ -195,23 +196,24 @@ pub struct ClusterManager {
     by_name: HashMap<Arc<str>, Arc<Cluster>>,
     /// In configuration order (for `/clusters`).
     pub ordered: Vec<Arc<Cluster>>,
-    pub use_tcp_for_dns_lookups: bool,
+    /// The server's resolver, for DNS clusters without their own.
+    pub dns_resolver: DnsResolverConfig,
 }
 
 impl ClusterManager {
     pub fn new(
         clusters: &[Arc<model::Cluster>],
         root: &Scope,
-        use_tcp_for_dns_lookups: bool,
+        dns_resolver: DnsResolverConfig,
     ) -> Self {
-        Self::with_tls(clusters, root, use_tcp_for_dns_lookups, &HashMap::new())
+        Self::with_tls(clusters, root, dns_resolver, &HashMap::new())
     }
 
     /// [`new`](Self::new), with the TLS contexts of clusters by name.
     pub fn with_tls(
         clusters: &[Arc<model::Cluster>],
         root: &Scope,
-        use_tcp_for_dns_lookups: bool,
+        dns_resolver: DnsResolverConfig,
         tls: &HashMap<Arc<str>, Arc<rvoy_tls::ClientContext>>,
     ) -> Self {
         let mut by_name = HashMap::with_capacity(clusters.len());
@@ -229,7 +231,7 @@ impl ClusterManager {
         ClusterManager {
             by_name,
             ordered,
-            use_tcp_for_dns_lookups,
+            dns_resolver,
         }
     }
 
@@ -248,9 +250,14 @@ impl ClusterManager {
             }
             let (tx, rx) = tokio::sync::oneshot::channel();
             let c = cluster.clone();
-            let tcp = self.use_tcp_for_dns_lookups;
+            let resolver = c
+                .config
+                .dns
+                .resolver
+                .clone()
+                .unwrap_or_else(|| self.dns_resolver.clone());
             tokio::spawn(async move {
-                dns_loop(c, tcp, Some(tx)).await;
+                dns_loop(c, resolver, Some(tx)).await;
             });
             waits.push(rx);
         }
@@ -274,11 +281,11 @@ impl ClusterManager {
 /// Resolves a DNS cluster's endpoints forever, publishing changes.
 async fn dns_loop(
     cluster: Arc<Cluster>,
-    use_tcp: bool,
+    resolver: DnsResolverConfig,
     mut first: Option<tokio::sync::oneshot::Sender<()>>,
 ) {
     let config = cluster.config.clone();
-    let resolver = match ClusterResolver::new(&config.dns, use_tcp) {
+    let mut resolver = match ClusterResolver::new(&resolver, config.dns.lookup_family) {
         Ok(r) => r,
         Err(e) => {
             rvoy_log::error!(
