@@ -1,7 +1,7 @@
 //! Access log emission for HTTP streams: evaluating `AccessLogFilter`s and
 //! rendering each logger's format into its sink.
 
-use rvoy_format::StreamInfo;
+use rvoy_format::{AccessLogType, MetadataKind, StreamInfo};
 use rvoy_model::access_log::{AccessLogFilter, Comparison};
 
 use crate::context::AccessLogger;
@@ -34,6 +34,14 @@ pub fn filter_matches(filter: &AccessLogFilter, info: &RequestInfo) -> bool {
                 set.split(',').any(|f| flags.iter().any(|x| x == f))
             }
         }
+        AccessLogFilter::Metadata(m) => m.matches(StreamInfo::metadata(
+            info,
+            MetadataKind::Dynamic,
+            &m.namespace,
+        )),
+        AccessLogFilter::LogType { types, exclude } => {
+            types.contains(&info.access_log_type) != *exclude
+        }
         AccessLogFilter::GrpcStatus { statuses, exclude } => {
             let code = info.grpc_status.unwrap_or_else(|| {
                 info.response_status.map_or(2, |s| {
@@ -46,11 +54,14 @@ pub fn filter_matches(filter: &AccessLogFilter, info: &RequestInfo) -> bool {
     }
 }
 
-/// Renders and writes the stream to every logger whose filter matches.
-pub fn emit(loggers: &[AccessLogger], info: &RequestInfo) {
+/// Logs the end of the stream (`DownstreamEnd`) to every logger whose
+/// filter matches.
+pub fn emit(loggers: &[AccessLogger], info: &mut RequestInfo) {
     if loggers.is_empty() {
         return;
     }
+    info.access_log_type = AccessLogType::DownstreamEnd;
+    let info = &*info;
     let mut line = String::with_capacity(256);
     for logger in loggers {
         if let Some(f) = &logger.config.filter
@@ -97,6 +108,12 @@ pub fn filter_matches_info(filter: &AccessLogFilter, info: &dyn StreamInfo) -> b
                 let short = set.to_short_string();
                 short.split(',').any(|f| flags.iter().any(|x| x == f))
             }
+        }
+        AccessLogFilter::Metadata(m) => {
+            m.matches(info.metadata(MetadataKind::Dynamic, &m.namespace))
+        }
+        AccessLogFilter::LogType { types, exclude } => {
+            types.contains(&info.access_log_type()) != *exclude
         }
         AccessLogFilter::GrpcStatus { statuses, exclude } => {
             let code =

@@ -469,7 +469,7 @@ async fn codec_error_reply(
     info.end = Some(Instant::now());
     rt.stats.response_code(rendered.status.as_u16());
     stats.downstream_rq_completed.inc();
-    crate::access_log::emit(&rt.access_logs, &info);
+    crate::access_log::emit(&rt.access_logs, &mut info);
     let _ = StatusCode::OK;
     let _ = HeaderValue::from_static("");
 }

@@ -7,7 +7,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use http::{HeaderMap, Method};
 use rvoy_format::{
-    Address, AddressKind, PseudoHeader, ResponseFlag, ResponseFlags, StreamInfo, TimePoint,
+    AccessLogType, Address, AddressKind, PseudoHeader, ResponseFlag, ResponseFlags, StreamInfo,
+    TimePoint,
 };
 use rvoy_upstream::host::{Host, HostAddress};
 
@@ -67,6 +68,9 @@ pub struct RequestInfo {
     pub grpc_status: Option<i32>,
     /// Whether [`RequestInfo::mark`] records (off when nothing reads timings).
     pub record_timings: bool,
+    /// `DownstreamEnd` once the stream is logged; `NotSet` before (local
+    /// reply mappers), as in Envoy.
+    pub access_log_type: AccessLogType,
 }
 
 impl RequestInfo {
@@ -111,6 +115,7 @@ impl RequestInfo {
             is_health_check: false,
             grpc_status: None,
             record_timings: true,
+            access_log_type: AccessLogType::NotSet,
         }
     }
 
@@ -181,6 +186,10 @@ fn proto(p: Protocol) -> rvoy_format::Protocol {
 }
 
 impl StreamInfo for RequestInfo {
+    fn access_log_type(&self) -> AccessLogType {
+        self.access_log_type
+    }
+
     fn start_time(&self) -> Option<SystemTime> {
         Some(self.start_time)
     }

@@ -157,7 +157,7 @@ pub async fn handle<D: Downstream>(
     stats
         .downstream_rq_time
         .record(info.elapsed().as_millis() as u64);
-    crate::access_log::emit(&rt.access_logs, &info);
+    crate::access_log::emit(&rt.access_logs, &mut info);
     rvoy_log::stream_log!(
         rvoy_log::Component::Http,
         rvoy_log::Level::Debug,

@@ -14,11 +14,11 @@ use rvoy_api::envoy::extensions::access_loggers::file::v3 as file_pb;
 use rvoy_api::envoy::extensions::access_loggers::stream::v3 as stream_pb;
 use rvoy_config_load::any::struct_to_json;
 use rvoy_config_load::{ConfigError, FieldPath};
-use rvoy_format::Format;
+use rvoy_format::{AccessLogType, Format};
 
 use crate::extension::{self, Category};
 use crate::headers::data_source;
-use crate::matcher::{FractionalPercent, HeaderMatcher};
+use crate::matcher::{FractionalPercent, HeaderMatcher, ValueMatcher, metadata_value};
 use crate::support::{Diagnostics, MessageSupport, yes};
 
 pub(crate) static SUPPORT: &[MessageSupport] = &[
@@ -39,7 +39,17 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("header_filter"),
             yes("response_flag_filter"),
             yes("grpc_status_filter"),
+            yes("metadata_filter"),
+            yes("log_type_filter"),
         ],
+    },
+    MessageSupport {
+        message: "envoy.config.accesslog.v3.MetadataFilter",
+        fields: &[yes("matcher"), yes("match_if_key_not_found")],
+    },
+    MessageSupport {
+        message: "envoy.config.accesslog.v3.LogTypeFilter",
+        fields: &[yes("types"), yes("exclude")],
     },
     MessageSupport {
         message: "envoy.config.accesslog.v3.ComparisonFilter",
@@ -204,6 +214,71 @@ pub enum AccessLogFilter {
         statuses: Vec<i32>,
         exclude: bool,
     },
+    Metadata(MetadataFilter),
+    /// The record's type is one of `types` (or, with `exclude`, is not).
+    LogType {
+        types: Vec<AccessLogType>,
+        exclude: bool,
+    },
+}
+
+/// `metadata_filter`: a value of the stream's dynamic metadata.
+#[derive(Clone, Debug)]
+pub struct MetadataFilter {
+    /// The metadata namespace (`matcher.filter`).
+    pub namespace: String,
+    /// Keys into nested structs (`matcher.path`).
+    pub path: Vec<String>,
+    /// What the value must match when it is there.
+    pub value: Option<ValueMatcher>,
+    /// The answer when there is no value at the path
+    /// (`match_if_key_not_found`, default true).
+    pub default_match: bool,
+}
+
+impl MetadataFilter {
+    /// Envoy's `MetadataFilter::evaluate` on the stream's namespace.
+    pub fn matches(&self, namespace: Option<&prost_types::Struct>) -> bool {
+        match metadata_value(namespace, &self.path) {
+            Some(v) if v.kind.is_some() => self.value.as_ref().is_some_and(|m| m.matches(Some(v))),
+            _ => self.default_match,
+        }
+    }
+}
+
+fn path_key(
+    segment: &rvoy_api::envoy::r#type::matcher::v3::metadata_matcher::PathSegment,
+) -> String {
+    use rvoy_api::envoy::r#type::matcher::v3::metadata_matcher::path_segment::Segment;
+    match &segment.segment {
+        Some(Segment::Key(k)) => k.clone(),
+        None => String::new(),
+    }
+}
+
+/// The `data.accesslog.v3.AccessLogType` value `t` (already checked to be
+/// defined by the config's validation).
+fn access_log_type(t: i32) -> AccessLogType {
+    use rvoy_api::envoy::data::accesslog::v3::AccessLogType as Pb;
+    match Pb::try_from(t) {
+        Ok(Pb::TcpUpstreamConnected) => AccessLogType::TcpUpstreamConnected,
+        Ok(Pb::TcpPeriodic) => AccessLogType::TcpPeriodic,
+        Ok(Pb::TcpConnectionStart) => AccessLogType::TcpConnectionStart,
+        Ok(Pb::TcpConnectionEnd) => AccessLogType::TcpConnectionEnd,
+        Ok(Pb::DownstreamStart) => AccessLogType::DownstreamStart,
+        Ok(Pb::DownstreamPeriodic) => AccessLogType::DownstreamPeriodic,
+        Ok(Pb::DownstreamEnd) => AccessLogType::DownstreamEnd,
+        Ok(Pb::UpstreamPoolReady) => AccessLogType::UpstreamPoolReady,
+        Ok(Pb::UpstreamPeriodic) => AccessLogType::UpstreamPeriodic,
+        Ok(Pb::UpstreamEnd) => AccessLogType::UpstreamEnd,
+        Ok(Pb::DownstreamTunnelSuccessfullyEstablished) => {
+            AccessLogType::DownstreamTunnelSuccessfullyEstablished
+        }
+        Ok(Pb::UdpTunnelUpstreamConnected) => AccessLogType::UdpTunnelUpstreamConnected,
+        Ok(Pb::UdpPeriodic) => AccessLogType::UdpPeriodic,
+        Ok(Pb::UdpSessionEnd) => AccessLogType::UdpSessionEnd,
+        Ok(Pb::NotSet) | Err(_) => AccessLogType::NotSet,
+    }
 }
 
 /// Envoy's response flag short names accepted by `response_flag_filter`.
@@ -282,18 +357,24 @@ impl AccessLogFilter {
                 extension::resolve(Category::AccessLogFilter, &e.name, typed, &p, diags)?;
                 return Err(ConfigError::not_supported(p, &e.name));
             }
-            Some(F::MetadataFilter(_)) => {
-                return Err(ConfigError::not_supported(
-                    path.field("metadata_filter"),
-                    "metadata_filter",
-                ));
+            Some(F::MetadataFilter(m)) => {
+                let p = path.field("metadata_filter").field("matcher");
+                let matcher = m.matcher.clone().unwrap_or_default();
+                AccessLogFilter::Metadata(MetadataFilter {
+                    path: matcher.path.iter().map(path_key).collect(),
+                    value: matcher
+                        .value
+                        .as_ref()
+                        .map(|v| ValueMatcher::from_proto(v, &p.field("value")))
+                        .transpose()?,
+                    namespace: matcher.filter,
+                    default_match: m.match_if_key_not_found.unwrap_or(true),
+                })
             }
-            Some(F::LogTypeFilter(_)) => {
-                return Err(ConfigError::not_supported(
-                    path.field("log_type_filter"),
-                    "log_type_filter",
-                ));
-            }
+            Some(F::LogTypeFilter(l)) => AccessLogFilter::LogType {
+                types: l.types.iter().map(|t| access_log_type(*t)).collect(),
+                exclude: l.exclude,
+            },
             None => {
                 return Err(ConfigError::semantic(
                     path.clone(),

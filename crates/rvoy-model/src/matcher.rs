@@ -69,6 +69,46 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         fields: &[yes("start"), yes("end")],
     },
     MessageSupport {
+        message: "envoy.type.matcher.v3.MetadataMatcher",
+        fields: &[yes("filter"), yes("path"), yes("value")],
+    },
+    MessageSupport {
+        message: "envoy.type.matcher.v3.MetadataMatcher.PathSegment",
+        fields: &[yes("key")],
+    },
+    MessageSupport {
+        message: "envoy.type.matcher.v3.ValueMatcher",
+        fields: &[
+            yes("null_match"),
+            yes("double_match"),
+            yes("string_match"),
+            yes("bool_match"),
+            yes("present_match"),
+            yes("list_match"),
+            yes("or_match"),
+        ],
+    },
+    MessageSupport {
+        message: "envoy.type.matcher.v3.ValueMatcher.NullMatch",
+        fields: &[],
+    },
+    MessageSupport {
+        message: "envoy.type.matcher.v3.DoubleMatcher",
+        fields: &[yes("range"), yes("exact")],
+    },
+    MessageSupport {
+        message: "envoy.type.v3.DoubleRange",
+        fields: &[yes("start"), yes("end")],
+    },
+    MessageSupport {
+        message: "envoy.type.matcher.v3.ListMatcher",
+        fields: &[yes("one_of")],
+    },
+    MessageSupport {
+        message: "envoy.type.matcher.v3.OrMatcher",
+        fields: &[yes("value_matchers")],
+    },
+    MessageSupport {
         message: "envoy.type.v3.FractionalPercent",
         fields: &[yes("numerator"), yes("denominator")],
     },
@@ -568,5 +608,169 @@ mod tests {
         };
         assert!(q.matches("a=1&debug"));
         assert!(!q.matches("a=1"));
+    }
+}
+
+/// A compiled `type.matcher.v3.ValueMatcher`: a test on one
+/// `google.protobuf.Value` (metadata).
+#[derive(Clone, Debug)]
+pub enum ValueMatcher {
+    Null,
+    /// `start <= v < end`.
+    DoubleRange {
+        start: f64,
+        end: f64,
+    },
+    DoubleExact(f64),
+    String(StringMatcher),
+    Bool(bool),
+    /// `present_match`: a value is there (`false` never matches, as in Envoy).
+    Present(bool),
+    /// A list with an element matching.
+    List(Box<ValueMatcher>),
+    Or(Vec<ValueMatcher>),
+}
+
+impl ValueMatcher {
+    pub fn from_proto(v: &m::ValueMatcher, path: &FieldPath) -> Result<Self, ConfigError> {
+        use m::double_matcher::MatchPattern as D;
+        use m::value_matcher::MatchPattern as P;
+        Ok(match &v.match_pattern {
+            Some(P::NullMatch(_)) => ValueMatcher::Null,
+            Some(P::DoubleMatch(d)) => match &d.match_pattern {
+                Some(D::Range(r)) => ValueMatcher::DoubleRange {
+                    start: r.start,
+                    end: r.end,
+                },
+                Some(D::Exact(e)) => ValueMatcher::DoubleExact(*e),
+                None => {
+                    return Err(ConfigError::semantic(
+                        path.field("double_match"),
+                        "a match pattern is required",
+                    ));
+                }
+            },
+            Some(P::StringMatch(sm)) => {
+                ValueMatcher::String(StringMatcher::from_proto(sm, &path.field("string_match"))?)
+            }
+            Some(P::BoolMatch(b)) => ValueMatcher::Bool(*b),
+            Some(P::PresentMatch(b)) => ValueMatcher::Present(*b),
+            Some(P::ListMatch(l)) => {
+                let p = path.field("list_match");
+                let Some(m::list_matcher::MatchPattern::OneOf(one)) = &l.match_pattern else {
+                    return Err(ConfigError::semantic(p, "a match pattern is required"));
+                };
+                ValueMatcher::List(Box::new(Self::from_proto(one, &p.field("one_of"))?))
+            }
+            Some(P::OrMatch(o)) => {
+                let p = path.field("or_match").field("value_matchers");
+                ValueMatcher::Or(
+                    o.value_matchers
+                        .iter()
+                        .enumerate()
+                        .map(|(i, v)| Self::from_proto(v, &p.index(i)))
+                        .collect::<Result<_, _>>()?,
+                )
+            }
+            None => {
+                return Err(ConfigError::semantic(
+                    path.clone(),
+                    "a match pattern is required",
+                ));
+            }
+        })
+    }
+
+    /// Whether `value` matches (`None`: no value at that path).
+    pub fn matches(&self, value: Option<&prost_types::Value>) -> bool {
+        use prost_types::value::Kind;
+        let kind = value.and_then(|v| v.kind.as_ref());
+        match (self, kind) {
+            (ValueMatcher::Null, Some(Kind::NullValue(_))) => true,
+            (ValueMatcher::DoubleRange { start, end }, Some(Kind::NumberValue(n))) => {
+                *start <= *n && *n < *end
+            }
+            (ValueMatcher::DoubleExact(e), Some(Kind::NumberValue(n))) => e == n,
+            (ValueMatcher::String(sm), Some(Kind::StringValue(s))) => sm.matches(s),
+            (ValueMatcher::Bool(b), Some(Kind::BoolValue(v))) => b == v,
+            (ValueMatcher::Present(p), k) => *p && k.is_some(),
+            (ValueMatcher::List(one), Some(Kind::ListValue(l))) => {
+                l.values.iter().any(|v| one.matches(Some(v)))
+            }
+            (ValueMatcher::Or(any), _) => any.iter().any(|m| m.matches(value)),
+            _ => false,
+        }
+    }
+}
+
+/// The value at `path` (keys into nested structs) in a metadata namespace,
+/// as Envoy's `Metadata::metadataValue` finds it.
+pub fn metadata_value<'a>(
+    namespace: Option<&'a prost_types::Struct>,
+    path: &[String],
+) -> Option<&'a prost_types::Value> {
+    use prost_types::value::Kind;
+    let (last, parents) = path.split_last()?;
+    let mut current = namespace?;
+    for key in parents {
+        match current.fields.get(key)?.kind.as_ref()? {
+            Kind::StructValue(s) => current = s,
+            _ => return None,
+        }
+    }
+    current.fields.get(last)
+}
+
+#[cfg(test)]
+mod value_matcher_tests {
+    use super::*;
+    use prost_types::value::Kind;
+    use prost_types::{ListValue, Struct, Value};
+
+    fn v(kind: Kind) -> Value {
+        Value { kind: Some(kind) }
+    }
+
+    #[test]
+    fn matches_each_kind_as_envoy() {
+        let s = ValueMatcher::String(StringMatcher::Exact {
+            value: "a".into(),
+            ignore_case: false,
+        });
+        assert!(s.matches(Some(&v(Kind::StringValue("a".into())))));
+        assert!(!s.matches(Some(&v(Kind::NumberValue(1.0)))));
+        assert!(!s.matches(None));
+        let r = ValueMatcher::DoubleRange {
+            start: 1.0,
+            end: 2.0,
+        };
+        assert!(r.matches(Some(&v(Kind::NumberValue(1.0)))));
+        assert!(!r.matches(Some(&v(Kind::NumberValue(2.0)))));
+        assert!(ValueMatcher::Present(true).matches(Some(&v(Kind::BoolValue(false)))));
+        assert!(!ValueMatcher::Present(false).matches(Some(&v(Kind::BoolValue(false)))));
+        assert!(!ValueMatcher::Present(true).matches(None));
+        let list = v(Kind::ListValue(ListValue {
+            values: vec![v(Kind::BoolValue(false)), v(Kind::StringValue("a".into()))],
+        }));
+        assert!(ValueMatcher::List(Box::new(s.clone())).matches(Some(&list)));
+        assert!(
+            ValueMatcher::Or(vec![ValueMatcher::Null, s])
+                .matches(Some(&v(Kind::StringValue("a".into()))))
+        );
+    }
+
+    #[test]
+    fn metadata_paths_walk_nested_structs() {
+        let inner = Struct {
+            fields: [("k".to_owned(), v(Kind::StringValue("x".into())))].into(),
+        };
+        let ns = Struct {
+            fields: [("outer".to_owned(), v(Kind::StructValue(inner)))].into(),
+        };
+        let path = |p: &[&str]| p.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert!(metadata_value(Some(&ns), &path(&["outer", "k"])).is_some());
+        assert!(metadata_value(Some(&ns), &path(&["outer", "nope"])).is_none());
+        assert!(metadata_value(Some(&ns), &path(&["outer", "k", "deeper"])).is_none());
+        assert!(metadata_value(None, &path(&["outer"])).is_none());
     }
 }

@@ -785,7 +785,7 @@ async fn handle(
         info.response_headers = Some(headers.clone());
         info.bytes_sent = resp.body.len() as u64;
         info.end = Some(Instant::now());
-        rvoy_http::access_log::emit(&rt.access_logs, &info);
+        rvoy_http::access_log::emit(&rt.access_logs, &mut info);
     }
 
     let mut response = Response::new(ChunkedBody::with_stream(resp.body, resp.stream));

@@ -16,7 +16,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use rvoy_format::{Address, AddressKind, ResponseFlag, ResponseFlags, StreamInfo};
+use rvoy_format::{AccessLogType, Address, AddressKind, ResponseFlag, ResponseFlags, StreamInfo};
 use rvoy_http::io::Stream;
 use rvoy_http::{AccessLogger, WorkerContext};
 use rvoy_model::tcp_proxy::TcpProxy;
@@ -86,6 +86,9 @@ pub struct ConnectionInfo {
     pub upstream_local: Option<SocketAddr>,
     pub upstream_transport_failure_reason: Option<String>,
     pub downstream_transport_failure_reason: Option<String>,
+    /// `TcpConnectionEnd` while the TCP proxy logs; `NotSet` for the
+    /// listener's access logs, as in Envoy.
+    pub access_log_type: AccessLogType,
 }
 
 impl ConnectionInfo {
@@ -113,11 +116,16 @@ impl ConnectionInfo {
             upstream_local: None,
             upstream_transport_failure_reason: None,
             downstream_transport_failure_reason: None,
+            access_log_type: AccessLogType::NotSet,
         }
     }
 }
 
 impl StreamInfo for ConnectionInfo {
+    fn access_log_type(&self) -> AccessLogType {
+        self.access_log_type
+    }
+
     fn start_time(&self) -> Option<SystemTime> {
         Some(self.start_time)
     }
@@ -241,7 +249,9 @@ pub async fn serve(
     rt.stats.downstream_cx_total.inc();
     run(downstream, rt, worker, info).await;
     info.end = Some(Instant::now());
+    info.access_log_type = AccessLogType::TcpConnectionEnd;
     rvoy_http::access_log::emit_info(&rt.access_logs, info);
+    info.access_log_type = AccessLogType::NotSet;
 }
 
 async fn run(
