@@ -1,9 +1,13 @@
 //! HTTP/2 to upstreams: per-worker multiplexed connections (h2c) and one
 //! request/response exchange on them.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -12,6 +16,7 @@ use http::{HeaderMap, HeaderValue, StatusCode};
 use rvoy_format::ResponseFlag;
 use rvoy_upstream::cluster::Cluster;
 use rvoy_upstream::host::Host;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use crate::context::{HttpListenerRuntime, WorkerContext};
 use crate::downstream::{Downstream, Protocol};
@@ -72,6 +77,80 @@ impl H2Pools {
 
     /// Nothing to reclaim eagerly: a closed connection is replaced on next use.
     pub fn reclaim(&self) {}
+}
+
+/// Which side closed an upstream connection first (Envoy's
+/// `upstream_cx_destroy_local` and `_remote`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Closer {
+    Local,
+    Remote,
+}
+
+/// An upstream socket that notes whether the peer's end of stream (or a
+/// read error) or rvoy's shutdown came first.
+struct CloseTracking {
+    stream: crate::io::Stream,
+    closer: Rc<Cell<Option<Closer>>>,
+}
+
+impl CloseTracking {
+    fn saw(&self, who: Closer) {
+        if self.closer.get().is_none() {
+            self.closer.set(Some(who));
+        }
+    }
+}
+
+impl AsyncRead for CloseTracking {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let room = buf.remaining();
+        let result = Pin::new(&mut self.stream).poll_read(cx, buf);
+        match &result {
+            Poll::Ready(Ok(())) if room > 0 && buf.filled().len() == before => {
+                self.saw(Closer::Remote);
+            }
+            Poll::Ready(Err(_)) => self.saw(Closer::Remote),
+            _ => {}
+        }
+        result
+    }
+}
+
+impl AsyncWrite for CloseTracking {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        self.saw(Closer::Local);
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
 }
 
 /// The streaming body of an HTTP/2 response.
@@ -140,6 +219,11 @@ async fn connection(
         .record(started.elapsed().as_millis() as u64);
     info.mark(|t| &mut t.upstream_connect_complete);
     let h2opts = &cluster.config.http2;
+    let closer = Rc::new(Cell::new(None));
+    let stream = CloseTracking {
+        stream,
+        closer: closer.clone(),
+    };
     let handshake = h2::client::Builder::new()
         .initial_window_size(h2opts.initial_stream_window_size)
         .initial_connection_window_size(h2opts.initial_connection_window_size)
@@ -157,13 +241,21 @@ async fn connection(
     };
     stats.upstream_cx_active.inc();
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_active);
-    let active = stats.upstream_cx_active;
     let host_for_close = host.clone();
-    let destroy = stats.upstream_cx_destroy;
+    let (active, destroy) = (stats.upstream_cx_active, stats.upstream_cx_destroy);
+    let (destroy_local, destroy_remote) = (
+        stats.upstream_cx_destroy_local,
+        stats.upstream_cx_destroy_remote,
+    );
     tokio::task::spawn_local(async move {
         let _ = conn.await;
         active.dec();
         destroy.inc();
+        if closer.get() == Some(Closer::Local) {
+            destroy_local.inc();
+        } else {
+            destroy_remote.inc();
+        }
         rvoy_upstream::host::HostStats::dec(&host_for_close.stats.cx_active);
     });
     let send = match send.ready().await {

@@ -666,6 +666,18 @@ async fn h2c_prior_knowledge_downstream() {
     }
 }
 
+/// Cluster `backend` at `{{port:backend}}`, speaking h2c.
+fn h2c_cluster() -> String {
+    static_cluster(
+        "backend",
+        "backend",
+        r#"typed_extension_protocol_options:
+  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
+    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
+    explicit_http_config: {http2_protocol_options: {}}"#,
+    )
+}
+
 fn http_version_2() -> rvoy_testkit::http::Version {
     rvoy_testkit::http::Version::HTTP_2
 }
@@ -673,14 +685,7 @@ fn http_version_2() -> rvoy_testkit::http::Version {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn h2c_upstream_and_http1_client_via_hyper() {
     let echo = EchoServer::start("backend").expect("echo");
-    let cluster = static_cluster(
-        "backend",
-        "backend",
-        r#"typed_extension_protocol_options:
-  envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
-    "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-    explicit_http_config: {http2_protocol_options: {}}"#,
-    );
+    let cluster = h2c_cluster();
     let cfg = hcm(&to_backend(""), "", &cluster);
     let proxy = start(&cfg, &ports_for(&[&echo]));
     let mut client = HyperClient::http1(proxy.addr("listener"))
@@ -695,6 +700,28 @@ async fn h2c_upstream_and_http1_client_via_hyper() {
     let r = client.get("/again", "example.com").await.expect("second");
     assert_eq!(r.status, 200);
     assert_eq!(echo.connections(), 1, "one multiplexed upstream connection");
+}
+
+/// An upstream HTTP/2 connection closed by the upstream is a remote destroy.
+#[test]
+fn h2_upstream_close_is_counted_as_remote() {
+    let echo = EchoServer::start("backend").expect("echo");
+    let cluster = h2c_cluster();
+    let cfg = format!("{}{}", common::ADMIN, hcm(&to_backend(""), "", &cluster));
+    let proxy = start(&cfg, &ports_for(&[&echo]));
+    let r = send(&proxy, &Request::get("/up-h2", "example.com"));
+    assert_eq!(r.status, 200);
+    drop(echo);
+    let deadline = std::time::Instant::now() + T;
+    let name = "cluster.backend.upstream_cx_destroy";
+    while common::stat(&proxy, name) != Some(1) && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let got: Vec<_> = ["", "_local", "_remote"]
+        .iter()
+        .map(|s| common::stat(&proxy, &format!("{name}{s}")))
+        .collect();
+    assert_eq!(got, [Some(1), Some(0), Some(1)]);
 }
 
 const LOG_FORMAT: &str = "%REQ(:METHOD)% %REQ(X-ENVOY-ORIGINAL-PATH?:PATH)% %PROTOCOL% %RESPONSE_CODE% %RESPONSE_FLAGS% %BYTES_RECEIVED% %BYTES_SENT% %UPSTREAM_CLUSTER% %REQ(X-MARK)%\n";

@@ -133,3 +133,22 @@ pub fn ports_for(echos: &[&rvoy_testkit::EchoServer]) -> Ports {
     }
     p
 }
+
+/// The value of counter/gauge `name` in the admin's `/stats` (`None` when
+/// absent); the proxy's admin listens on `{{port:admin}}`.
+pub fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
+    let req = rvoy_testkit::raw::Request::new(
+        "GET",
+        &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
+    )
+    .header("host", "admin");
+    let r = rvoy_testkit::raw::send_once(proxy.addr("admin"), &req.to_bytes()).ok()?;
+    r.body_str().lines().find_map(|l| {
+        let (k, v) = l.split_once(": ")?;
+        (k == name).then(|| v.trim().parse().ok()).flatten()
+    })
+}
+
+/// The admin listener, to put before a bootstrap from [`hcm`].
+pub const ADMIN: &str =
+    "admin: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}}\n";
