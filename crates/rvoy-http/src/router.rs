@@ -1550,7 +1550,7 @@ async fn exchange_h1<D: Downstream>(
     info.mark(|t| &mut t.last_upstream_tx);
     let limits = HeadLimits {
         max_head_bytes: 60 * 1024,
-        max_headers: 100,
+        max_headers: cluster.config.common_http.max_headers_count as usize,
     };
     let head = loop {
         let read = tokio::select! {

@@ -8,7 +8,7 @@ use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use h2::client::SendRequest;
@@ -59,24 +59,124 @@ pub(crate) fn reset_flag_and_details(reason: &str) -> (ResponseFlag, &'static st
 /// A worker's HTTP/2 upstream connections, one per cluster and host.
 #[derive(Debug, Default)]
 pub struct H2Pools {
-    conns: RefCell<HashMap<PoolKey, SendRequest<Bytes>>>,
+    conns: RefCell<HashMap<PoolKey, PooledH2>>,
+}
+
+/// One pooled connection: its handle and how it is used.
+#[derive(Debug)]
+struct PooledH2 {
+    send: SendRequest<Bytes>,
+    usage: Rc<H2Usage>,
+    /// The cluster's `common_http_protocol_options.idle_timeout`.
+    idle_timeout: Option<Duration>,
+    idle_timeouts: rvoy_stats::Counter,
+}
+
+/// Streams open on a connection, requests sent on it, and since when it
+/// has had no stream.
+#[derive(Debug)]
+struct H2Usage {
+    active: Cell<u32>,
+    requests: Cell<u32>,
+    idle_since: Cell<Instant>,
+}
+
+/// One stream open on a pooled connection; the connection is idle again
+/// when the last one is dropped.
+#[derive(Debug)]
+pub struct ActiveStream(Rc<H2Usage>);
+
+impl Drop for ActiveStream {
+    fn drop(&mut self) {
+        let active = self.0.active.get().saturating_sub(1);
+        self.0.active.set(active);
+        if active == 0 {
+            self.0.idle_since.set(Instant::now());
+        }
+    }
+}
+
+impl PooledH2 {
+    /// Idle for at least the cluster's idle timeout.
+    fn expired(&self, now: Instant) -> bool {
+        self.usage.active.get() == 0
+            && self
+                .idle_timeout
+                .is_some_and(|t| now.duration_since(self.usage.idle_since.get()) >= t)
+    }
 }
 
 impl H2Pools {
-    fn get(&self, key: &PoolKey) -> Option<SendRequest<Bytes>> {
-        self.conns.borrow().get(key).cloned()
+    /// The pooled connection to `key`, unless it has been idle for the
+    /// cluster's idle timeout (then it is closed, as Envoy's timer does).
+    fn get(&self, key: &PoolKey) -> Option<(SendRequest<Bytes>, Rc<H2Usage>)> {
+        let mut conns = self.conns.borrow_mut();
+        let pooled = conns.get(key)?;
+        if pooled.expired(Instant::now()) {
+            pooled.idle_timeouts.inc();
+            conns.remove(key);
+            return None;
+        }
+        Some((pooled.send.clone(), pooled.usage.clone()))
     }
 
-    fn put(&self, key: PoolKey, send: SendRequest<Bytes>) {
-        self.conns.borrow_mut().insert(key, send);
+    fn put(&self, key: PoolKey, send: SendRequest<Bytes>, cluster: &Cluster) -> Rc<H2Usage> {
+        let usage = Rc::new(H2Usage {
+            active: Cell::new(0),
+            requests: Cell::new(0),
+            idle_since: Cell::new(Instant::now()),
+        });
+        self.conns.borrow_mut().insert(
+            key,
+            PooledH2 {
+                send,
+                usage: usage.clone(),
+                idle_timeout: cluster.config.common_http.idle_timeout,
+                idle_timeouts: cluster.stats.traffic.upstream_cx_idle_timeout,
+            },
+        );
+        usage
     }
 
     fn remove(&self, key: &PoolKey) {
         self.conns.borrow_mut().remove(key);
     }
 
-    /// Nothing to reclaim eagerly: a closed connection is replaced on next use.
-    pub fn reclaim(&self) {}
+    /// Closes the connections idle for their cluster's idle timeout: once
+    /// out of the pool, a connection without streams sends GOAWAY and closes.
+    pub fn reclaim(&self) {
+        let now = Instant::now();
+        self.conns.borrow_mut().retain(|_, pooled| {
+            let expired = pooled.expired(now);
+            if expired {
+                pooled.idle_timeouts.inc();
+            }
+            !expired
+        });
+    }
+
+    /// Starts a stream on the connection to `key`: counts the request, and
+    /// takes the connection out of the pool once it has carried the
+    /// cluster's `max_requests_per_connection` (it closes when its streams
+    /// end).
+    fn start_stream(&self, key: &PoolKey, usage: &Rc<H2Usage>, cluster: &Cluster) -> ActiveStream {
+        usage.active.set(usage.active.get() + 1);
+        let requests = usage.requests.get() + 1;
+        usage.requests.set(requests);
+        if cluster
+            .config
+            .common_http
+            .max_requests_per_connection
+            .is_some_and(|max| requests >= max)
+        {
+            cluster.stats.traffic.upstream_cx_max_requests.inc();
+            let mut conns = self.conns.borrow_mut();
+            if conns.get(key).is_some_and(|p| Rc::ptr_eq(&p.usage, usage)) {
+                conns.remove(key);
+            }
+        }
+        ActiveStream(usage.clone())
+    }
 }
 
 /// Which side closed an upstream connection first (Envoy's
@@ -156,6 +256,8 @@ impl AsyncWrite for CloseTracking {
 /// The streaming body of an HTTP/2 response.
 pub struct H2Response {
     pub body: h2::RecvStream,
+    /// Keeps the connection busy until the body is done.
+    pub stream: ActiveStream,
 }
 
 /// Connection-specific headers HTTP/2 forbids.
@@ -182,14 +284,14 @@ async fn connection(
     cluster: &Cluster,
     host: &Arc<Host>,
     info: &mut RequestInfo,
-) -> Result<(PoolKey, SendRequest<Bytes>), AttemptFailure> {
+) -> Result<(PoolKey, SendRequest<Bytes>, Rc<H2Usage>), AttemptFailure> {
     let key = PoolKey {
         cluster: cluster.config.name.clone(),
         address: host.address.clone(),
     };
-    if let Some(send) = worker.h2_pools.get(&key) {
+    if let Some((send, usage)) = worker.h2_pools.get(&key) {
         match send.ready().await {
-            Ok(send) => return Ok((key, send)),
+            Ok(send) => return Ok((key, send, usage)),
             Err(_) => worker.h2_pools.remove(&key),
         }
     }
@@ -266,8 +368,8 @@ async fn connection(
             });
         }
     };
-    worker.h2_pools.put(key.clone(), send.clone());
-    Ok((key, send))
+    let usage = worker.h2_pools.put(key.clone(), send.clone(), cluster);
+    Ok((key, send, usage))
 }
 
 /// Sends all of `data`, respecting flow control.
@@ -312,7 +414,7 @@ pub(crate) async fn exchange<D: Downstream>(
     mut prefix: Option<Bytes>,
     trailers: Option<HeaderMap>,
 ) -> Result<UpstreamResponse, AttemptFailure> {
-    let (key, mut send) = connection(worker, cluster, host, info).await?;
+    let (key, mut send, usage) = connection(worker, cluster, host, info).await?;
     rvoy_upstream::host::HostStats::inc(&host.stats.rq_total);
     let uri = format!("http://{authority}{path}");
     let mut builder = http::Request::builder()
@@ -328,6 +430,7 @@ pub(crate) async fn exchange<D: Downstream>(
     })?;
     let end_on_headers = matches!(&body, Some(b) if b.is_empty()) && trailers.is_none();
     info.mark(|t| &mut t.first_upstream_tx);
+    let active = worker.h2_pools.start_stream(&key, &usage, cluster);
     let (response, mut stream) = match send.send_request(request, end_on_headers) {
         Ok(pair) => pair,
         Err(_) => {
@@ -408,6 +511,13 @@ pub(crate) async fn exchange<D: Downstream>(
     info.mark(|t| &mut t.first_upstream_rx);
     info.upstream_protocol = Some(Protocol::Http2);
     let (parts, body) = resp.into_parts();
+    // Envoy's limit counts `:status` with the headers.
+    if parts.headers.len() + 1 > cluster.config.common_http.max_headers_count as usize {
+        stream.send_reset(h2::Reason::PROTOCOL_ERROR);
+        return Err(AttemptFailure::Reset {
+            reason: "protocol error",
+        });
+    }
     let end = body.is_end_stream();
     Ok(UpstreamResponse {
         status: parts.status,
@@ -416,7 +526,10 @@ pub(crate) async fn exchange<D: Downstream>(
         body: if end {
             UpstreamBody::Empty
         } else {
-            UpstreamBody::H2(H2Response { body })
+            UpstreamBody::H2(H2Response {
+                body,
+                stream: active,
+            })
         },
     })
 }

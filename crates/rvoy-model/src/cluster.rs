@@ -584,12 +584,43 @@ type Protocol = (
     Http2Options,
 );
 
+/// A cluster's `common_http_protocol_options` (upstream idle timeout 1 h by
+/// default). Of the limits on upstream connections and streams, rvoy has the
+/// idle timeout, `max_requests_per_connection` and `max_headers_count`.
+fn upstream_common(
+    o: Option<&core::HttpProtocolOptions>,
+    path: &FieldPath,
+) -> Result<CommonHttpOptions, ConfigError> {
+    if let Some(o) = o {
+        let unsupported = [
+            (
+                o.max_connection_duration.is_some(),
+                "max_connection_duration",
+            ),
+            (o.max_stream_duration.is_some(), "max_stream_duration"),
+            (
+                o.headers_with_underscores_action != 0,
+                "headers_with_underscores_action",
+            ),
+        ];
+        if let Some((_, field)) = unsupported.iter().find(|(set, _)| *set) {
+            return Err(ConfigError::not_supported(
+                path.field(field),
+                format_args!("upstream {field}"),
+            ));
+        }
+    }
+    Ok(CommonHttpOptions::from_proto(
+        o,
+        Some(Duration::from_secs(3600)),
+    ))
+}
+
 fn protocol(
     c: &pb::Cluster,
     path: &FieldPath,
     diags: &mut Diagnostics,
 ) -> Result<Protocol, ConfigError> {
-    let upstream_idle = Some(Duration::from_secs(3600));
     let key = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions";
     let typed = c.typed_extension_protocol_options.iter().find(|(k, _)| {
         k.as_str() == key || k.as_str() == "envoy.upstreams.http.http_protocol_options"
@@ -630,10 +661,10 @@ fn protocol(
                 "upstream_http_protocol_options",
             ));
         }
-        let common = CommonHttpOptions::from_proto(
+        let common = upstream_common(
             opts.common_http_protocol_options.as_ref(),
-            upstream_idle,
-        );
+            &tp.field("common_http_protocol_options"),
+        )?;
         use upstream_http::http_protocol_options::UpstreamProtocolOptions as U;
         use upstream_http::http_protocol_options::explicit_http_config::ProtocolConfig as E;
         return Ok(match &opts.upstream_protocol_options {
@@ -709,8 +740,10 @@ fn protocol(
             }
         });
     }
-    let common =
-        CommonHttpOptions::from_proto(c.common_http_protocol_options.as_ref(), upstream_idle);
+    let common = upstream_common(
+        c.common_http_protocol_options.as_ref(),
+        &path.field("common_http_protocol_options"),
+    )?;
     let http1 = Http1Options::from_proto(
         c.http_protocol_options.as_ref(),
         &path.field("http_protocol_options"),

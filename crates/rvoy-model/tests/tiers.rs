@@ -212,3 +212,25 @@ fn extensions_are_named_by_their_config_type() {
         "{e}"
     );
 }
+
+#[test]
+fn upstream_connection_limits_rvoy_lacks_are_rejected() {
+    for field in [
+        "max_connection_duration: 10s",
+        "max_stream_duration: 10s",
+        "headers_with_underscores_action: DROP_HEADER",
+    ] {
+        let cluster = format!("common_http_protocol_options: {{{field}}}");
+        let (kind, message) = first_error(&proxy("", "", &cluster));
+        let name = field.split(':').next().unwrap_or_default();
+        assert_eq!(kind, ErrorKind::NotSupported, "{message}");
+        assert!(
+            message.contains(&format!(
+                "static_resources.clusters[0].common_http_protocol_options.{name}: upstream {name} is not supported by rvoy"
+            )),
+            "{message}"
+        );
+    }
+    let limits = "common_http_protocol_options: {idle_timeout: 1s, max_requests_per_connection: 5, max_headers_count: 50}";
+    assert!(build(&proxy("", "", limits)).is_ok());
+}

@@ -668,14 +668,60 @@ async fn h2c_prior_knowledge_downstream() {
 
 /// Cluster `backend` at `{{port:backend}}`, speaking h2c.
 fn h2c_cluster() -> String {
+    h2c_cluster_with("")
+}
+
+/// [`h2c_cluster`] with `common_http_protocol_options` (a YAML flow mapping).
+fn h2c_cluster_with(common: &str) -> String {
+    let common = if common.is_empty() {
+        String::new()
+    } else {
+        format!("\n    common_http_protocol_options: {common}")
+    };
     static_cluster(
         "backend",
         "backend",
-        r#"typed_extension_protocol_options:
+        &format!(
+            r#"typed_extension_protocol_options:
   envoy.extensions.upstreams.http.v3.HttpProtocolOptions:
     "@type": type.googleapis.com/envoy.extensions.upstreams.http.v3.HttpProtocolOptions
-    explicit_http_config: {http2_protocol_options: {}}"#,
+    explicit_http_config: {{http2_protocol_options: {{}}}}{common}"#
+        ),
     )
+}
+
+/// Upstream HTTP/2 connections: closed after the cluster's idle timeout, and
+/// after `max_requests_per_connection` requests.
+#[test]
+fn h2_upstream_idle_timeout_and_max_requests() {
+    let echo = EchoServer::start("backend").expect("echo");
+    let cluster = h2c_cluster_with("{idle_timeout: 0.3s, max_requests_per_connection: 2}");
+    let cfg = format!("{}{}", common::ADMIN, hcm(&to_backend(""), "", &cluster));
+    let proxy = start(&cfg, &ports_for(&[&echo]));
+    assert_eq!(send(&proxy, &Request::get("/1", "example.com")).status, 200);
+    std::thread::sleep(std::time::Duration::from_millis(800));
+    // The idle connection is gone: a new one carries two requests, then the
+    // third needs another.
+    for path in ["/2", "/3", "/4"] {
+        assert_eq!(send(&proxy, &Request::get(path, "example.com")).status, 200);
+    }
+    assert_eq!(echo.connections(), 3);
+    let deadline = std::time::Instant::now() + T;
+    while common::stat(&proxy, "cluster.backend.upstream_cx_destroy") != Some(2)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let got: Vec<_> = [
+        "upstream_cx_idle_timeout",
+        "upstream_cx_max_requests",
+        "upstream_cx_destroy_local",
+        "upstream_cx_destroy_remote",
+    ]
+    .iter()
+    .map(|s| common::stat(&proxy, &format!("cluster.backend.{s}")))
+    .collect();
+    assert_eq!(got, [Some(1), Some(1), Some(2), Some(0)]);
 }
 
 fn http_version_2() -> rvoy_testkit::http::Version {
