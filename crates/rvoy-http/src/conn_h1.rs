@@ -318,7 +318,11 @@ pub async fn serve(
             break;
         }
         if close {
-            close_after_response(&mut stream, hcm.delayed_close_timeout).await;
+            // After `connection: close` (or an HTTP/1.0 response) Envoy closes
+            // with `FlushWriteAndDelay` too: the end comes only once the
+            // client closed or `delayed_close_timeout` passed.
+            let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+            local_close = ended.count(stats);
             break;
         }
         if buf.is_empty() {
@@ -442,8 +446,9 @@ async fn codec_error_reply(
     let reply = LocalReply::new(e.status, body.to_owned(), e.details);
     let rendered = local_reply::render(reply, &rt.hcm, &mut info);
     let mut headers: HeaderMap = rendered.headers;
-    crate::forwarding::set_server(&mut headers, &rt.hcm);
+    // `date` before `server`, as on every response Envoy encodes.
     headers.insert(http::header::DATE, worker.date.now());
+    crate::forwarding::set_server(&mut headers, &rt.hcm);
     let mut scratch = BytesMut::new();
     let mut ds = H1Downstream::new(
         stream,
@@ -497,7 +502,8 @@ impl DelayedClose {
 }
 
 /// Envoy's delayed close (`FlushWriteAndDelay`: after the drain sequence, a
-/// codec error, or a response to a request not read whole): what was written
+/// codec error, a response with `connection: close`, or a response to a
+/// request not read whole): what was written
 /// is flushed, then the client gets up to `delayed_close_timeout` to close
 /// first (what it still sends is read and dropped), so that it reads the
 /// whole response rather than a reset; only then is the connection closed.
@@ -513,18 +519,6 @@ pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = io.shutdown().await;
     ended
-}
-
-/// The close after a response (with `connection: close`) to a request read
-/// whole: at once, as Envoy's `FlushWrite`. The connection's end is sent
-/// right away; what the client still sends is read and dropped for up to
-/// `delayed_close_timeout`, so that it sees that end rather than a reset.
-async fn close_after_response(stream: &mut Stream, timeout: Option<Duration>) {
-    let _ = stream.flush().await;
-    let _ = stream.shutdown().await;
-    if let Some(t) = timeout {
-        read_until_closed(stream, t).await;
-    }
 }
 
 /// Reads and drops what the client sends until it closes (true) or `within`

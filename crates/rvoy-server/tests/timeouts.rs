@@ -72,6 +72,8 @@ scenarios!(
     max_connection_duration_http1,
     http1_idle_timeout,
     http2_idle_timeout_and_goaway,
+    connection_close_waits_delayed_close_timeout,
+    local_reply_header_order,
 );
 
 /// Which binary a scenario runs against.
@@ -1543,4 +1545,162 @@ fn http2_idle_timeout_and_goaway(t: &Target) {
     assert!(closed.is_some(), "closed: {silent:?}");
 
     assert!(env.stat("http.ingress.downstream_cx_idle_timeout", 2) >= 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. How connections end: the delayed close after `connection: close`, the header order
+//     of local replies.
+// ---------------------------------------------------------------------------------------
+
+/// Direct responses (200 `ok`, an empty 200) and a route to the scripted upstream; other
+/// paths get 404.
+const EDGE_ROUTES: &str = "- match: {prefix: \"/ok\"}\n  direct_response: {status: 200, body: {inline_string: ok}}\n- match: {prefix: \"/empty\"}\n  direct_response: {status: 200}\n- match: {prefix: \"/up\"}\n  route: {cluster: up}";
+
+/// The requests after which the proxy closes the connection: `connection: close` on a
+/// direct response and on a 404, an HTTP/1.0 request.
+const CLOSING_REQUESTS: [(&str, &str); 3] = [
+    (
+        "connection: close",
+        "GET /ok HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+    ),
+    (
+        "404 with connection: close",
+        "GET /none HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+    ),
+    ("HTTP/1.0", "GET /ok HTTP/1.0\r\nhost: example.com\r\n\r\n"),
+];
+
+/// Sends `bytes` (`what`: a request after which the proxy closes) on a new connection and
+/// reads the response, which says `connection: close`.
+fn closing_exchange(env: &Env, what: &str, bytes: &str) -> RawConn {
+    let mut c = env.connect();
+    c.send(bytes.as_bytes()).expect("send");
+    let r = c.read_response().expect("a response");
+    assert_eq!(r.header("connection"), Some("close"), "{what}: {r:?}");
+    c
+}
+
+fn connection_close_waits_delayed_close_timeout(t: &Target) {
+    // After a response with `connection: close` the proxy flushes, keeps reading and closes
+    // only delayed_close_timeout later (or when the client closes first).
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 0.5s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    for (what, bytes) in CLOSING_REQUESTS {
+        let mut c = closing_exchange(&env, what, bytes);
+        let answered = Instant::now();
+        assert!(
+            !c.is_closed(Duration::from_millis(300)),
+            "{what}: open during delayed_close_timeout"
+        );
+        assert!(c.is_closed(WAIT), "{what}: closed after it");
+        assert_took(answered, Duration::from_millis(500), what);
+    }
+    // A client that closes first ends the connection at once (a remote close).
+    let (what, bytes) = CLOSING_REQUESTS[0];
+    drop(closing_exchange(&env, what, bytes));
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_destroy_remote", 1),
+        1,
+        "the client closed first"
+    );
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_delayed_close_timeout", 3),
+        3
+    );
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy_local", 3), 3);
+
+    // delayed_close_timeout 0: closed as soon as the response is out.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 0s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    for (what, bytes) in CLOSING_REQUESTS {
+        let mut c = closing_exchange(&env, what, bytes);
+        assert!(
+            c.is_closed(Duration::from_millis(250)),
+            "{what}: closed at once"
+        );
+    }
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy_local", 3), 3);
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_delayed_close_timeout", 0),
+        0
+    );
+}
+
+fn local_reply_header_order(t: &Target) {
+    // The connection manager's `connection: close` goes before the codec's
+    // `content-length: 0`, after the headers of a reply with a body; `date` before `server`.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 0s\nrequest_timeout: 0.3s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    let bodyless = ["date", "server", "connection", "content-length"];
+    let with_body = [
+        "content-length",
+        "content-type",
+        "date",
+        "server",
+        "connection",
+    ];
+    let big = format!(
+        "GET /ok HTTP/1.1\r\nhost: example.com\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let cases: [(&str, &str, u16, &[&str]); 7] = [
+        (
+            "empty direct response",
+            "GET /empty HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            200,
+            &bodyless,
+        ),
+        (
+            "no route",
+            "GET /none HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            404,
+            &bodyless,
+        ),
+        (
+            "HTTP/1.0 without host",
+            "GET /ok HTTP/1.0\r\n\r\n",
+            400,
+            &bodyless,
+        ),
+        (
+            "direct response with a body",
+            "GET /ok HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            200,
+            &with_body,
+        ),
+        (
+            "codec error",
+            "GET /ok HTTP/1.1\r\nhost: example.com\r\nbad header\r\n\r\n",
+            400,
+            &with_body,
+        ),
+        ("headers too large", &big, 431, &with_body),
+        (
+            "request timeout",
+            "POST /up HTTP/1.1\r\nhost: example.com\r\ncontent-length: 10\r\n\r\n",
+            408,
+            &with_body,
+        ),
+    ];
+    for (what, bytes, status, names) in cases {
+        let mut c = env.connect();
+        c.send(bytes.as_bytes()).expect("send");
+        let r = c.read_response().expect("a response");
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        let got: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
+        assert_eq!(got, names, "{what}: {r:?}");
+    }
 }
