@@ -2,9 +2,10 @@
 //! (the TLS handshake), then the first bytes of data. As in Envoy, the
 //! connection manager (its `downstream_cx_*` counts and its connection idle
 //! timer) exists from the accept, and the codec only from the first byte of
-//! data, whatever `codec_type` says: so `idle_timeout` bounds a handshake
-//! that never completes and a connection that never sends a byte, and such a
-//! connection counts as neither HTTP/1 nor HTTP/2.
+//! data, whatever `codec_type` says: so `idle_timeout` (and
+//! `max_connection_duration`) bound a handshake that never completes and a
+//! connection that never sends a byte, and such a connection counts as
+//! neither HTTP/1 nor HTTP/2.
 //!
 //! Owns the codec choice (`codec_type`, ALPN, the `PRI * HTTP/2` prefix of
 //! Envoy's `determineNextProtocol`) and the accounting of connections that end
@@ -56,6 +57,7 @@ pub enum Transport<'a> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum NoCodec {
     IdleTimeout,
+    MaxDuration,
     ListenerDrain,
     PeerClosed,
     Transport(TransportFailure),
@@ -122,6 +124,7 @@ fn count_without_codec(rt: &HttpListenerRuntime, ended: NoCodec, accepted: Insta
     stats.downstream_cx_total.inc();
     match ended {
         NoCodec::IdleTimeout => stats.downstream_cx_idle_timeout.inc(),
+        NoCodec::MaxDuration => stats.downstream_cx_max_duration_reached.inc(),
         NoCodec::ListenerDrain => stats.downstream_cx_drain_close.inc(),
         NoCodec::PeerClosed | NoCodec::Transport(_) => {}
     }
@@ -139,10 +142,25 @@ async fn first_bytes(
     rt: &HttpListenerRuntime,
     accepted: Instant,
 ) -> Result<(Stream, BytesMut), NoCodec> {
-    let idle_at = rt.hcm.common.idle_timeout.map(|t| accepted + t);
+    // The connection manager's timers that run before a codec: the idle
+    // timer and `max_connection_duration`, whichever ends first.
+    let common = &rt.hcm.common;
+    let idle_at = common
+        .idle_timeout
+        .map(|t| (accepted + t, NoCodec::IdleTimeout));
+    let max_at = common
+        .max_connection_duration
+        .map(|t| (accepted + t, NoCodec::MaxDuration));
+    let deadline = match (idle_at, max_at) {
+        (Some(i), Some(m)) => Some(if m.0 < i.0 { m } else { i }),
+        (i, m) => i.or(m),
+    };
     let idle = async {
-        match idle_at {
-            Some(at) => tokio::time::sleep_until(at.into()).await,
+        match deadline {
+            Some((at, why)) => {
+                tokio::time::sleep_until(at.into()).await;
+                why
+            }
             None => std::future::pending().await,
         }
     };
@@ -152,7 +170,7 @@ async fn first_bytes(
         Transport::Handshake(handshake) => tokio::select! {
             biased;
             done = handshake => done.map_err(NoCodec::Transport)?,
-            _ = &mut idle => return Err(NoCodec::IdleTimeout),
+            why = &mut idle => return Err(why),
             _ = rt.draining.idle_close() => return Err(NoCodec::ListenerDrain),
         },
     };
@@ -164,7 +182,7 @@ async fn first_bytes(
                     return Err(NoCodec::PeerClosed);
                 }
             }
-            _ = &mut idle => return Err(NoCodec::IdleTimeout),
+            why = &mut idle => return Err(why),
             _ = rt.draining.idle_close() => return Err(NoCodec::ListenerDrain),
         }
         let mut buf = BytesMut::with_capacity(4096);

@@ -1731,8 +1731,8 @@ fn local_reply_header_order(t: &Target) {
 
 fn http2_codec_starts_with_the_first_byte(t: &Target) {
     // With codec_type HTTP2 too the codec comes with the first byte: a connection that
-    // never sends one gets nothing (no SETTINGS), is closed at idle_timeout, and counts as
-    // a connection but not as an HTTP/2 one.
+    // never sends one gets nothing (no SETTINGS), is closed at idle_timeout (or at
+    // max_connection_duration), and counts as a connection but not as an HTTP/2 one.
     let env = start(
         t,
         EDGE_ROUTES,
@@ -1758,6 +1758,29 @@ fn http2_codec_starts_with_the_first_byte(t: &Target) {
         let stat = format!("http.ingress.{name}");
         assert_eq!(env.stat(&stat, want), want, "{stat}");
     }
+
+    // max_connection_duration too closes a connection without a codec, at once.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "codec_type: HTTP2\ncommon_http_protocol_options: {idle_timeout: 5s, max_connection_duration: 0.4s}",
+    );
+    let started = Instant::now();
+    let got = env
+        .connect()
+        .read_to_close()
+        .expect("closed at the duration");
+    assert!(got.is_empty(), "nothing sent: {got:?}");
+    assert_took(
+        started,
+        Duration::from_millis(400),
+        "max_connection_duration",
+    );
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_max_duration_reached", 1),
+        1
+    );
+    assert_eq!(env.stat("http.ingress.downstream_cx_http2_total", 0), 0);
 }
 
 fn http2_partial_preface_drains_at_idle_timeout(t: &Target) {
