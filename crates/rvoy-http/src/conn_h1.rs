@@ -2,16 +2,11 @@
 //! timeouts), hands each request to the connection manager, keeps the
 //! connection alive between requests without holding buffer memory, answers
 //! codec errors as Envoy does, and closes with Envoy's delayed close.
-//!
-//! Also the first bytes of a `codec_type: AUTO` connection ([`serve_auto`]).
-//! As in Envoy, a connection has a codec (and counts as HTTP/1 or HTTP/2)
-//! only once a byte arrived; until then only the connection idle timer runs.
+//! The connection's start (transport, first byte, codec choice) is
+//! [`crate::connection`]'s.
 
-use std::future::Future;
-use std::io;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
@@ -22,7 +17,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use crate::context::{HttpListenerRuntime, WorkerContext};
 use crate::downstream::{Downstream, H1Downstream, Protocol};
 use crate::h1::parse::{self, HeadError, HeadLimits};
-use crate::io::{self as rio, Stream};
+use crate::io::Stream;
 use crate::local_reply::{self, LocalReply};
 use crate::request_info::RequestInfo;
 use crate::stats::HcmCounters;
@@ -45,109 +40,6 @@ enum HeadRead {
     Error(HeadError),
 }
 
-/// Why a `codec_type: AUTO` connection ended before its first byte.
-enum NoCodec {
-    IdleTimeout,
-    ListenerDrain,
-    PeerClosed,
-}
-
-/// Serves a connection of `codec_type: AUTO` whose protocol ALPN did not
-/// settle: its first bytes do, HTTP/2 when they are the client preface
-/// (Envoy's `determineNextProtocol`). Until the first byte the HCM's
-/// connection idle timer runs: a connection on which no byte arrived is
-/// closed at `idle_timeout` (`downstream_cx_idle_timeout`), as Envoy closes
-/// a connection that has no codec yet.
-pub async fn serve_auto(
-    mut stream: Stream,
-    rt: Arc<HttpListenerRuntime>,
-    worker: Rc<WorkerContext>,
-    conn: ConnInfo,
-) {
-    let stats = &rt.stats.hcm;
-    stats.downstream_cx_active.inc();
-    let opened = Instant::now();
-    let idle_at = rt.hcm.common.idle_timeout.map(|t| opened + t);
-    let preface = crate::conn_h2::PREFACE;
-    let mut buf = BytesMut::new();
-    let ended = loop {
-        let n = buf.len().min(preface.len());
-        if buf[..n] != preface[..n] || n == preface.len() {
-            break None;
-        }
-        if !buf.is_empty() {
-            // Part of the preface: wait for the rest (or whatever comes).
-            buf.reserve(4096);
-            match stream.read_buf(&mut buf).await {
-                // HTTP/1 then, which sees the end of the stream.
-                Ok(0) | Err(_) => break None,
-                Ok(_) => continue,
-            }
-        }
-        let sleep = async {
-            match idle_at {
-                Some(at) => tokio::time::sleep_until(at.into()).await,
-                None => std::future::pending().await,
-            }
-        };
-        tokio::select! {
-            biased;
-            ready = stream.readable() => {
-                if ready.is_err() {
-                    break Some(NoCodec::PeerClosed);
-                }
-            }
-            _ = sleep => break Some(NoCodec::IdleTimeout),
-            _ = rt.draining.idle_close() => break Some(NoCodec::ListenerDrain),
-        }
-        buf.reserve(4096);
-        match read_now(&mut stream, &mut buf) {
-            // The readiness was stale (a just accepted socket is assumed
-            // readable): wait again, holding no buffer.
-            None => buf = BytesMut::new(),
-            Some(Ok(0) | Err(_)) => break Some(NoCodec::PeerClosed),
-            Some(Ok(_)) => {}
-        }
-    };
-    stats.downstream_cx_active.dec();
-    let Some(ended) = ended else {
-        if buf.starts_with(preface) {
-            let io = rio::Rewind::new(buf.freeze(), stream);
-            Box::pin(crate::conn_h2::serve(io, rt, worker, conn)).await;
-        } else {
-            serve(stream, buf, rt, worker, conn).await;
-        }
-        return;
-    };
-    // Closed without a codec: Envoy's connection manager counted the
-    // connection and its close, nothing else.
-    stats.downstream_cx_total.inc();
-    stats.downstream_cx_destroy.inc();
-    match ended {
-        NoCodec::IdleTimeout => stats.downstream_cx_idle_timeout.inc(),
-        NoCodec::ListenerDrain => stats.downstream_cx_drain_close.inc(),
-        NoCodec::PeerClosed => {}
-    }
-    if matches!(ended, NoCodec::PeerClosed) {
-        stats.downstream_cx_destroy_remote.inc();
-    } else {
-        stats.downstream_cx_destroy_local.inc();
-    }
-    stats
-        .downstream_cx_length_ms
-        .record(opened.elapsed().as_millis() as u64);
-}
-
-/// Reads what the socket has, without waiting: `None` when it has nothing
-/// (the readiness that woke the caller was stale).
-fn read_now(stream: &mut Stream, buf: &mut BytesMut) -> Option<io::Result<usize>> {
-    let mut cx = Context::from_waker(std::task::Waker::noop());
-    match std::pin::pin!(stream.read_buf(buf)).poll(&mut cx) {
-        Poll::Ready(r) => Some(r),
-        Poll::Pending => None,
-    }
-}
-
 /// Serves one HTTP/1 connection until it closes.
 pub async fn serve(
     mut stream: Stream,
@@ -161,7 +53,7 @@ pub async fn serve(
     stats.downstream_cx_active.inc();
     // The codec (and with it the HTTP/1 counts) comes with the first byte.
     let mut codec = false;
-    let opened = Instant::now();
+    let opened = conn.accepted;
     let hcm = rt.hcm.clone();
     let limits = HeadLimits {
         max_head_bytes: hcm.max_request_headers_kb as usize * 1024,
@@ -318,7 +210,11 @@ pub async fn serve(
             break;
         }
         if close {
-            close_after_response(&mut stream, hcm.delayed_close_timeout).await;
+            // After `connection: close` (or an HTTP/1.0 response) Envoy closes
+            // with `FlushWriteAndDelay` too: the end comes only once the
+            // client closed or `delayed_close_timeout` passed.
+            let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+            local_close = ended.count(stats);
             break;
         }
         if buf.is_empty() {
@@ -330,15 +226,7 @@ pub async fn serve(
     if codec {
         stats.downstream_cx_http1_active.dec();
     }
-    stats.downstream_cx_destroy.inc();
-    if local_close {
-        stats.downstream_cx_destroy_local.inc();
-    } else {
-        stats.downstream_cx_destroy_remote.inc();
-    }
-    stats
-        .downstream_cx_length_ms
-        .record(opened.elapsed().as_millis() as u64);
+    stats.connection_closed(local_close, opened);
 }
 
 async fn read_head(
@@ -392,7 +280,7 @@ async fn read_head(
                 _ = drain.idle_close() => return HeadRead::ListenerDrain,
             }
             buf.reserve(4096);
-            match read_now(stream, buf) {
+            match crate::connection::read_now(stream, buf) {
                 // Stale readiness (a just accepted socket is assumed
                 // readable): wait again, with the deadlines, holding no buffer.
                 None => *buf = BytesMut::new(),
@@ -442,8 +330,9 @@ async fn codec_error_reply(
     let reply = LocalReply::new(e.status, body.to_owned(), e.details);
     let rendered = local_reply::render(reply, &rt.hcm, &mut info);
     let mut headers: HeaderMap = rendered.headers;
-    crate::forwarding::set_server(&mut headers, &rt.hcm);
+    // `date` before `server`, as on every response Envoy encodes.
     headers.insert(http::header::DATE, worker.date.now());
+    crate::forwarding::set_server(&mut headers, &rt.hcm);
     let mut scratch = BytesMut::new();
     let mut ds = H1Downstream::new(
         stream,
@@ -497,7 +386,8 @@ impl DelayedClose {
 }
 
 /// Envoy's delayed close (`FlushWriteAndDelay`: after the drain sequence, a
-/// codec error, or a response to a request not read whole): what was written
+/// codec error, a response with `connection: close`, or a response to a
+/// request not read whole): what was written
 /// is flushed, then the client gets up to `delayed_close_timeout` to close
 /// first (what it still sends is read and dropped), so that it reads the
 /// whole response rather than a reset; only then is the connection closed.
@@ -513,18 +403,6 @@ pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
     };
     let _ = io.shutdown().await;
     ended
-}
-
-/// The close after a response (with `connection: close`) to a request read
-/// whole: at once, as Envoy's `FlushWrite`. The connection's end is sent
-/// right away; what the client still sends is read and dropped for up to
-/// `delayed_close_timeout`, so that it sees that end rather than a reset.
-async fn close_after_response(stream: &mut Stream, timeout: Option<Duration>) {
-    let _ = stream.flush().await;
-    let _ = stream.shutdown().await;
-    if let Some(t) = timeout {
-        read_until_closed(stream, t).await;
-    }
 }
 
 /// Reads and drops what the client sends until it closes (true) or `within`
@@ -548,6 +426,7 @@ pub(crate) mod tests {
     //! The connection timers on loopback sockets, against a connection manager
     //! built from an Envoy config with direct responses only.
 
+    use std::future::Future;
     use std::time::{Duration, Instant};
 
     use rvoy_config_load::bootstrap::{LoadOptions, load_bootstrap};
@@ -662,6 +541,7 @@ pub(crate) mod tests {
                     remote: Some(remote),
                     local: Some(addr),
                     tls: false,
+                    accepted: Instant::now(),
                 };
                 let worker = Rc::new(WorkerContext::new(0));
                 let client = client.expect("connect");
@@ -690,7 +570,12 @@ pub(crate) mod tests {
         let f = Fixture::new(IDLE);
         f.run(|mut client, stream, rt, worker, conn| async move {
             let started = Instant::now();
-            let task = tokio::task::spawn_local(serve_auto(stream, rt, worker, conn));
+            let task = tokio::task::spawn_local(crate::serve_connection(
+                crate::Transport::Ready(stream),
+                rt,
+                worker,
+                conn,
+            ));
             let closed = closed_after(&mut client, started).await;
             let closed = closed.expect("closed at the idle timeout");
             assert!(closed >= Duration::from_millis(150), "{closed:?}");
@@ -725,7 +610,12 @@ pub(crate) mod tests {
     fn auto_connection_serves_http1_then_idles_out() {
         let f = Fixture::new(&format!("{IDLE}\n          drain_timeout: 0.2s"));
         f.run(|mut client, stream, rt, worker, conn| async move {
-            let task = tokio::task::spawn_local(serve_auto(stream, rt, worker, conn));
+            let task = tokio::task::spawn_local(crate::serve_connection(
+                crate::Transport::Ready(stream),
+                rt,
+                worker,
+                conn,
+            ));
             client
                 .write_all(b"GET / HTTP/1.1\r\nhost: example.com\r\n\r\n")
                 .await
@@ -759,7 +649,12 @@ pub(crate) mod tests {
     fn codec_error_closes_after_delayed_close_timeout() {
         let f = Fixture::new("delayed_close_timeout: 0.3s");
         f.run(|mut client, stream, rt, worker, conn| async move {
-            let task = tokio::task::spawn_local(serve_auto(stream, rt, worker, conn));
+            let task = tokio::task::spawn_local(crate::serve_connection(
+                crate::Transport::Ready(stream),
+                rt,
+                worker,
+                conn,
+            ));
             client
                 .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n")
                 .await
@@ -785,7 +680,7 @@ pub(crate) mod tests {
         let f = Fixture::new(IDLE);
         f.run(|client, stream, rt, worker, conn| async move {
             drop(client);
-            serve_auto(stream, rt, worker, conn).await;
+            crate::serve_connection(crate::Transport::Ready(stream), rt, worker, conn).await;
         });
         let s = &f.rt.stats.hcm;
         assert_eq!(f.count(s.downstream_cx_total), 1);

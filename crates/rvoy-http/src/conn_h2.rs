@@ -66,7 +66,9 @@ pub async fn serve(
     stats.downstream_cx_http2_total.inc();
     stats.downstream_cx_active.inc();
     stats.downstream_cx_http2_active.inc();
-    let opened = Instant::now();
+    // The connection manager's connection (and its idle timer) started at
+    // the accept; the codec with the first byte.
+    let opened = conn.accepted;
     let h2opts = &rt.hcm.http2;
     let state = H2State::new(
         true,
@@ -78,6 +80,20 @@ pub async fn serve(
         stats.downstream_cx_rx_bytes_total,
         stats.downstream_cx_tx_bytes_total,
     );
+    let pre = io.buffered();
+    let n = pre.len().min(PREFACE.len());
+    if pre[..n] != PREFACE[..n] {
+        // Not the client preface: Envoy's codec fails on it before its
+        // SETTINGS go out, and closes with the delayed close.
+        stats.downstream_cx_protocol_error.inc();
+        stats.downstream_cx_rx_bytes_total.add(pre.len() as u64);
+        let mut io = io;
+        let local = delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+            .await
+            .count(stats);
+        finish(&rt, &state, opened, local, 0);
+        return;
+    }
     let mut builder = h2::server::Builder::new();
     builder
         .initial_window_size(h2opts.initial_stream_window_size)
@@ -91,22 +107,47 @@ pub async fn serve(
     }
     let idle = rt.hcm.common.idle_timeout;
     let drain = Rc::new(DrainCtl::default());
-    let handshake =
-        builder.handshake::<_, Bytes>(DrainIo::new(FrameIo::new(io, state.clone()), drain.clone()));
-    let handshake = match idle {
-        Some(t) => tokio::time::timeout(t, handshake).await.ok(),
-        None => Some(handshake.await),
+    let mut handshake = Box::pin(
+        builder.handshake::<_, Bytes>(DrainIo::new(FrameIo::new(io, state.clone()), drain.clone())),
+    );
+    let shaken = match idle {
+        Some(t) => tokio::time::timeout_at((opened + t).into(), &mut handshake)
+            .await
+            .ok(),
+        None => Some(handshake.as_mut().await),
     };
-    let mut connection = match handshake {
+    let mut connection = match shaken {
         Some(Ok(c)) => c,
-        Some(Err(_)) => {
-            stats.downstream_cx_protocol_error.inc();
+        Some(Err(e)) if e.is_io() => {
+            // The client closed (or the socket failed) before its preface.
             finish(&rt, &state, opened, false, 0);
             return;
         }
+        Some(Err(_)) => {
+            // A broken client preface: Envoy's delayed close.
+            stats.downstream_cx_protocol_error.inc();
+            drain.park_on_drop.set(true);
+            drop(handshake);
+            let local = match drain.take_parked() {
+                Some(mut io) => delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+                    .await
+                    .count(stats),
+                None => true,
+            };
+            finish(&rt, &state, opened, local, 0);
+            return;
+        }
         None => {
+            // The client preface has not come whole: Envoy's codec is there
+            // all the same, so the idle timeout starts its drain sequence.
             stats.downstream_cx_idle_timeout.inc();
-            finish(&rt, &state, opened, true, 0);
+            drain.park_on_drop.set(true);
+            drop(handshake);
+            let local = match drain.take_parked() {
+                Some(io) => drain_before_preface(io, &rt).await,
+                None => true,
+            };
+            finish(&rt, &state, opened, local, 0);
             return;
         }
     };
@@ -115,6 +156,8 @@ pub async fn serve(
     // let open streams finish.
     let max_duration_at = rt.hcm.common.max_connection_duration.map(|d| opened + d);
     let shared = Rc::new(ConnShared::new());
+    // Idle since the accept until a first stream opens.
+    shared.last_closed.set(opened);
     let mut keepalive = Keepalive::new(h2opts.keepalive.as_ref(), connection.ping_pong());
     let mut shutting_down = false;
     // While draining: when the final GOAWAY is due.
@@ -271,6 +314,46 @@ pub async fn serve(
     finish(&rt, &state, opened, local_close, active);
 }
 
+/// Envoy's drain sequence on a connection whose client preface never came
+/// whole (so `h2` has no connection to drain): the GOAWAY with the last
+/// stream id 2^31-1, `drain_timeout` later the final GOAWAY (last stream 0),
+/// then the delayed close. What the client sends meanwhile is read and
+/// dropped. Whether the close was local.
+async fn drain_before_preface(mut io: FrameIo<Rewind>, rt: &HttpListenerRuntime) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let stats = &rt.stats.hcm;
+    if io.write_all(&goaway_frame(0x7fff_ffff)).await.is_err() || io.flush().await.is_err() {
+        return true;
+    }
+    let mut scratch = [0u8; 1024];
+    let waited = tokio::time::timeout(rt.hcm.drain_timeout, async {
+        loop {
+            match io.read(&mut scratch).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await;
+    if waited.is_ok() {
+        // The client closed first.
+        return false;
+    }
+    if io.write_all(&goaway_frame(0)).await.is_err() {
+        return true;
+    }
+    delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+        .await
+        .count(stats)
+}
+
+/// A GOAWAY frame (`NO_ERROR`) with the last stream id `last`.
+fn goaway_frame(last: u32) -> [u8; 17] {
+    let mut f = [0u8, 0, 8, 7, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+    f[9..13].copy_from_slice(&last.to_be_bytes());
+    f
+}
+
 /// Starts Envoy's drain sequence (`startDrainSequence`): a GOAWAY with the
 /// last stream id 2^31-1 now, the final GOAWAY when the returned instant
 /// (`drain_timeout` later) comes.
@@ -318,6 +401,9 @@ struct DrainCtl {
     parked: RefCell<Option<FrameIo<Rewind>>>,
     /// The client closed its side.
     eof: Cell<bool>,
+    /// Dropped before its handshake completed, the stream is parked here
+    /// (for the drain sequence of a connection without a whole preface).
+    park_on_drop: Cell<bool>,
 }
 
 impl DrainCtl {
@@ -365,6 +451,14 @@ impl DrainIo {
             rx: Framer::new(PREFACE.len()),
             tx: Framer::new(0),
             injected: 0,
+        }
+    }
+}
+
+impl Drop for DrainIo {
+    fn drop(&mut self) {
+        if self.ctl.park_on_drop.get() {
+            *self.ctl.parked.borrow_mut() = self.inner.take();
         }
     }
 }
@@ -796,12 +890,7 @@ fn finish(rt: &HttpListenerRuntime, state: &H2State, opened: Instant, local: boo
     state.close();
     stats.downstream_cx_active.dec();
     stats.downstream_cx_http2_active.dec();
-    stats.downstream_cx_destroy.inc();
-    if local {
-        stats.downstream_cx_destroy_local.inc();
-    } else {
-        stats.downstream_cx_destroy_remote.inc();
-    }
+    stats.connection_closed(local, opened);
     if active > 0 {
         stats.downstream_cx_destroy_active_rq.inc();
         if local {
@@ -810,9 +899,6 @@ fn finish(rt: &HttpListenerRuntime, state: &H2State, opened: Instant, local: boo
             stats.downstream_cx_destroy_remote_active_rq.inc();
         }
     }
-    stats
-        .downstream_cx_length_ms
-        .record(opened.elapsed().as_millis() as u64);
 }
 
 /// Envoy's codec checks on a request head: header count and header list
@@ -1231,8 +1317,12 @@ mod tests {
         );
         f.run(|mut client, stream, rt, worker, conn| async move {
             let started = Instant::now();
-            let task =
-                tokio::task::spawn_local(crate::conn_h1::serve_auto(stream, rt, worker, conn));
+            let task = tokio::task::spawn_local(crate::serve_connection(
+                crate::Transport::Ready(stream),
+                rt,
+                worker,
+                conn,
+            ));
             let mut hello = PREFACE.to_vec();
             hello.extend_from_slice(&[0, 0, 0, 4, 0, 0, 0, 0, 0]);
             client.write_all(&hello).await.expect("preface");

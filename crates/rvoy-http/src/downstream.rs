@@ -320,6 +320,27 @@ impl Downstream for H1Downstream<'_> {
         headers: &mut HeaderMap,
         end_stream: bool,
     ) -> Result<(), DownstreamError> {
+        // The connection manager's `connection` header first, then the
+        // codec's framing headers (`content-length: 0`, `transfer-encoding`),
+        // in Envoy's order on the wire.
+        if self
+            .drain_at
+            .is_some_and(|at| at <= std::time::Instant::now())
+        {
+            self.close_after = true;
+        }
+        if !self.close_after && self.drain_close.is_some_and(|f| f()) {
+            self.close_after = true;
+            self.drain_closed = true;
+        }
+        if self.close_after {
+            headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
+        } else if self.version == Version::HTTP_10 {
+            headers.insert(
+                http::header::CONNECTION,
+                HeaderValue::from_static("keep-alive"),
+            );
+        }
         let code = status.as_u16();
         let no_body_status = code < 200 || code == 204 || code == 304;
         if status == StatusCode::SWITCHING_PROTOCOLS {
@@ -359,23 +380,10 @@ impl Downstream for H1Downstream<'_> {
                 self.encoding = Encoding::Identity;
             }
         }
-        if self
-            .drain_at
-            .is_some_and(|at| at <= std::time::Instant::now())
-        {
-            self.close_after = true;
-        }
-        if !self.close_after && self.drain_close.is_some_and(|f| f()) {
-            self.close_after = true;
-            self.drain_closed = true;
-        }
-        if self.close_delimited || self.close_after {
+        if self.close_delimited {
+            // The body's end is the connection's (the codec's choice, after
+            // the connection manager's header).
             headers.insert(http::header::CONNECTION, HeaderValue::from_static("close"));
-        } else if self.version == Version::HTTP_10 {
-            headers.insert(
-                http::header::CONNECTION,
-                HeaderValue::from_static("keep-alive"),
-            );
         }
         self.head_buf.clear();
         encode::response_head(

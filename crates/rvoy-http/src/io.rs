@@ -175,6 +175,11 @@ impl Rewind {
     pub fn new(pre: bytes::Bytes, inner: Stream) -> Self {
         Rewind { pre, inner }
     }
+
+    /// The bytes read ahead, still to be read again.
+    pub fn buffered(&self) -> &[u8] {
+        &self.pre
+    }
 }
 
 impl AsyncRead for Rewind {

@@ -9,6 +9,7 @@
 pub mod access_log;
 pub mod conn_h1;
 pub mod conn_h2;
+pub mod connection;
 pub mod context;
 pub mod downstream;
 pub mod filter;
@@ -32,49 +33,21 @@ pub mod upstream_h2;
 use std::rc::Rc;
 use std::sync::Arc;
 
-use bytes::BytesMut;
-use rvoy_model::hcm::CodecType;
-
+pub use connection::{Transport, TransportFailure};
 pub use context::{AccessLogger, HttpListenerRuntime, LogSink, WorkerContext};
 pub use stream::ConnInfo;
 
-/// Serves an accepted connection with the HTTP connection manager, choosing
-/// HTTP/1 or HTTP/2 as `codec_type` says (`AUTO`: HTTP/2 when the client opens
+/// Serves an accepted connection with the HTTP connection manager, from its
+/// transport socket's handshake on ([`connection`]): HTTP/1 or HTTP/2 as
+/// `codec_type` says (`AUTO`: as ALPN says, else HTTP/2 when the client opens
 /// with the h2 preface).
 pub async fn serve_connection(
-    stream: io::Stream,
+    transport: Transport<'_>,
     rt: Arc<HttpListenerRuntime>,
     worker: Rc<WorkerContext>,
     conn: ConnInfo,
 ) {
-    match rt.hcm.codec_type {
-        CodecType::Http1 => conn_h1::serve(stream, BytesMut::new(), rt, worker, conn).await,
-        CodecType::Http2 => {
-            Box::pin(conn_h2::serve(
-                io::Rewind::new(bytes::Bytes::new(), stream),
-                rt,
-                worker,
-                conn,
-            ))
-            .await
-        }
-        // Over TLS, ALPN decides when it chose a protocol (Envoy's
-        // `determineNextProtocol`).
-        CodecType::Auto if stream.alpn() == Some(b"h2") => {
-            Box::pin(conn_h2::serve(
-                io::Rewind::new(bytes::Bytes::new(), stream),
-                rt,
-                worker,
-                conn,
-            ))
-            .await
-        }
-        CodecType::Auto if stream.alpn() == Some(b"http/1.1") => {
-            conn_h1::serve(stream, BytesMut::new(), rt, worker, conn).await
-        }
-        // Otherwise the first bytes do (and until one comes, the idle timer runs).
-        CodecType::Auto => conn_h1::serve_auto(stream, rt, worker, conn).await,
-    }
+    connection::serve(transport, rt, worker, conn).await
 }
 
 #[cfg(test)]

@@ -93,6 +93,22 @@ stats_struct!(
     }
 );
 
+impl HcmCounters {
+    /// A connection opened at `opened` closed, by this side (`local`) or the
+    /// client: `downstream_cx_destroy`, `_destroy_local` or `_destroy_remote`,
+    /// `downstream_cx_length_ms`.
+    pub fn connection_closed(&self, local: bool, opened: std::time::Instant) {
+        self.downstream_cx_destroy.inc();
+        if local {
+            self.downstream_cx_destroy_local.inc();
+        } else {
+            self.downstream_cx_destroy_remote.inc();
+        }
+        self.downstream_cx_length_ms
+            .record(opened.elapsed().as_millis() as u64);
+    }
+}
+
 /// The router filter's stats in the `http.<stat_prefix>.` scope (Envoy's
 /// `ALL_ROUTER_STATS`), part of [`HcmCounters`] for a data-plane HCM.
 pub const ROUTER_STAT_NAMES: &[&str] = &[

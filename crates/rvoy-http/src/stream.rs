@@ -73,6 +73,9 @@ pub struct ConnInfo {
     pub remote: Option<SocketAddr>,
     pub local: Option<SocketAddr>,
     pub tls: bool,
+    /// When it was accepted: the start of the connection manager's
+    /// connection (its idle timer, `downstream_cx_length_ms`).
+    pub accepted: std::time::Instant,
 }
 
 /// How the stream ended, for the connection.

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvoy_http::io::Stream;
-use rvoy_http::{ConnInfo, WorkerContext};
+use rvoy_http::{ConnInfo, TransportFailure, WorkerContext};
 use rvoy_model::address::{Address, SocketOptionValue, SocketState};
 use rvoy_model::listener::Listener;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
@@ -430,25 +430,35 @@ async fn serve_connection(
             }
             Some(chain) => {
                 info.filter_chain_name = Some(chain.name.clone());
-                if let Some(stream) = transport(chain, stream, stats, &mut info).await {
-                    let conn = ConnInfo {
-                        id: conn_id,
-                        remote,
-                        local,
-                        tls: stream.is_tls(),
+                let conn = ConnInfo {
+                    id: conn_id,
+                    remote,
+                    local,
+                    tls: chain.tls.is_some(),
+                    accepted: started,
+                };
+                rvoy_log::conn_log!(
+                    rvoy_log::Component::ConnHandler,
+                    rvoy_log::Level::Debug,
+                    conn.id,
+                    "new connection from {}",
+                    remote.map(|r| r.to_string()).unwrap_or_default()
+                );
+                if let Some(http) = &chain.http {
+                    // The connection manager bounds the handshake too (its
+                    // idle timer runs from the accept).
+                    let transport = if chain.tls.is_some() {
+                        rvoy_http::Transport::Handshake(Box::pin(transport(
+                            chain, stream, stats, &mut info,
+                        )))
+                    } else {
+                        rvoy_http::Transport::Ready(stream)
                     };
-                    rvoy_log::conn_log!(
-                        rvoy_log::Component::ConnHandler,
-                        rvoy_log::Level::Debug,
-                        conn.id,
-                        "new connection from {}",
-                        remote.map(|r| r.to_string()).unwrap_or_default()
-                    );
-                    if let Some(http) = &chain.http {
-                        rvoy_http::serve_connection(stream, http.clone(), worker, conn).await;
-                    } else if let Some(tcp) = &chain.tcp {
-                        Box::pin(crate::tcp_proxy::serve(stream, tcp, &worker, &mut info)).await;
-                    }
+                    rvoy_http::serve_connection(transport, http.clone(), worker, conn).await;
+                } else if let Some(tcp) = &chain.tcp
+                    && let Ok(stream) = transport(chain, stream, stats, &mut info).await
+                {
+                    Box::pin(crate::tcp_proxy::serve(stream, tcp, &worker, &mut info)).await;
                 }
             }
         }
@@ -510,13 +520,13 @@ async fn transport(
     stream: Stream,
     stats: &crate::snapshot::ListenerStats,
     info: &mut crate::tcp_proxy::ConnectionInfo,
-) -> Option<Stream> {
+) -> Result<Stream, TransportFailure> {
     let Some(tls) = &chain.tls else {
-        return Some(stream);
+        return Ok(stream);
     };
     let Stream::Tcp(tcp) = stream else {
         // Listeners on pipes with TLS are rejected at load.
-        return None;
+        return Err(TransportFailure::Failed);
     };
     // Boxed: a handshake's state is only held while it runs.
     let handshake = Box::pin(tls.accept(tcp));
@@ -525,13 +535,13 @@ async fn transport(
             Ok(r) => r,
             Err(_) => {
                 stats.downstream_cx_transport_socket_connect_timeout.inc();
-                return None;
+                return Err(TransportFailure::ConnectTimeout);
             }
         },
         None => handshake.await,
     };
     match result {
-        Ok(s) => Some(Stream::Tls(Box::new(s))),
+        Ok(s) => Ok(Stream::Tls(Box::new(s))),
         Err(f) => {
             rvoy_log::debug!(
                 rvoy_log::Component::Connection,
@@ -539,7 +549,7 @@ async fn transport(
                 f.error
             );
             info.downstream_transport_failure_reason = (!f.reason.is_empty()).then_some(f.reason);
-            None
+            Err(TransportFailure::Failed)
         }
     }
 }

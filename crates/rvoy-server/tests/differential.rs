@@ -341,6 +341,19 @@ fn http1_edge_cases() {
                 DiffRequest::raw("missing host", b"GET / HTTP/1.1\r\n\r\n").check_close(),
             )
             .request(
+                DiffRequest::raw("unknown method", b"FOO / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .check_close(),
+            )
+            .request(
+                DiffRequest::raw("lowercase method", b"get / HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .check_close(),
+            )
+            .request(
+                DiffRequest::raw("unknown method, first line only", b"FOO / HTTP/1.1\r\n")
+                    .check_close(),
+            )
+            .request(DiffRequest::raw("PRI over HTTP/1", b"PRI / HTTP/2.0\r\n\r\n").check_close())
+            .request(
                 DiffRequest::raw(
                     "connection close",
                     b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",

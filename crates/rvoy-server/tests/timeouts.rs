@@ -72,6 +72,10 @@ scenarios!(
     max_connection_duration_http1,
     http1_idle_timeout,
     http2_idle_timeout_and_goaway,
+    connection_close_waits_delayed_close_timeout,
+    local_reply_header_order,
+    http2_codec_starts_with_the_first_byte,
+    http2_partial_preface_drains_at_idle_timeout,
 );
 
 /// Which binary a scenario runs against.
@@ -1434,12 +1438,32 @@ fn h2_watch_goaways(
     ack_pings: bool,
     within: Duration,
 ) -> (Vec<(Duration, u32)>, Option<Duration>) {
+    let (_, goaways, closed) = h2_watch(
+        addr,
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00",
+        ack_pings,
+        within,
+    );
+    (goaways, closed)
+}
+
+/// What a raw h2c client that opens with `opening` (SETTINGS acked when that is the
+/// whole preface, PINGs acked if `ack_pings`, no stream) sees on a connection to `addr`
+/// within `within`: the type of every frame, every GOAWAY (when, last stream id) and when
+/// the proxy closed the connection.
+fn h2_watch(
+    addr: SocketAddr,
+    opening: &[u8],
+    ack_pings: bool,
+    within: Duration,
+) -> (Vec<u8>, Vec<(Duration, u32)>, Option<Duration>) {
     let started = Instant::now();
     let mut s = TcpStream::connect_timeout(&addr, WAIT).expect("connect h2c");
-    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")
-        .expect("preface");
+    s.write_all(opening).expect("preface");
+    let whole_preface = opening.starts_with(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
     let deadline = started + within;
     let mut buf: Vec<u8> = Vec::new();
+    let mut kinds = Vec::new();
     let mut goaways = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -1450,7 +1474,8 @@ fn h2_watch_goaways(
             }
             let (kind, flags) = (buf[3], buf[4]);
             let payload = &buf[9..9 + len];
-            if kind == 4 && flags & 1 == 0 {
+            kinds.push(kind);
+            if kind == 4 && flags & 1 == 0 && whole_preface {
                 let _ = s.write_all(b"\x00\x00\x00\x04\x01\x00\x00\x00\x00");
             }
             if kind == 6 && flags & 1 == 0 && ack_pings {
@@ -1467,11 +1492,11 @@ fn h2_watch_goaways(
         }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
-            return (goaways, None);
+            return (kinds, goaways, None);
         }
         s.set_read_timeout(Some(left)).expect("read timeout");
         match s.read(&mut chunk) {
-            Ok(0) => return (goaways, Some(started.elapsed())),
+            Ok(0) => return (kinds, goaways, Some(started.elapsed())),
             Ok(n) => buf.extend_from_slice(&chunk[..n]),
             Err(e)
                 if matches!(
@@ -1479,9 +1504,9 @@ fn h2_watch_goaways(
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) =>
             {
-                return (goaways, None);
+                return (kinds, goaways, None);
             }
-            Err(_) => return (goaways, Some(started.elapsed())),
+            Err(_) => return (kinds, goaways, Some(started.elapsed())),
         }
     }
 }
@@ -1543,4 +1568,289 @@ fn http2_idle_timeout_and_goaway(t: &Target) {
     assert!(closed.is_some(), "closed: {silent:?}");
 
     assert!(env.stat("http.ingress.downstream_cx_idle_timeout", 2) >= 2);
+}
+
+// ---------------------------------------------------------------------------------------
+// 10. How connections end and start: the delayed close after `connection: close`, the
+//     header order of local replies, the codec created with the first byte, a partial
+//     HTTP/2 preface.
+// ---------------------------------------------------------------------------------------
+
+/// Direct responses (200 `ok`, an empty 200) and a route to the scripted upstream; other
+/// paths get 404.
+const EDGE_ROUTES: &str = "- match: {prefix: \"/ok\"}\n  direct_response: {status: 200, body: {inline_string: ok}}\n- match: {prefix: \"/empty\"}\n  direct_response: {status: 200}\n- match: {prefix: \"/up\"}\n  route: {cluster: up}";
+
+/// The requests after which the proxy closes the connection: `connection: close` on a
+/// direct response and on a 404, an HTTP/1.0 request.
+const CLOSING_REQUESTS: [(&str, &str); 3] = [
+    (
+        "connection: close",
+        "GET /ok HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+    ),
+    (
+        "404 with connection: close",
+        "GET /none HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+    ),
+    ("HTTP/1.0", "GET /ok HTTP/1.0\r\nhost: example.com\r\n\r\n"),
+];
+
+/// Sends `bytes` (`what`: a request after which the proxy closes) on a new connection and
+/// reads the response, which says `connection: close`.
+fn closing_exchange(env: &Env, what: &str, bytes: &str) -> RawConn {
+    let mut c = env.connect();
+    c.send(bytes.as_bytes()).expect("send");
+    let r = c.read_response().expect("a response");
+    assert_eq!(r.header("connection"), Some("close"), "{what}: {r:?}");
+    c
+}
+
+fn connection_close_waits_delayed_close_timeout(t: &Target) {
+    // After a response with `connection: close` the proxy flushes, keeps reading and closes
+    // only delayed_close_timeout later (or when the client closes first).
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 0.5s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    for (what, bytes) in CLOSING_REQUESTS {
+        let mut c = closing_exchange(&env, what, bytes);
+        let answered = Instant::now();
+        assert!(
+            !c.is_closed(Duration::from_millis(300)),
+            "{what}: open during delayed_close_timeout"
+        );
+        assert!(c.is_closed(WAIT), "{what}: closed after it");
+        assert_took(answered, Duration::from_millis(500), what);
+    }
+    // A client that closes first ends the connection at once (a remote close).
+    let (what, bytes) = CLOSING_REQUESTS[0];
+    drop(closing_exchange(&env, what, bytes));
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_destroy_remote", 1),
+        1,
+        "the client closed first"
+    );
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_delayed_close_timeout", 3),
+        3
+    );
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy_local", 3), 3);
+
+    // delayed_close_timeout 0: closed as soon as the response is out.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 0s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    for (what, bytes) in CLOSING_REQUESTS {
+        let mut c = closing_exchange(&env, what, bytes);
+        assert!(
+            c.is_closed(Duration::from_millis(250)),
+            "{what}: closed at once"
+        );
+    }
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy_local", 3), 3);
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_delayed_close_timeout", 0),
+        0
+    );
+}
+
+fn local_reply_header_order(t: &Target) {
+    // The connection manager's `connection: close` goes before the codec's
+    // `content-length: 0`, after the headers of a reply with a body; `date` before `server`.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 0s\nrequest_timeout: 0.3s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    let bodyless = ["date", "server", "connection", "content-length"];
+    let with_body = [
+        "content-length",
+        "content-type",
+        "date",
+        "server",
+        "connection",
+    ];
+    let big = format!(
+        "GET /ok HTTP/1.1\r\nhost: example.com\r\nx-big: {}\r\n\r\n",
+        "a".repeat(70 * 1024)
+    );
+    let cases: [(&str, &str, u16, &[&str]); 7] = [
+        (
+            "empty direct response",
+            "GET /empty HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            200,
+            &bodyless,
+        ),
+        (
+            "no route",
+            "GET /none HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            404,
+            &bodyless,
+        ),
+        (
+            "HTTP/1.0 without host",
+            "GET /ok HTTP/1.0\r\n\r\n",
+            400,
+            &bodyless,
+        ),
+        (
+            "direct response with a body",
+            "GET /ok HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            200,
+            &with_body,
+        ),
+        (
+            "codec error",
+            "GET /ok HTTP/1.1\r\nhost: example.com\r\nbad header\r\n\r\n",
+            400,
+            &with_body,
+        ),
+        ("headers too large", &big, 431, &with_body),
+        (
+            "request timeout",
+            "POST /up HTTP/1.1\r\nhost: example.com\r\ncontent-length: 10\r\n\r\n",
+            408,
+            &with_body,
+        ),
+    ];
+    for (what, bytes, status, names) in cases {
+        let mut c = env.connect();
+        c.send(bytes.as_bytes()).expect("send");
+        let r = c.read_response().expect("a response");
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        let got: Vec<String> = r
+            .headers
+            .iter()
+            .map(|(k, _)| k.to_ascii_lowercase())
+            .collect();
+        assert_eq!(got, names, "{what}: {r:?}");
+    }
+}
+
+fn http2_codec_starts_with_the_first_byte(t: &Target) {
+    // With codec_type HTTP2 too the codec comes with the first byte: a connection that
+    // never sends one gets nothing (no SETTINGS), is closed at idle_timeout (or at
+    // max_connection_duration), and counts as a connection but not as an HTTP/2 one.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "codec_type: HTTP2\ncommon_http_protocol_options: {idle_timeout: 0.4s}",
+    );
+    let closing = env.connect();
+    assert_eq!(env.stat("http.ingress.downstream_cx_active", 1), 1);
+    drop(closing);
+    let started = Instant::now();
+    let mut mute = env.connect();
+    let got = mute.read_to_close().expect("closed at idle_timeout");
+    assert!(got.is_empty(), "nothing sent: {got:?}");
+    assert_took(started, Duration::from_millis(400), "idle_timeout");
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy", 2), 2);
+    for (name, want) in [
+        ("downstream_cx_total", 2),
+        ("downstream_cx_http2_total", 0),
+        ("downstream_cx_idle_timeout", 1),
+        ("downstream_cx_destroy_remote", 1),
+        ("downstream_cx_destroy_local", 1),
+        ("downstream_cx_tx_bytes_total", 0),
+    ] {
+        let stat = format!("http.ingress.{name}");
+        assert_eq!(env.stat(&stat, want), want, "{stat}");
+    }
+
+    // max_connection_duration too closes a connection without a codec, at once.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "codec_type: HTTP2\ncommon_http_protocol_options: {idle_timeout: 5s, max_connection_duration: 0.4s}",
+    );
+    let started = Instant::now();
+    let got = env
+        .connect()
+        .read_to_close()
+        .expect("closed at the duration");
+    assert!(got.is_empty(), "nothing sent: {got:?}");
+    assert_took(
+        started,
+        Duration::from_millis(400),
+        "max_connection_duration",
+    );
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_max_duration_reached", 1),
+        1
+    );
+    assert_eq!(env.stat("http.ingress.downstream_cx_http2_total", 0), 0);
+}
+
+fn http2_partial_preface_drains_at_idle_timeout(t: &Target) {
+    // A first read that starts with `PRI * HTTP/2` makes an HTTP/2 connection (with
+    // codec_type AUTO too): SETTINGS go out, and with the rest of the preface missing the
+    // idle timer drains it as any idle HTTP/2 connection: GOAWAY (2^31-1), drain_timeout
+    // later the final GOAWAY (0), delayed_close_timeout later the close.
+    for codec in ["AUTO", "HTTP2"] {
+        let env = start(
+            t,
+            EDGE_ROUTES,
+            &format!(
+                "codec_type: {codec}\ncommon_http_protocol_options: {{idle_timeout: 0.4s}}\ndrain_timeout: 0.3s\ndelayed_close_timeout: 0.2s"
+            ),
+        );
+        let watched = h2_watch(env.addr(), b"PRI * HTTP/2.0\r\n", false, WAIT);
+        let (kinds, goaways, closed) = &watched;
+        assert_eq!(
+            kinds.first(),
+            Some(&4),
+            "{codec}: SETTINGS first: {watched:?}"
+        );
+        assert_eq!(
+            goaways.iter().map(|(_, last)| *last).collect::<Vec<_>>(),
+            [0x7fff_ffff, 0],
+            "{codec}: {watched:?}"
+        );
+        let (first, second) = (goaways[0].0, goaways[1].0);
+        assert!(
+            first >= Duration::from_millis(350) && first < Duration::from_millis(2000),
+            "{codec}: first GOAWAY after {first:?}"
+        );
+        assert!(
+            second >= first + Duration::from_millis(250),
+            "{codec}: drain_timeout between the GOAWAYs: {watched:?}"
+        );
+        let closed = closed.unwrap_or_else(|| panic!("{codec}: closed: {watched:?}"));
+        assert!(
+            closed >= second + Duration::from_millis(150),
+            "{codec}: closed delayed_close_timeout after the final GOAWAY: {watched:?}"
+        );
+        for (name, want) in [
+            ("downstream_cx_http2_total", 1),
+            ("downstream_cx_idle_timeout", 1),
+            ("downstream_cx_delayed_close_timeout", 1),
+            ("downstream_cx_destroy_local", 1),
+        ] {
+            let stat = format!("http.ingress.{name}");
+            assert_eq!(env.stat(&stat, want), want, "{codec}: {stat}");
+        }
+        if codec == "HTTP2" {
+            // Bytes that are not the preface: a protocol error before any SETTINGS, then
+            // the delayed close.
+            let (kinds, _, closed) = h2_watch(
+                env.addr(),
+                b"PRI * HTTP/2.0\r\nhost: x\r\n\r\n",
+                false,
+                WAIT,
+            );
+            assert!(kinds.is_empty(), "nothing sent: {kinds:?}");
+            let closed = closed.expect("closed");
+            assert!(
+                closed >= Duration::from_millis(150) && closed < Duration::from_millis(2000),
+                "closed delayed_close_timeout after the error: {closed:?}"
+            );
+            assert_eq!(env.stat("http.ingress.downstream_cx_protocol_error", 1), 1);
+            assert_eq!(
+                env.stat("http.ingress.downstream_cx_delayed_close_timeout", 2),
+                2
+            );
+        }
+    }
 }

@@ -45,12 +45,18 @@ const ADMIN: &str =
     "admin: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}}";
 
 fn direct(stat_prefix: &str, body: &str) -> String {
+    direct_with(stat_prefix, body, "codec_type: AUTO")
+}
+
+/// A connection manager `stat_prefix` answering `body`, with more fields `extra` (one
+/// line of YAML).
+fn direct_with(stat_prefix: &str, body: &str, extra: &str) -> String {
     format!(
         r#"- name: envoy.filters.network.http_connection_manager
         typed_config:
           "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
           stat_prefix: {stat_prefix}
-          codec_type: AUTO
+          {extra}
           http_filters:
           - name: envoy.filters.http.router
             typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
@@ -644,9 +650,6 @@ fn upstream_tls_sni_alpn_client_certs_and_san_failures() {
         &["client.example.com"],
         false,
     );
-    let cfg = upstream_config();
-    let proxy = start(rvoy(), &cfg, &pki);
-    let seen = upstream_observations(&proxy);
     let expected = [
         "/h1: from backend [200]",
         "/h2: from backend [200]",
@@ -662,11 +665,26 @@ fn upstream_tls_sni_alpn_client_certs_and_san_failures() {
         "http.backend.downstream_rq_http1_total: Some(1)",
         "tls_inspector.sni_found: Some(3)",
     ];
-    assert_eq!(seen, expected);
+    observed_as_in_envoy(&upstream_config(), &pki, &expected, |p| {
+        upstream_observations(p)
+    });
+}
+
+/// Runs `config` on rvoy and checks that `observe` sees `expected`; then, where Envoy is
+/// installed, the same on Envoy.
+fn observed_as_in_envoy(
+    config: &str,
+    pki: &Pki,
+    expected: &[&str],
+    observe: impl Fn(&Proxy) -> Vec<String>,
+) {
+    let proxy = start(rvoy(), config, pki);
+    assert_eq!(observe(&proxy), expected);
+    drop(proxy);
     match Binary::envoy() {
         Some(envoy) => {
-            let oracle = start(envoy, &cfg, &pki);
-            assert_eq!(upstream_observations(&oracle), expected, "Envoy disagrees");
+            let oracle = start(envoy, config, pki);
+            assert_eq!(observe(&oracle), expected, "Envoy disagrees");
         }
         None => eprintln!("differential part skipped: Envoy is not installed"),
     }
@@ -710,4 +728,145 @@ fn certs_endpoint_lists_every_context() {
     } else {
         eprintln!("differential part skipped: Envoy is not installed");
     }
+}
+
+/// Two TLS listeners: `idle` (the connection manager's `idle_timeout` 0.5 s, ALPN h2 and
+/// HTTP/1.1) and `connect` (the chain's `transport_socket_connect_timeout` 0.3 s, an
+/// `idle_timeout` of 5 s).
+fn unfinished_config() -> String {
+    let socket = tls_socket(
+        &format!(
+            "alpn_protocols: [h2, http/1.1]\n              tls_certificates: [{}]",
+            cert("server")
+        ),
+        "",
+    );
+    format!(
+        r#"{ADMIN}
+static_resources:
+  listeners:
+  - name: idle
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:idle}}}}}}}}
+    filter_chains:
+    - {socket}
+      filters:
+      {idle}
+  - name: connect
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:connect}}}}}}}}
+    filter_chains:
+    - transport_socket_connect_timeout: 0.3s
+      {socket}
+      filters:
+      {connect}
+"#,
+        idle = direct_with(
+            "idle",
+            "",
+            "common_http_protocol_options: {idle_timeout: 0.5s}"
+        ),
+        connect = direct_with(
+            "connect",
+            "",
+            "common_http_protocol_options: {idle_timeout: 5s}"
+        ),
+    )
+}
+
+/// How long until the proxy closes a TCP connection to `port` on which the client sends
+/// nothing (bounded).
+fn closed_after_silence(port: u16) -> Option<Duration> {
+    use std::io::Read;
+    let started = std::time::Instant::now();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(5)))
+        .expect("read timeout");
+    let mut scratch = [0u8; 256];
+    match s.read(&mut scratch) {
+        Ok(0) => Some(started.elapsed()),
+        Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => Some(started.elapsed()),
+        _ => None,
+    }
+}
+
+/// What clients and stats see of connections that never get to HTTP: no TLS handshake at
+/// all, and a completed handshake (ALPN h2) with no byte after it.
+fn unfinished_observations(proxy: &Proxy, pki: &Pki) -> Vec<String> {
+    let (idle, connect) = (proxy.port("idle"), proxy.port("connect"));
+    let admin = proxy.port("admin");
+    let within = |d: Option<Duration>, from: u64, to: u64| {
+        d.is_some_and(|d| d >= Duration::from_millis(from) && d < Duration::from_millis(to))
+    };
+    let mut seen = vec![
+        format!(
+            "no handshake, idle_timeout: {}",
+            within(closed_after_silence(idle), 450, 2500)
+        ),
+        format!(
+            "no handshake, transport_socket_connect_timeout: {}",
+            within(closed_after_silence(connect), 250, 2500)
+        ),
+    ];
+    let started = std::time::Instant::now();
+    let h = s_client(
+        pki,
+        idle,
+        &["-servername", "localhost", "-alpn", "h2", "-ign_eof"],
+    );
+    seen.push(format!(
+        "h2 without a byte: alpn {:?}, closed at idle_timeout: {}",
+        h.alpn,
+        within(Some(started.elapsed()), 450, 5000)
+    ));
+    let prefix = format!("listener.127.0.0.1_{connect}");
+    let names = [
+        "http.idle.downstream_cx_total".to_owned(),
+        "http.idle.downstream_cx_ssl_total".to_owned(),
+        "http.idle.downstream_cx_idle_timeout".to_owned(),
+        "http.idle.downstream_cx_destroy_local".to_owned(),
+        "http.idle.downstream_cx_http1_total".to_owned(),
+        "http.idle.downstream_cx_http2_total".to_owned(),
+        "http.connect.downstream_cx_total".to_owned(),
+        "http.connect.downstream_cx_ssl_total".to_owned(),
+        "http.connect.downstream_cx_destroy_local".to_owned(),
+        "http.connect.downstream_cx_idle_timeout".to_owned(),
+        format!("{prefix}.downstream_cx_transport_socket_connect_timeout"),
+    ];
+    // The counts settle once the connections are closed.
+    wait_until(Duration::from_secs(5), || {
+        stat(admin, "http.idle.downstream_cx_destroy") == Some(2)
+            && stat(admin, "http.connect.downstream_cx_destroy") == Some(1)
+    });
+    for name in names {
+        let shown = name.replace(&prefix, "listener.<connect>");
+        seen.push(format!("{shown}: {:?}", stat(admin, &name)));
+    }
+    seen
+}
+
+#[test]
+fn unfinished_tls_connections_are_bounded_as_in_envoy() {
+    if !tools() {
+        return;
+    }
+    let pki = Pki::new();
+    pki.leaf("server", "localhost", &["localhost"], false);
+    let expected = [
+        "no handshake, idle_timeout: true",
+        "no handshake, transport_socket_connect_timeout: true",
+        "h2 without a byte: alpn Some(\"h2\"), closed at idle_timeout: true",
+        "http.idle.downstream_cx_total: Some(2)",
+        "http.idle.downstream_cx_ssl_total: Some(2)",
+        "http.idle.downstream_cx_idle_timeout: Some(2)",
+        "http.idle.downstream_cx_destroy_local: Some(2)",
+        "http.idle.downstream_cx_http1_total: Some(0)",
+        "http.idle.downstream_cx_http2_total: Some(0)",
+        "http.connect.downstream_cx_total: Some(1)",
+        "http.connect.downstream_cx_ssl_total: Some(1)",
+        "http.connect.downstream_cx_destroy_local: Some(1)",
+        "http.connect.downstream_cx_idle_timeout: Some(0)",
+        "listener.<connect>.downstream_cx_transport_socket_connect_timeout: Some(1)",
+    ];
+    observed_as_in_envoy(&unfinished_config(), &pki, &expected, |p| {
+        unfinished_observations(p, &pki)
+    });
 }

@@ -75,6 +75,9 @@ pub struct RequestHead {
 ///
 /// Returns `Ok(None)` when more bytes are needed (and the limit is not hit yet).
 pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
+    if !first_line_method_valid(buf) {
+        return Err(HeadError::bad("http1.codec_error"));
+    }
     let too_large = HeadError {
         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         details: "http1.headers_too_large",
@@ -156,6 +159,66 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
         upgrade,
         head_len,
     }))
+}
+
+/// The methods Envoy's HTTP/1 parser (Balsa) accepts; any other (a custom
+/// or lowercase method, HTTP/2's `PRI`) is a codec error. Sorted.
+const METHODS: [&[u8]; 34] = [
+    b"ACL",
+    b"BIND",
+    b"CHECKOUT",
+    b"CONNECT",
+    b"COPY",
+    b"DELETE",
+    b"GET",
+    b"HEAD",
+    b"LINK",
+    b"LOCK",
+    b"MERGE",
+    b"MKACTIVITY",
+    b"MKCALENDAR",
+    b"MKCOL",
+    b"MOVE",
+    b"MSEARCH",
+    b"NOTIFY",
+    b"OPTIONS",
+    b"PATCH",
+    b"POST",
+    b"PROPFIND",
+    b"PROPPATCH",
+    b"PURGE",
+    b"PUT",
+    b"REBIND",
+    b"REPORT",
+    b"SEARCH",
+    b"SOURCE",
+    b"SUBSCRIBE",
+    b"TRACE",
+    b"UNBIND",
+    b"UNLINK",
+    b"UNLOCK",
+    b"UNSUBSCRIBE",
+];
+
+/// False once the request line is whole and its method is not one Envoy's
+/// parser knows: Envoy checks the method as soon as the first line is in,
+/// before the version and before the rest of the head.
+fn first_line_method_valid(buf: &[u8]) -> bool {
+    // Empty lines before the request line are skipped.
+    let start = buf
+        .iter()
+        .position(|b| *b != b'\r' && *b != b'\n')
+        .unwrap_or(buf.len());
+    let line = &buf[start..];
+    let Some(end) = memchr::memchr(b'\n', line) else {
+        return true;
+    };
+    let line = &line[..end];
+    let method = line
+        .iter()
+        .position(|b| *b == b' ' || *b == b'\t' || *b == b'\r')
+        .map_or(line, |n| &line[..n]);
+    METHODS.binary_search(&method).is_ok()
 }
 
 fn looks_like_http_version(buf: &[u8]) -> bool {
@@ -437,6 +500,28 @@ mod tests {
         );
         assert_eq!(status("THIS IS NOT HTTP\r\n\r\n"), 400);
         assert_eq!(status("GET / HTTP/3.7\r\nHost: e\r\n\r\n"), 426);
+        // Envoy's parser knows a fixed list of methods, checked first.
+        assert_eq!(status("FOO / HTTP/1.1\r\nHost: e\r\n\r\n"), 400);
+        assert_eq!(status("get / HTTP/1.1\r\nHost: e\r\n\r\n"), 400);
+        assert_eq!(status("PRI / HTTP/2.0\r\n\r\n"), 400);
+        let known = req("PROPFIND / HTTP/1.1\r\nHost: e\r\n\r\n").expect("a known method");
+        assert_eq!(known.expect("complete").method.as_str(), "PROPFIND");
+    }
+
+    #[test]
+    fn unknown_method_is_refused_once_the_first_line_is_in() {
+        let limits = HeadLimits {
+            max_head_bytes: 60 * 1024,
+            max_headers: 100,
+        };
+        assert!(matches!(parse_request(b"FOO / HT", limits), Ok(None)));
+        assert!(parse_request(b"FOO / HTTP/1.1\r\n", limits).is_err());
+        assert!(matches!(
+            parse_request(b"\r\nGET / HTTP/1.1\r\n", limits),
+            Ok(None)
+        ));
+        let sorted = METHODS.windows(2).all(|w| w[0] < w[1]);
+        assert!(sorted, "METHODS is sorted for the binary search");
     }
 
     #[test]
