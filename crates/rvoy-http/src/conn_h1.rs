@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use http::{HeaderMap, HeaderValue, StatusCode};
+use http::HeaderMap;
 use rvoy_format::ResponseFlag;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -359,8 +359,6 @@ async fn codec_error_reply(
     rt.stats.response_code(rendered.status.as_u16());
     stats.downstream_rq_completed.inc();
     crate::access_log::emit(&rt.access_logs, &mut info);
-    let _ = StatusCode::OK;
-    let _ = HeaderValue::from_static("");
 }
 
 /// How a delayed close ended.
