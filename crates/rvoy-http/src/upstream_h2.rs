@@ -104,10 +104,7 @@ async fn connection(
     host: &Arc<Host>,
     info: &mut RequestInfo,
 ) -> Result<(PoolKey, SendRequest<Bytes>), AttemptFailure> {
-    let key = PoolKey {
-        cluster: cluster.config.name.clone(),
-        address: host.address.clone(),
-    };
+    let key = PoolKey::new(&cluster.config, host);
     if let Some(send) = worker.h2_pools.get(&key) {
         match send.ready().await {
             Ok(send) => return Ok((key, send)),
