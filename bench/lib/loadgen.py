@@ -12,6 +12,7 @@ import re
 import selectors
 import signal
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -57,7 +58,7 @@ def run_bounded(argv, out_path, limit, cpu):
 
 
 def url_of(sc, port):
-    scheme = "https" if sc.proto == "https" else "http"
+    scheme = "https" if sc.proto in ("https", "h2") else "http"
     return f"{scheme}://{HOST}:{port}{sc.path}"
 
 
@@ -73,7 +74,7 @@ def headers_of(sc, tool):
 
 
 def saturation_argv(sc, port, seconds):
-    if sc.proto == "h2c":
+    if sc.proto in ("h2c", "h2"):
         return (["h2load", "-t1", f"-c{sc.conns}", f"-m{sc.streams}", "-D", str(seconds)]
                 + headers_of(sc, "h2load") + [url_of(sc, port)])
     return (["wrk", "-t1", f"-c{sc.conns}", f"-d{seconds}s", "--timeout", "5s", "-s", WRK_SCRIPT]
@@ -84,7 +85,7 @@ def paced_argv(sc, port, seconds, logfile):
     per_conn = max(1, sc.rate // sc.conns)
     argv = ["h2load", "-t1", f"-c{sc.conns}", f"-m{sc.streams}", f"--rps={per_conn}", "-D",
             str(seconds), f"--log-file={logfile}"]
-    if sc.proto != "h2c":
+    if sc.proto not in ("h2c", "h2"):
         argv.append("--h1")
     return argv + headers_of(sc, "h2load") + [url_of(sc, port)]
 
@@ -145,7 +146,8 @@ def paced(sc, port, seconds, rundir, cpu):
     """Latency at the scenario's fixed rate."""
     if sc.newconn:
         t0 = time.monotonic()
-        r = paced_newconn(port, sc.path, sc.host or f"{HOST}:{port}", sc.rate, seconds)
+        r = paced_newconn(port, sc.path, sc.host or f"{HOST}:{port}", sc.rate, seconds,
+                          tls=sc.proto == "https")
         r.update(argv=["(bench paced client)", f"rate={sc.rate}", f"{seconds}s"],
                  wall=time.monotonic() - t0)
         return r
@@ -163,20 +165,34 @@ def paced(sc, port, seconds, rundir, cpu):
 
 
 class _Pending:
-    __slots__ = ("started", "sent", "buf", "need")
+    __slots__ = ("started", "sent", "buf", "need", "tls")
 
     def __init__(self, started):
         self.started = started
         self.sent = False
         self.buf = b""
         self.need = None  # total bytes of the response once its head is read
+        self.tls = None  # the TLS socket once TCP is connected (https)
 
 
-def paced_newconn(port, path, host, rate, seconds, timeout=5.0, max_inflight=512):
-    """Open-loop client: at `rate` per second, a new connection, one GET, close. Latency runs
-    from the connect() to the last byte of the response (not from the schedule: a request
-    started late is counted in `late`). Everything stops `timeout` s after the last start."""
+def _tls_client():
+    """A TLS client context for the proxy's self-signed test certificate: no verification and
+    no session cache (ssl sessions are only resumed when passed explicitly), so every new
+    connection is a full handshake."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    return ctx
+
+
+def paced_newconn(port, path, host, rate, seconds, timeout=5.0, max_inflight=512, tls=False):
+    """Open-loop client: at `rate` per second, a new connection (with `tls`, a full TLS
+    handshake), one GET, close. Latency runs from the connect() to the last byte of the
+    response (not from the schedule: a request started late is counted in `late`). Everything
+    stops `timeout` s after the last start."""
     request = f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode()
+    tls_ctx = _tls_client() if tls else None
     sel = selectors.DefaultSelector()
     total = int(rate * seconds)
     start = time.monotonic() + 0.01
@@ -212,14 +228,29 @@ def paced_newconn(port, path, host, rate, seconds, timeout=5.0, max_inflight=512
             sock, p = key.fileobj, key.data
             try:
                 if not p.sent:
-                    if sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
+                    if p.tls is None and sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR):
                         finish(sock, False)
                         continue
+                    if tls_ctx is not None:
+                        if p.tls is None:
+                            sel.unregister(sock)
+                            sock = p.tls = tls_ctx.wrap_socket(sock, do_handshake_on_connect=False)
+                            sel.register(sock, selectors.EVENT_WRITE, p)
+                        try:
+                            sock.do_handshake()
+                        except ssl.SSLWantReadError:
+                            sel.modify(sock, selectors.EVENT_READ, p)
+                            continue
+                        except ssl.SSLWantWriteError:
+                            sel.modify(sock, selectors.EVENT_WRITE, p)
+                            continue
                     sock.sendall(request)
                     p.sent = True
                     sel.modify(sock, selectors.EVENT_READ, p)
                     continue
                 chunk = sock.recv(65536)
+            except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+                continue
             except OSError:
                 finish(sock, False)
                 continue

@@ -136,7 +136,8 @@ def get_h2c(port, path, host=None, timeout=2.0):
 def probe(proto, port, path, host=None, timeout=2.0):
     if proto == "h2c":
         return get_h2c(port, path, host, timeout)
-    return get(port, path, host, tls=(proto == "https"), timeout=timeout)
+    # HTTP/1.1 over TLS without ALPN for h2 too: enough to see the listener serve
+    return get(port, path, host, tls=proto in ("https", "h2"), timeout=timeout)
 
 
 def wait_served(proc, proto, port, path, host=None, limit=60.0):

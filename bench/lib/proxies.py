@@ -19,6 +19,8 @@ CONFIG_FILES = {
     "proxy": ("envoy/proxy.yaml", "nginx/proxy.conf", "haproxy/proxy.cfg"),
     "h2c": ("envoy/proxy.yaml", "nginx/h2c.conf", "haproxy/h2c.cfg"),
     "tls": ("envoy/tls.yaml", "nginx/tls.conf", "haproxy/tls.cfg"),
+    "tls-h2": ("envoy/tls-h2.yaml", "nginx/tls-h2.conf", "haproxy/tls-h2.cfg"),
+    "tls-full": ("envoy/tls-full.yaml", "nginx/tls-full.conf", "haproxy/tls-full.cfg"),
     "accesslog": ("envoy/accesslog.yaml", "nginx/accesslog.conf", "haproxy/accesslog.cfg"),
 }
 

@@ -14,9 +14,9 @@ class Scenario:
     name: str
     # load: saturation + fixed-rate phases; idle: idle keep-alive connections
     kind: str
-    # which config each proxy runs: proxy | h2c | tls | accesslog | large
+    # which config each proxy runs: proxy | h2c | tls | tls-h2 | tls-full | accesslog | large
     shape: str
-    # how clients talk to the proxy: http | h2c | https
+    # how clients talk to the proxy: http | h2c | https | h2 (HTTP/2 over TLS)
     proto: str
     path: str
     body: int
@@ -49,6 +49,13 @@ SCENARIOS = [
              about="HTTP/2 prior knowledge, 10 connections x 10 streams, HTTP/1.1 upstream"),
     Scenario("tls-keepalive", "load", "tls", "https", "/small", SMALL, conns=50,
              about="TLS 1.3 termination, HTTP/1.1 keep-alive"),
+    Scenario("tls-h2", "load", "tls-h2", "h2", "/small", SMALL, conns=10, streams=10,
+             direct=False,
+             about="HTTP/2 over TLS 1.3 (ALPN h2), 10 connections x 10 streams, HTTP/1.1 upstream"),
+    Scenario("tls-newconn", "load", "tls-full", "https", "/small", SMALL, conns=50, newconn=True,
+             rate=200, direct=False,
+             about="a new TLS 1.3 connection per request, resumption disabled on the proxy: a "
+                   "full handshake each (ECDSA P-256), HTTP/1.1, Connection: close"),
     Scenario("h1-accesslog", "load", "accesslog", "http", "/small", SMALL, conns=50, direct=False,
              about="h1-keepalive-small with a file access log"),
     Scenario("idle-conns", "idle", "proxy", "http", "/small", SMALL, conns=2000, direct=False,

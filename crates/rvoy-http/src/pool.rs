@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
-use rvoy_model::cluster::Cluster;
+use rvoy_model::cluster::{Cluster, TransportSocketChoice};
 use rvoy_upstream::host::{Host, HostAddress};
 use tokio::net::{TcpSocket, TcpStream, UnixStream};
 
@@ -58,7 +58,10 @@ pub async fn connect(
 ) -> Result<Stream, ConnectError> {
     let config = &cluster.config;
     let fut = async {
-        match (&host.address, &cluster.tls) {
+        match (
+            &host.address,
+            &cluster.transport_socket(host.transport_socket).tls,
+        ) {
             (HostAddress::Tcp(addr), None) => connect_tcp(*addr, config)
                 .await
                 .map(Stream::Tcp)
@@ -159,11 +162,25 @@ struct Idle {
     since: Instant,
 }
 
-/// Identifies a pool: cluster and host address.
+/// Identifies a pool: cluster, host address and the transport socket the
+/// host uses (endpoints of one address with different transport sockets
+/// never share a connection).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub cluster: Arc<str>,
     pub address: HostAddress,
+    pub transport_socket: TransportSocketChoice,
+}
+
+impl PoolKey {
+    /// The pool of `host` in `cluster`.
+    pub fn new(cluster: &Cluster, host: &Host) -> Self {
+        PoolKey {
+            cluster: cluster.name.clone(),
+            address: host.address.clone(),
+            transport_socket: host.transport_socket,
+        }
+    }
 }
 
 /// A worker's HTTP/1 pools.

@@ -1342,10 +1342,7 @@ async fn h1_connection(
     host: &Arc<Host>,
     info: &mut RequestInfo,
 ) -> Result<H1Conn, AttemptFailure> {
-    let key = PoolKey {
-        cluster: cluster.config.name.clone(),
-        address: host.address.clone(),
-    };
+    let key = PoolKey::new(&cluster.config, host);
     if let Some(conn) = worker
         .h1_pools
         .take(&key, cluster.config.common_http.idle_timeout)
@@ -1825,10 +1822,7 @@ async fn send_response<D: Downstream>(
                 let local = exhausted || conn.close_notified;
                 close_h1(conn, cluster, local);
             } else {
-                let key = PoolKey {
-                    cluster: cluster.config.name.clone(),
-                    address: conn.host.address.clone(),
-                };
+                let key = PoolKey::new(&cluster.config, &conn.host);
                 worker.h1_pools.put(key, conn);
             }
             StreamOutcome::default()
@@ -2004,10 +1998,7 @@ fn spawn_mirror(
                 if close || !decoder.is_done() {
                     close_h1(conn, &cluster, true);
                 } else {
-                    let key = PoolKey {
-                        cluster: cluster.config.name.clone(),
-                        address: conn.host.address.clone(),
-                    };
+                    let key = PoolKey::new(&cluster.config, &conn.host);
                     worker.h1_pools.put(key, conn);
                 }
             }

@@ -285,10 +285,7 @@ async fn connection(
     host: &Arc<Host>,
     info: &mut RequestInfo,
 ) -> Result<(PoolKey, SendRequest<Bytes>, Rc<H2Usage>), AttemptFailure> {
-    let key = PoolKey {
-        cluster: cluster.config.name.clone(),
-        address: host.address.clone(),
-    };
+    let key = PoolKey::new(&cluster.config, host);
     if let Some((send, usage)) = worker.h2_pools.get(&key) {
         match send.ready().await {
             Ok(send) => return Ok((key, send, usage)),

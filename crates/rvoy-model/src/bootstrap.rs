@@ -399,7 +399,10 @@ pub fn build(
         }
     };
 
-    errors.extend(support::read_by_formatters(message, &diags.ignored));
+    errors.extend(support::read_by_formatters(
+        message,
+        diags.ignored.iter().chain(&diags.partly_read),
+    ));
 
     // Support-table errors first: a field rvoy has no table entry for is named
     // as `Message.field`, the way the docs list it; a builder's error about the

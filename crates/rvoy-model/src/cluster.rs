@@ -46,6 +46,7 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             yes("dns_resolution_config"),
             yes("upstream_bind_config"),
             yes("transport_socket"),
+            yes("transport_socket_matches"),
             ignored(
                 "metadata",
                 "read only by filters and formatters rvoy does not implement",
@@ -65,6 +66,16 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         ],
     },
     MessageSupport {
+        // Reached only through endpoint and locality metadata, whose keys
+        // other than `envoy.transport_socket_match` the lowering reports.
+        message: "envoy.config.core.v3.Metadata",
+        fields: &[yes("filter_metadata"), yes("typed_filter_metadata")],
+    },
+    MessageSupport {
+        message: "envoy.config.cluster.v3.Cluster.TransportSocketMatch",
+        fields: &[yes("name"), yes("match"), yes("transport_socket")],
+    },
+    MessageSupport {
         message: "envoy.config.cluster.v3.Cluster.RefreshRate",
         fields: &[yes("base_interval"), yes("max_interval")],
     },
@@ -81,10 +92,8 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
             ),
             yes("lb_endpoints"),
             yes("priority"),
-            ignored(
-                "metadata",
-                "read only by filters and formatters rvoy does not implement",
-            ),
+            // `envoy.transport_socket_match`; other keys: `*_METADATA_IGNORED`.
+            yes("metadata"),
         ],
     },
     MessageSupport {
@@ -96,10 +105,8 @@ pub(crate) static SUPPORT: &[MessageSupport] = &[
         fields: &[
             yes("endpoint"),
             yes("health_status"),
-            ignored(
-                "metadata",
-                "read only by filters and formatters rvoy does not implement",
-            ),
+            // `envoy.transport_socket_match`; other keys: `*_METADATA_IGNORED`.
+            yes("metadata"),
             yes("load_balancing_weight"),
         ],
     },
@@ -224,6 +231,28 @@ pub struct Endpoint {
     pub weight: u32,
     pub priority: u32,
     pub health: EdsHealth,
+    /// The transport socket its connections use, chosen at load time by the
+    /// cluster's `transport_socket_matches`.
+    pub transport_socket: TransportSocketChoice,
+}
+
+/// Which transport socket of its cluster an endpoint uses.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum TransportSocketChoice {
+    /// The cluster's `transport_socket` (Envoy's `default` match).
+    #[default]
+    Default,
+    /// The entry of `transport_socket_matches` at this index.
+    Match(usize),
+}
+
+/// One entry of `transport_socket_matches`.
+#[derive(Debug)]
+pub struct TransportSocketMatch {
+    /// Its name, the stats prefix of `<name>.total_match_count`.
+    pub name: String,
+    /// `envoy.transport_sockets.tls`; `None`: raw buffer.
+    pub tls: Option<Arc<UpstreamTls>>,
 }
 
 /// Circuit breaker limits of one priority.
@@ -278,8 +307,10 @@ pub struct Cluster {
     pub source_address: Option<SocketAddr>,
     pub bind_freebind: bool,
     pub bind_socket_options: Vec<address::SocketOption>,
-    /// `envoy.transport_sockets.tls`; `None`: raw buffer.
+    /// `transport_socket`: `envoy.transport_sockets.tls`; `None`: raw buffer.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// `transport_socket_matches`, in order; endpoints refer to them by index.
+    pub transport_socket_matches: Vec<TransportSocketMatch>,
 }
 
 /// Builds a cluster. `path` is where it sits in the bootstrap.
@@ -361,6 +392,9 @@ pub fn build(
     }
     let allow_dns = discovery != Discovery::Static;
     let mut endpoints = Vec::new();
+    // Each endpoint's own and its locality's metadata, for transport socket
+    // matching below.
+    let mut endpoint_metadata = Vec::new();
     if let Some(la) = &c.load_assignment {
         let lp = path.field("load_assignment");
         if la
@@ -375,6 +409,12 @@ pub fn build(
         }
         for (li, locality) in la.endpoints.iter().enumerate() {
             let llp = lp.field("endpoints").index(li);
+            report_other_metadata(
+                locality.metadata.as_ref(),
+                LOCALITY_METADATA_IGNORED,
+                &llp,
+                diags,
+            );
             if locality.load_balancing_weight.is_some() {
                 return Err(ConfigError::not_supported(
                     llp.field("load_balancing_weight"),
@@ -383,6 +423,12 @@ pub fn build(
             }
             for (ei, lb) in locality.lb_endpoints.iter().enumerate() {
                 let ep_path = llp.field("lb_endpoints").index(ei);
+                report_other_metadata(
+                    lb.metadata.as_ref(),
+                    ENDPOINT_METADATA_IGNORED,
+                    &ep_path,
+                    diags,
+                );
                 let endpoint = match &lb.host_identifier {
                     Some(ep::lb_endpoint::HostIdentifier::Endpoint(e)) => e,
                     Some(ep::lb_endpoint::HostIdentifier::EndpointName(_)) => {
@@ -417,7 +463,9 @@ pub fn build(
                     weight: lb.load_balancing_weight.unwrap_or(1).max(1),
                     priority: locality.priority,
                     health,
+                    transport_socket: TransportSocketChoice::Default,
                 });
+                endpoint_metadata.push((lb.metadata.as_ref(), locality.metadata.as_ref()));
             }
         }
     }
@@ -502,41 +550,52 @@ pub fn build(
             )
         }
     };
-    let mut tls = None;
-    if let Some(ts) = &c.transport_socket {
-        let tp = path.field("transport_socket");
-        let typed = ts
-            .config_type
-            .as_ref()
-            .map(|core::transport_socket::ConfigType::TypedConfig(a)| a);
-        let resolved = extension::resolve(
-            Category::UpstreamTransportSocket,
-            &ts.name,
-            typed,
-            &tp,
-            diags,
-        )?;
-        if resolved.extension.name == "envoy.transport_sockets.tls" {
-            let proto = resolved.config_as(&tp)?;
-            let upstream = tls::upstream(&proto, &tp.field("typed_config"), secrets)?;
-            if endpoints.iter().any(|e| {
-                matches!(
-                    &e.address,
-                    EndpointAddress::Resolved(crate::address::Address::Pipe { .. })
-                )
-            }) {
-                return Err(ConfigError::not_supported(
-                    tp,
-                    "TLS to pipe (Unix socket) endpoints",
-                ));
+    let tls = match &c.transport_socket {
+        Some(ts) => transport_socket(ts, &path.field("transport_socket"), secrets, diags)?,
+        None => None,
+    };
+    let mut transport_socket_matches = Vec::with_capacity(c.transport_socket_matches.len());
+    let mut criteria = Vec::with_capacity(c.transport_socket_matches.len());
+    for (i, m) in c.transport_socket_matches.iter().enumerate() {
+        let mp = path.field("transport_socket_matches").index(i);
+        let tp = mp.field("transport_socket");
+        let tls = match &m.transport_socket {
+            Some(ts) => transport_socket(ts, &tp, secrets, diags)?,
+            // Envoy looks up the factory of an empty transport socket.
+            None => {
+                extension::resolve(Category::UpstreamTransportSocket, "", None, &tp, diags)?;
+                None
             }
-            tls = Some(Arc::new(upstream));
-        }
+        };
+        transport_socket_matches.push(TransportSocketMatch {
+            name: m.name.clone(),
+            tls,
+        });
+        criteria.push(m.r#match.as_ref());
     }
-    if !c.transport_socket_matches.is_empty() {
+    for (e, (own, locality)) in endpoints.iter_mut().zip(&endpoint_metadata) {
+        e.transport_socket = match_transport_socket(&criteria, *own, *locality);
+    }
+    let tls_to_pipe = endpoints.iter().position(|e| {
+        matches!(
+            &e.address,
+            EndpointAddress::Resolved(crate::address::Address::Pipe { .. })
+        ) && match e.transport_socket {
+            TransportSocketChoice::Default => tls.is_some(),
+            TransportSocketChoice::Match(i) => transport_socket_matches[i].tls.is_some(),
+        }
+    });
+    if let Some(i) = tls_to_pipe {
+        let tp = match endpoints[i].transport_socket {
+            TransportSocketChoice::Default => path.field("transport_socket"),
+            TransportSocketChoice::Match(m) => path
+                .field("transport_socket_matches")
+                .index(m)
+                .field("transport_socket"),
+        };
         return Err(ConfigError::not_supported(
-            path.field("transport_socket_matches"),
-            "transport_socket_matches",
+            tp,
+            "TLS to pipe (Unix socket) endpoints",
         ));
     }
     Ok(Cluster {
@@ -574,7 +633,113 @@ pub fn build(
         bind_freebind,
         bind_socket_options,
         tls,
+        transport_socket_matches,
     })
+}
+
+/// Lowers a cluster transport socket: the TLS context of
+/// `envoy.transport_sockets.tls`, `None` for raw buffer.
+fn transport_socket(
+    ts: &core::TransportSocket,
+    tp: &FieldPath,
+    secrets: &Secrets,
+    diags: &mut Diagnostics,
+) -> Result<Option<Arc<UpstreamTls>>, ConfigError> {
+    let typed = ts
+        .config_type
+        .as_ref()
+        .map(|core::transport_socket::ConfigType::TypedConfig(a)| a);
+    let resolved = extension::resolve(
+        Category::UpstreamTransportSocket,
+        &ts.name,
+        typed,
+        tp,
+        diags,
+    )?;
+    if resolved.extension.name != "envoy.transport_sockets.tls" {
+        return Ok(None);
+    }
+    let proto = resolved.config_as(tp)?;
+    Ok(Some(Arc::new(tls::upstream(
+        &proto,
+        &tp.field("typed_config"),
+        secrets,
+    )?)))
+}
+
+/// The metadata key transport socket matching reads.
+const TRANSPORT_SOCKET_MATCH: &str = "envoy.transport_socket_match";
+
+/// Endpoint and locality metadata other than `envoy.transport_socket_match`
+/// is accepted without effect: only filters, subset load balancing and
+/// format operators rvoy lacks read it (`support::read_by_formatters`
+/// rejects a config whose format strings read `LbEndpoint.metadata`).
+const ENDPOINT_METADATA_IGNORED: (&str, &str) = (
+    "envoy.config.endpoint.v3.LbEndpoint.metadata",
+    "read by filters and subset load balancing rvoy lacks; %UPSTREAM_METADATA% is checked",
+);
+const LOCALITY_METADATA_IGNORED: (&str, &str) = (
+    "envoy.config.endpoint.v3.LocalityLbEndpoints.metadata",
+    "read only by filters rvoy lacks; no format operator reads it",
+);
+
+/// Reports metadata with keys other than `envoy.transport_socket_match` as
+/// the ignored field `(field, reason)`; metadata with only that key as read
+/// in part (format strings reading it are still rejected).
+fn report_other_metadata(
+    metadata: Option<&core::Metadata>,
+    (field, reason): (&str, &'static str),
+    path: &FieldPath,
+    diags: &mut Diagnostics,
+) {
+    let Some(m) = metadata else { return };
+    let other = !m.typed_filter_metadata.is_empty()
+        || m.filter_metadata
+            .keys()
+            .any(|k| k != TRANSPORT_SOCKET_MATCH);
+    let report = crate::support::IgnoredField {
+        path: path.field("metadata"),
+        field: field.to_owned(),
+        reason,
+    };
+    if other {
+        diags.ignored.push(report);
+    } else {
+        diags.partly_read.push(report);
+    }
+}
+
+/// Envoy's choice of transport socket for an endpoint: the first entry of
+/// `transport_socket_matches` whose every `match` field equals the field of
+/// the endpoint's `envoy.transport_socket_match` metadata, then the same
+/// against its locality's metadata, else the cluster's `transport_socket`.
+/// An empty `match` matches every endpoint.
+fn match_transport_socket(
+    criteria: &[Option<&prost_types::Struct>],
+    own: Option<&core::Metadata>,
+    locality: Option<&core::Metadata>,
+) -> TransportSocketChoice {
+    for metadata in [own, locality] {
+        if let Some(i) = criteria.iter().position(|c| labels_match(*c, metadata)) {
+            return TransportSocketChoice::Match(i);
+        }
+    }
+    TransportSocketChoice::Default
+}
+
+/// Whether every field of `labels` is in the `envoy.transport_socket_match`
+/// metadata with an equal value (Envoy's `metadataLabelMatch`).
+fn labels_match(labels: Option<&prost_types::Struct>, metadata: Option<&core::Metadata>) -> bool {
+    let Some(labels) = labels.filter(|l| !l.fields.is_empty()) else {
+        return true;
+    };
+    let Some(values) = metadata.and_then(|m| m.filter_metadata.get(TRANSPORT_SOCKET_MATCH)) else {
+        return false;
+    };
+    labels
+        .fields
+        .iter()
+        .all(|(k, v)| values.fields.get(k) == Some(v))
 }
 
 type Protocol = (

@@ -62,6 +62,11 @@ pub struct IgnoredField {
 pub struct Diagnostics {
     pub errors: Vec<ConfigError>,
     pub ignored: Vec<IgnoredField>,
+    /// Set fields rvoy reads only in part, and whose unread part is unused
+    /// (endpoint metadata holding only `envoy.transport_socket_match`): no
+    /// warning, but like ignored fields [`read_by_formatters`] rejects a
+    /// config whose format strings read them.
+    pub partly_read: Vec<IgnoredField>,
 }
 
 impl Diagnostics {
@@ -181,9 +186,12 @@ const READ_BY_FORMATTERS: &[(&str, &[&str])] = &[
 /// "Not supported" for every ignored field of `config` that one of its format
 /// strings reads (`%CLUSTER_METADATA(...)%` with a cluster's `metadata` set):
 /// ignoring it would change what rvoy writes.
-pub fn read_by_formatters(config: &DynamicMessage, ignored: &[IgnoredField]) -> Vec<ConfigError> {
+pub fn read_by_formatters<'a>(
+    config: &DynamicMessage,
+    ignored: impl IntoIterator<Item = &'a IgnoredField>,
+) -> Vec<ConfigError> {
     let readable: Vec<&IgnoredField> = ignored
-        .iter()
+        .into_iter()
         .filter(|i| READ_BY_FORMATTERS.iter().any(|(f, _)| *f == i.field))
         .collect();
     if readable.is_empty() {
@@ -519,14 +527,10 @@ mod tests {
             "envoy.config.cluster.v3.Cluster.metadata",
             "read by filters rvoy lacks; %CLUSTER_METADATA% is checked",
         ),
-        (
-            "envoy.config.endpoint.v3.LbEndpoint.metadata",
-            "read by filters and subset load balancing rvoy lacks; %UPSTREAM_METADATA% is checked",
-        ),
-        (
-            "envoy.config.endpoint.v3.LocalityLbEndpoints.metadata",
-            "read only by filters rvoy lacks; no format operator reads it",
-        ),
+        // `LbEndpoint.metadata` and `LocalityLbEndpoints.metadata` are
+        // implemented for `envoy.transport_socket_match`; the cluster lowering
+        // reports their other keys as ignored (and `read_by_formatters` checks
+        // them) with the reasons in `cluster::*_METADATA_IGNORED`.
         (
             "envoy.config.listener.v3.Listener.metadata",
             "read by filters rvoy lacks; %METADATA(LISTENER)% is checked",

@@ -106,6 +106,38 @@ fn metadata_is_ignored_until_a_format_string_reads_it() {
 }
 
 #[test]
+fn endpoint_metadata_is_read_for_transport_socket_matching_only() {
+    let with_endpoint_meta = |meta: &str, hcm_extra: &str| {
+        proxy(hcm_extra, "", "").replace(
+            "port_value: 1}}}\n",
+            &format!("port_value: 1}}}}}}\n          metadata: {{filter_metadata: {meta}}}\n"),
+        )
+    };
+    let socket_match = "{envoy.transport_socket_match: {tls: true}}";
+    let yaml = with_endpoint_meta(socket_match, "");
+    assert!(yaml.contains("envoy.transport_socket_match"), "{yaml}");
+    assert_eq!(build(&yaml).expect("accepted"), Vec::<String>::new());
+    let other = "{envoy.transport_socket_match: {tls: true}, app: {team: a}}";
+    assert_eq!(
+        build(&with_endpoint_meta(other, "")).expect("accepted"),
+        ["envoy.config.endpoint.v3.LbEndpoint.metadata"]
+    );
+    // rvoy does not render %UPSTREAM_METADATA%: whatever the keys, a format
+    // string reading endpoint metadata is refused.
+    let log = r#"access_log:
+          - name: envoy.access_loggers.stdout
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.stream.v3.StdoutAccessLog
+              log_format: {text_format: "%UPSTREAM_METADATA(envoy.transport_socket_match:tls)%\n"}"#;
+    let (kind, e) = first_error(&with_endpoint_meta(socket_match, log));
+    assert_eq!(kind, ErrorKind::NotSupported);
+    assert!(
+        e.contains("LbEndpoint.metadata read by %UPSTREAM_METADATA"),
+        "{e}"
+    );
+}
+
+#[test]
 fn local_cluster_must_exist_and_zone_aware_routing_is_rejected() {
     let with_local = |name: &str, node: &str, endpoints: &str| {
         format!(

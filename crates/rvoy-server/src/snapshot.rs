@@ -138,18 +138,28 @@ pub fn build(
     let root = store.scope("");
     let mut cluster_tls = HashMap::new();
     for c in &config.clusters {
-        if let Some(tls) = &c.tls {
-            let scope = root.scope(&format!("cluster.{}.", c.stat_name));
-            let ctx = rvoy_tls::ClientContext::new(tls.clone(), &scope, secrets)
-                .map_err(|e| BuildError(format!("cluster '{}': {e}", c.name)))?;
-            cluster_tls.insert(c.name.clone(), ctx);
-        }
+        let scope = root.scope(&format!("cluster.{}.", c.stat_name));
+        let context = |tls: &Option<Arc<rvoy_model::tls::UpstreamTls>>| {
+            tls.as_ref()
+                .map(|t| rvoy_tls::ClientContext::new(t.clone(), &scope, secrets))
+                .transpose()
+                .map_err(|e| BuildError(format!("cluster '{}': {e}", c.name)))
+        };
+        let contexts = rvoy_upstream::cluster::ClusterTls {
+            default: context(&c.tls)?,
+            matches: c
+                .transport_socket_matches
+                .iter()
+                .map(|m| context(&m.tls))
+                .collect::<Result<_, _>>()?,
+        };
+        cluster_tls.insert(c.name.clone(), contexts);
     }
     let clusters = Arc::new(ClusterManager::with_tls(
         &config.clusters,
         &root,
         config.dns_resolver.clone(),
-        &cluster_tls,
+        cluster_tls,
     ));
     let mut listeners = Vec::with_capacity(config.listeners.len());
     for l in &config.listeners {

@@ -3,106 +3,21 @@
 //! ALPN (h2 and HTTP/1.1), SNI filter chain selection through the TLS
 //! inspector, client certificates, certificate choice by key type, TLS
 //! parameters, file-based SDS rotation, `/certs`, upstream TLS (SNI, ALPN h2,
-//! SAN validation failures, client certificates), and load-time rejection of
-//! fields rvoy does not implement. Where Envoy is installed, the upstream test
-//! also runs against it and compares what clients and stats show.
+//! SAN validation failures, client certificates), `transport_socket_matches`
+//! (TLS or plaintext per endpoint) and load-time rejection of fields rvoy
+//! does not implement. Where Envoy is installed, the upstream tests also run
+//! against it and compare what clients and stats show.
 
 mod pki;
 
 use std::process::Command;
 use std::time::Duration;
 
-use pki::{Pki, admin_get, curl, run, s_client, stat, wait_until};
-use rvoy_testkit::{Binary, Ports, Proxy, ProxyBuilder};
-
-fn rvoy() -> Binary {
-    Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into())
-}
-
-fn start(binary: Binary, config: &str, pki: &Pki) -> Proxy {
-    start_with_ports(binary, config, pki, &Ports::new())
-}
-
-fn start_with_ports(binary: Binary, config: &str, pki: &Pki, ports: &Ports) -> Proxy {
-    ProxyBuilder::new(binary)
-        .config(&config.replace("CERTS", &pki.dir.display().to_string()))
-        .ports(ports)
-        .extra_args(&["--file-flush-interval-msec", "50"])
-        .start()
-        .expect("proxy starts and listens")
-}
-
-fn tools() -> bool {
-    let ok = Command::new("curl").arg("--version").output().is_ok()
-        && Command::new("openssl").arg("version").output().is_ok();
-    if !ok {
-        eprintln!("skipped: curl and openssl are needed");
-    }
-    ok
-}
-
-const ADMIN: &str =
-    "admin: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}}";
-
-fn direct(stat_prefix: &str, body: &str) -> String {
-    direct_with(stat_prefix, body, "codec_type: AUTO")
-}
-
-/// A connection manager `stat_prefix` answering `body`, with more fields `extra` (one
-/// line of YAML).
-fn direct_with(stat_prefix: &str, body: &str, extra: &str) -> String {
-    format!(
-        r#"- name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: {stat_prefix}
-          {extra}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-          route_config:
-            virtual_hosts:
-            - name: vh
-              domains: ["*"]
-              routes: [{{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: "{body}"}}}}}}]"#
-    )
-}
-
-fn tls_socket(common: &str, extra: &str) -> String {
-    format!(
-        r#"transport_socket:
-          name: envoy.transport_sockets.tls
-          typed_config:
-            "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
-            {extra}
-            common_tls_context:
-              {common}"#
-    )
-}
-
-fn cert(name: &str) -> String {
-    format!(
-        "{{certificate_chain: {{filename: CERTS/{name}.crt}}, private_key: {{filename: CERTS/{name}.key}}}}"
-    )
-}
-
-/// One TLS listener `listener` with one chain answering `body`.
-fn single_chain(common: &str, extra: &str, body: &str) -> String {
-    format!(
-        r#"{ADMIN}
-static_resources:
-  listeners:
-  - name: tls
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
-    filter_chains:
-    - {socket}
-      filters:
-      {filter}
-"#,
-        socket = tls_socket(common, extra),
-        filter = direct("tls", body)
-    )
-}
+use pki::{
+    ADMIN, Pki, admin_get, cert, curl, direct, direct_with, hcm_filter, run, rvoy, s_client,
+    single_chain, start, stat, tls_socket, tools, wait_until, write_sds_certificate,
+};
+use rvoy_testkit::{Binary, Proxy, ProxyBuilder};
 
 #[test]
 fn downstream_alpn_selects_h2_or_http11() {
@@ -411,20 +326,12 @@ fn sds_file_rotation_is_picked_up_without_restart() {
     pki.leaf("two", "two.localhost", &["localhost"], false);
     std::fs::copy(pki.dir.join("one.crt"), pki.dir.join("live.crt")).expect("copy");
     std::fs::copy(pki.dir.join("one.key"), pki.dir.join("live.key")).expect("copy");
-    std::fs::write(
-        pki.dir.join("sds.yaml"),
-        format!(
-            r#"resources:
-- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
-  name: server_cert
-  tls_certificate:
-    certificate_chain: {{filename: {dir}/live.crt}}
-    private_key: {{filename: {dir}/live.key}}
-"#,
-            dir = pki.dir.display()
-        ),
-    )
-    .expect("sds file");
+    write_sds_certificate(
+        &pki,
+        &pki.dir.join("live.crt"),
+        &pki.dir.join("live.key"),
+        "",
+    );
     let common = "tls_certificate_sds_secret_configs:\n              - name: server_cert\n                sds_config: {path_config_source: {path: CERTS/sds.yaml}, resource_api_version: V3}";
     let proxy = start(rvoy(), &single_chain(common, "", "rotating"), &pki);
     let port = proxy.port("listener");
@@ -461,7 +368,8 @@ fn sds_file_rotation_is_picked_up_without_restart() {
             admin,
             &format!("{prefix}.server_ssl_socket_factory.ssl_context_update_by_sds")
         ),
-        Some(1)
+        // The first load and the rotation, as in Envoy.
+        Some(2)
     );
     // The connection opened before the rotation still works.
     {
@@ -497,6 +405,38 @@ fn sds_file_rotation_is_picked_up_without_restart() {
     );
 }
 
+/// The admin, and a plain HTTP listener `front` on port `listener` with the
+/// route list `routes` (the first line of `static_resources.listeners`).
+fn front(routes: &str) -> String {
+    format!(
+        r#"{ADMIN}
+static_resources:
+  listeners:
+  - name: front
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
+    filter_chains:
+    - filters:
+      {hcm}"#,
+        hcm = hcm_filter("front", &format!("\n{routes}"))
+    )
+}
+
+/// `curl` of `path` on the plain listener at `port`: the body and `[status]`.
+fn get_plain(port: u16, path: &str) -> String {
+    let out = run(
+        Command::new("curl").args([
+            "-sS",
+            "--max-time",
+            "5",
+            "-w",
+            " [%{http_code}]",
+            &format!("http://127.0.0.1:{port}{path}"),
+        ]),
+        Duration::from_secs(10),
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A front listener (plain HTTP) routing to TLS clusters, and a TLS backend
 /// listener that only accepts SNI `upstream.example.com`.
 fn upstream_config() -> String {
@@ -519,29 +459,7 @@ fn upstream_config() -> String {
     };
     let validation = "validation_context: {trusted_ca: {filename: CERTS/ca.crt}}";
     format!(
-        r#"{ADMIN}
-static_resources:
-  listeners:
-  - name: front
-    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: front
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
-          route_config:
-            virtual_hosts:
-            - name: vh
-              domains: ["*"]
-              routes:
-              - {{match: {{prefix: "/h2"}}, route: {{cluster: tls_h2}}}}
-              - {{match: {{prefix: "/wrong"}}, route: {{cluster: wrong_san}}}}
-              - {{match: {{prefix: "/nosni"}}, route: {{cluster: no_sni}}}}
-              - {{match: {{prefix: "/"}}, route: {{cluster: tls_h1}}}}
+        r#"{front}
   - name: backend
     address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:backend}}}}}}}}
     listener_filters:
@@ -560,6 +478,12 @@ static_resources:
                 cert("upstream")
             ),
             "require_client_certificate: true",
+        ),
+        front = front(
+            r#"              - {match: {prefix: "/h2"}, route: {cluster: tls_h2}}
+              - {match: {prefix: "/wrong"}, route: {cluster: wrong_san}}
+              - {match: {prefix: "/nosni"}, route: {cluster: no_sni}}
+              - {match: {prefix: "/"}, route: {cluster: tls_h1}}"#
         ),
         backend = direct("backend", "from backend"),
         h1 = tls_cluster(
@@ -603,18 +527,7 @@ fn upstream_observations(proxy: &Proxy) -> Vec<String> {
     let admin = proxy.port("admin");
     let mut seen = Vec::new();
     for path in ["/h1", "/h2", "/wrong", "/nosni"] {
-        let out = run(
-            Command::new("curl").args([
-                "-sS",
-                "--max-time",
-                "5",
-                "-w",
-                " [%{http_code}]",
-                &format!("http://127.0.0.1:{port}{path}"),
-            ]),
-            Duration::from_secs(10),
-        );
-        seen.push(format!("{path}: {}", String::from_utf8_lossy(&out.stdout)));
+        seen.push(format!("{path}: {}", get_plain(port, path)));
     }
     for name in [
         "cluster.tls_h1.ssl.handshake",
@@ -637,13 +550,7 @@ fn upstream_tls_sni_alpn_client_certs_and_san_failures() {
     if !tools() {
         return;
     }
-    let pki = Pki::new();
-    pki.leaf(
-        "upstream",
-        "upstream.example.com",
-        &["upstream.example.com"],
-        false,
-    );
+    let pki = upstream_pki();
     pki.leaf(
         "client",
         "client.example.com",
@@ -665,25 +572,36 @@ fn upstream_tls_sni_alpn_client_certs_and_san_failures() {
         "http.backend.downstream_rq_http1_total: Some(1)",
         "tls_inspector.sni_found: Some(3)",
     ];
-    observed_as_in_envoy(&upstream_config(), &pki, &expected, |p| {
-        upstream_observations(p)
-    });
+    rvoy_then_envoy(&upstream_config(), &pki, upstream_observations, &expected);
 }
 
-/// Runs `config` on rvoy and checks that `observe` sees `expected`; then, where Envoy is
-/// installed, the same on Envoy.
-fn observed_as_in_envoy(
-    config: &str,
+/// A PKI with the upstream server's certificate (`upstream.example.com`).
+fn upstream_pki() -> Pki {
+    let pki = Pki::new();
+    pki.leaf(
+        "upstream",
+        "upstream.example.com",
+        &["upstream.example.com"],
+        false,
+    );
+    pki
+}
+
+/// Runs `cfg` on rvoy, then on Envoy when installed, and checks that
+/// `observe` sees `expected` on both.
+fn rvoy_then_envoy<S: AsRef<str> + std::fmt::Debug>(
+    cfg: &str,
     pki: &Pki,
-    expected: &[&str],
     observe: impl Fn(&Proxy) -> Vec<String>,
+    expected: &[S],
 ) {
-    let proxy = start(rvoy(), config, pki);
+    let expected: Vec<&str> = expected.iter().map(AsRef::as_ref).collect();
+    let proxy = start(rvoy(), cfg, pki);
     assert_eq!(observe(&proxy), expected);
     drop(proxy);
     match Binary::envoy() {
         Some(envoy) => {
-            let oracle = start(envoy, config, pki);
+            let oracle = start(envoy, cfg, pki);
             assert_eq!(observe(&oracle), expected, "Envoy disagrees");
         }
         None => eprintln!("differential part skipped: Envoy is not installed"),
@@ -866,7 +784,185 @@ fn unfinished_tls_connections_are_bounded_as_in_envoy() {
         "http.connect.downstream_cx_idle_timeout: Some(0)",
         "listener.<connect>.downstream_cx_transport_socket_connect_timeout: Some(1)",
     ];
-    observed_as_in_envoy(&unfinished_config(), &pki, &expected, |p| {
-        unfinished_observations(p, &pki)
-    });
+    rvoy_then_envoy(
+        &unfinished_config(),
+        &pki,
+        |p| unfinished_observations(p, &pki),
+        &expected,
+    );
+}
+
+/// A plain front listener routing to cluster `mixed`, whose four endpoints
+/// are two backends answering `tls` over TLS and `plain` in plaintext, two
+/// endpoints each with different transport sockets (so they must not share
+/// connections). `transport_socket_matches` picks each endpoint's socket: by
+/// its own metadata, by its locality's, or the default (plaintext).
+fn socket_matches_config() -> String {
+    let ep = |port: &str, meta: &str| {
+        format!(
+            "{{endpoint: {{address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:{port}}}}}}}}}}}{meta}}}"
+        )
+    };
+    let meta =
+        |m: &str| format!(", metadata: {{filter_metadata: {{envoy.transport_socket_match: {m}}}}}");
+    // A listener answering `tls` over TLS and `plain` in plaintext.
+    let backend = |port: &str| {
+        format!(
+            r#"  - name: {port}
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:{port}}}}}}}}}
+    listener_filters:
+    - name: envoy.filters.listener.tls_inspector
+      typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.listener.tls_inspector.v3.TlsInspector}}
+    filter_chains:
+    - filter_chain_match: {{transport_protocol: tls}}
+      {backend_tls}
+      filters:
+      {tls}
+    - filters:
+      {plain}
+"#,
+            backend_tls = tls_socket(&format!("tls_certificates: [{}]", cert("upstream")), ""),
+            tls = direct("backend_tls", "tls"),
+            plain = direct("backend_plain", "plain"),
+        )
+    };
+    format!(
+        r#"{front}
+{backend}{backend2}  clusters:
+  - name: mixed
+    type: STATIC
+    connect_timeout: 2s
+    load_assignment:
+      cluster_name: mixed
+      endpoints:
+      - lb_endpoints: [{tls_by_endpoint}, {default}]
+      - metadata: {{filter_metadata: {{envoy.transport_socket_match: {{tls: true}}}}}}
+        lb_endpoints: [{tls_by_locality}, {raw}]
+    transport_socket_matches:
+    - name: tls-on
+      match: {{tls: true}}
+      transport_socket:
+        name: envoy.transport_sockets.tls
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext
+          common_tls_context: {{validation_context: {{trusted_ca: {{filename: CERTS/ca.crt}}}}}}
+    - name: raw
+      match: {{tls: false}}
+      transport_socket:
+        name: envoy.transport_sockets.raw_buffer
+        typed_config: {{"@type": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}}
+"#,
+        front = front(r#"              - {match: {prefix: "/"}, route: {cluster: mixed}}"#),
+        backend = backend("backend"),
+        backend2 = backend("backend2"),
+        tls_by_endpoint = ep("backend", &meta("{tls: true, zone: a}")),
+        default = ep("backend", ""),
+        tls_by_locality = ep("backend2", ""),
+        raw = ep("backend2", &meta("{tls: false}")),
+    )
+}
+
+/// Eight requests through `mixed` (two per endpoint, round robin) and the
+/// stats that show which transport socket each endpoint chose.
+fn socket_matches_observations(proxy: &Proxy) -> Vec<String> {
+    let port = proxy.port("listener");
+    let admin = proxy.port("admin");
+    let mut bodies: Vec<String> = (0..8).map(|_| get_plain(port, "/")).collect();
+    bodies.sort();
+    for name in [
+        "cluster.mixed.default.total_match_count",
+        "cluster.mixed.tls-on.total_match_count",
+        "cluster.mixed.raw.total_match_count",
+        "cluster.mixed.upstream_rq_200",
+        "http.backend_tls.downstream_rq_total",
+        "http.backend_plain.downstream_rq_total",
+    ] {
+        bodies.push(format!("{name}: {:?}", stat(admin, name)));
+    }
+    let handshakes = stat(admin, "cluster.mixed.ssl.handshake");
+    bodies.push(format!(
+        "cluster.mixed.ssl.handshake between 2 and 4: {}",
+        handshakes.is_some_and(|n| (2..=4).contains(&n))
+    ));
+    bodies
+}
+
+#[test]
+fn transport_socket_matches_pick_tls_per_endpoint() {
+    if !tools() {
+        return;
+    }
+    let pki = upstream_pki();
+    let mut expected = vec!["plain [200]".to_owned(); 4];
+    expected.extend(vec!["tls [200]".to_owned(); 4]);
+    expected.extend(
+        [
+            "cluster.mixed.default.total_match_count: Some(1)",
+            "cluster.mixed.tls-on.total_match_count: Some(2)",
+            "cluster.mixed.raw.total_match_count: Some(1)",
+            "cluster.mixed.upstream_rq_200: Some(8)",
+            "http.backend_tls.downstream_rq_total: Some(4)",
+            "http.backend_plain.downstream_rq_total: Some(4)",
+            "cluster.mixed.ssl.handshake between 2 and 4: true",
+        ]
+        .map(String::from),
+    );
+    rvoy_then_envoy(
+        &socket_matches_config(),
+        &pki,
+        socket_matches_observations,
+        &expected,
+    );
+}
+
+/// `--mode validate` on `cfg`: exit code and output.
+fn validate(binary: Binary, cfg: &str, pki: &Pki) -> (Option<i32>, String) {
+    let out = ProxyBuilder::new(binary)
+        .config(&cfg.replace("CERTS", &pki.dir.display().to_string()))
+        .args(&["--mode", "validate", "-c", "{{config}}"])
+        .run_to_exit(Duration::from_secs(30))
+        .expect("runs");
+    (out.code, format!("{}{}", out.stdout, out.stderr))
+}
+
+#[test]
+fn transport_socket_matches_config_errors() {
+    let pki = Pki::new();
+    pki.leaf("upstream", "upstream.example.com", &[], false);
+    let good = socket_matches_config();
+    let raw = "      transport_socket:\n        name: envoy.transport_sockets.raw_buffer\n        typed_config: {\"@type\": type.googleapis.com/envoy.extensions.transport_sockets.raw_buffer.v3.RawBuffer}\n";
+    assert!(good.contains(raw));
+    // Envoy's own errors: a match without a transport socket, a match
+    // without a name.
+    let cases = [
+        (
+            good.replace(raw, ""),
+            "Didn't find a registered implementation for '' with type URL: ''",
+        ),
+        (
+            good.replace("name: raw\n", "name: \"\"\n"),
+            "value length must be at least 1 characters",
+        ),
+    ];
+    for (cfg, message) in &cases {
+        let (code, text) = validate(rvoy(), cfg, &pki);
+        assert_eq!(code, Some(1), "{text}");
+        assert!(text.contains(message), "{message}: {text}");
+        if let Some(envoy) = Binary::envoy() {
+            let (code, text) = validate(envoy, cfg, &pki);
+            assert_eq!(code, Some(1), "Envoy: {text}");
+            assert!(text.contains(message), "Envoy: {message}: {text}");
+        }
+    }
+    // The matcher form is not implemented by rvoy: rejected with its path.
+    let cfg = good.replace(
+        "    transport_socket_matches:\n",
+        "    transport_socket_matcher: {on_no_match: {action: {name: tls, typed_config: {\"@type\": type.googleapis.com/envoy.extensions.matching.common_inputs.transport_socket.v3.TransportSocketNameAction, name: tls-on}}}}\n    transport_socket_matches:\n",
+    );
+    let (code, text) = validate(rvoy(), &cfg, &pki);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("static_resources.clusters[0].transport_socket_matcher: envoy.config.cluster.v3.Cluster.transport_socket_matcher is not supported by rvoy"),
+        "{text}"
+    );
 }

@@ -21,7 +21,7 @@ use crate::certs::{CertDetail, ContextCerts};
 use crate::material;
 use crate::names;
 use crate::secrets::{ManagedContext, SecretManager};
-use crate::server::{failure_reason, load_certificates, uses_file};
+use crate::server::{failure_reason, file_secrets, load_certificates, uses_file};
 use crate::stats::SslStats;
 use crate::stream::TlsStream;
 use crate::verify::{ServerVerifier, Validator};
@@ -51,7 +51,6 @@ pub struct ClientContext {
     model: Arc<UpstreamTls>,
     stats: Arc<SslStats>,
     state: ArcSwap<State>,
-    sessions: Option<Arc<dyn ClientSessionStore>>,
 }
 
 /// A failed upstream handshake.
@@ -70,19 +69,15 @@ impl ClientContext {
         secrets: &Arc<SecretManager>,
     ) -> Result<Arc<ClientContext>, TlsError> {
         let stats = Arc::new(SslStats::new(scope, false));
-        let sessions: Option<Arc<dyn ClientSessionStore>> = if model.max_session_keys == 0 {
-            None
-        } else {
-            Some(Arc::new(ClientSessionMemoryCache::new(
-                model.max_session_keys as usize,
-            )))
-        };
-        let state = build(&model, &stats, secrets, sessions.as_ref())?;
+        let state = build(&model, &stats, secrets)?;
+        // Envoy counts the first delivery of each SDS secret as an update.
+        stats
+            .ssl_context_update_by_sds
+            .add(file_secrets(&model.common));
         let ctx = Arc::new(ClientContext {
             model,
             stats,
             state: ArcSwap::from_pointee(state),
-            sessions,
         });
         let weak: std::sync::Weak<dyn ManagedContext> = Arc::downgrade(&ctx) as _;
         secrets.register(weak);
@@ -163,7 +158,7 @@ impl ClientContext {
     }
 
     fn rebuild(&self, secrets: &SecretManager) -> Result<(), TlsError> {
-        let state = build(&self.model, &self.stats, secrets, self.sessions.as_ref())?;
+        let state = build(&self.model, &self.stats, secrets)?;
         self.state.store(Arc::new(state));
         self.stats.ssl_context_update_by_sds.inc();
         Ok(())
@@ -184,12 +179,20 @@ impl ManagedContext for ClientContext {
     }
 }
 
+/// Builds the client configs. Like Envoy's new TLS context on every secret
+/// update, each build starts with an empty session cache.
 fn build(
     model: &UpstreamTls,
     stats: &Arc<SslStats>,
     secrets: &SecretManager,
-    sessions: Option<&Arc<dyn ClientSessionStore>>,
 ) -> Result<State, TlsError> {
+    let sessions: Option<Arc<dyn ClientSessionStore>> = if model.max_session_keys == 0 {
+        None
+    } else {
+        Some(Arc::new(ClientSessionMemoryCache::new(
+            model.max_session_keys as usize,
+        )))
+    };
     use rvoy_model::tls::{SecretValue, ValidationSource};
     let provider = names::provider_for(&model.common.params);
     let certs = load_certificates(&model.common.certificates, secrets, &provider)?;
@@ -269,7 +272,7 @@ fn build(
                 .map(|p| p.as_bytes().to_vec())
                 .collect()
         };
-        config.resumption = match sessions {
+        config.resumption = match &sessions {
             Some(store) => Resumption::store(store.clone()),
             None => Resumption::disabled(),
         };

@@ -80,8 +80,22 @@ fn files_of(value: &SecretValue) -> Vec<PathBuf> {
     out
 }
 
-/// A hash of the SDS file and of every file its secrets name.
+/// A hash of the SDS file and of every file its secrets name, read until two
+/// reads agree (at most three), so that a rotation landing between the reads
+/// of a certificate and its key is not taken for a state of its own.
 fn fingerprint(path: &Path, secrets: Option<&HashMap<String, SecretValue>>) -> u64 {
+    let mut last = read_fingerprint(path, secrets);
+    for _ in 0..2 {
+        let again = read_fingerprint(path, secrets);
+        if again == last {
+            break;
+        }
+        last = again;
+    }
+    last
+}
+
+fn read_fingerprint(path: &Path, secrets: Option<&HashMap<String, SecretValue>>) -> u64 {
     let mut h = std::collections::hash_map::DefaultHasher::new();
     std::fs::read(path).ok().hash(&mut h);
     if let Some(secrets) = secrets {

@@ -84,9 +84,6 @@ pub struct ServerContext {
     model: Arc<DownstreamTls>,
     stats: Arc<SslStats>,
     state: ArcSwap<State>,
-    /// Kept across reloads so tickets and sessions stay valid.
-    ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
-    sessions: Arc<dyn rustls::server::StoresServerSessions>,
 }
 
 /// A failed downstream handshake.
@@ -154,6 +151,14 @@ pub(crate) fn load_certificates(
     Ok(out)
 }
 
+/// How many secrets a context reads from SDS files.
+pub(crate) fn file_secrets(common: &rvoy_model::tls::CommonTls) -> u64 {
+    rvoy_model::tls::sds_refs(common)
+        .iter()
+        .filter(|r| matches!(r.origin, SecretOrigin::File { .. }))
+        .count() as u64
+}
+
 /// Whether a context reads secrets from `path`.
 pub(crate) fn uses_file(common: &rvoy_model::tls::CommonTls, path: &Path) -> bool {
     rvoy_model::tls::sds_refs(common)
@@ -169,27 +174,15 @@ impl ServerContext {
         secrets: &Arc<SecretManager>,
     ) -> Result<Arc<ServerContext>, TlsError> {
         let stats = Arc::new(SslStats::new(scope, true));
-        let ticketer = if model.disable_stateless_session_resumption {
-            None
-        } else {
-            Some(
-                rustls::crypto::aws_lc_rs::Ticketer::new()
-                    .map_err(|e| TlsError::Config(e.to_string()))?,
-            )
-        };
-        let sessions: Arc<dyn rustls::server::StoresServerSessions> =
-            if model.disable_stateful_session_resumption {
-                Arc::new(NoServerSessionStorage {})
-            } else {
-                ServerSessionMemoryCache::new(1024)
-            };
-        let state = build(&model, &stats, secrets, ticketer.as_ref(), &sessions)?;
+        let state = build(&model, &stats, secrets)?;
+        // Envoy counts the first delivery of each SDS secret as an update.
+        stats
+            .ssl_context_update_by_sds
+            .add(file_secrets(&model.common));
         let ctx = Arc::new(ServerContext {
             model,
             stats,
             state: ArcSwap::from_pointee(state),
-            ticketer,
-            sessions,
         });
         let weak: std::sync::Weak<dyn ManagedContext> = Arc::downgrade(&ctx) as _;
         secrets.register(weak);
@@ -247,13 +240,7 @@ impl ServerContext {
     }
 
     fn rebuild(&self, secrets: &SecretManager) -> Result<(), TlsError> {
-        let state = build(
-            &self.model,
-            &self.stats,
-            secrets,
-            self.ticketer.as_ref(),
-            &self.sessions,
-        )?;
+        let state = build(&self.model, &self.stats, secrets)?;
         self.state.store(Arc::new(state));
         self.stats.ssl_context_update_by_sds.inc();
         Ok(())
@@ -274,13 +261,29 @@ impl ManagedContext for ServerContext {
     }
 }
 
+/// Builds what a context serves with. Like Envoy's new TLS context on every
+/// secret update, each build starts with new session ticket keys and an
+/// empty session cache: sessions from before a certificate rotation are not
+/// resumed, so every new connection is presented the current certificate.
 fn build(
     model: &DownstreamTls,
     stats: &Arc<SslStats>,
     secrets: &SecretManager,
-    ticketer: Option<&Arc<dyn rustls::server::ProducesTickets>>,
-    sessions: &Arc<dyn rustls::server::StoresServerSessions>,
 ) -> Result<State, TlsError> {
+    let ticketer = if model.disable_stateless_session_resumption {
+        None
+    } else {
+        Some(
+            rustls::crypto::aws_lc_rs::Ticketer::new()
+                .map_err(|e| TlsError::Config(e.to_string()))?,
+        )
+    };
+    let sessions: Arc<dyn rustls::server::StoresServerSessions> =
+        if model.disable_stateful_session_resumption {
+            Arc::new(NoServerSessionStorage {})
+        } else {
+            ServerSessionMemoryCache::new(1024)
+        };
     let provider = names::provider_for(&model.common.params);
     let certs = load_certificates(&model.common.certificates, secrets, &provider)?;
     let mut details = ContextCerts::default();
@@ -355,8 +358,8 @@ fn build(
         .map(|p| p.as_bytes().to_vec())
         .collect();
     config.ignore_client_order = !model.prefer_client_ciphers;
-    config.session_storage = sessions.clone();
-    if let Some(t) = ticketer {
+    config.session_storage = sessions;
+    if let Some(t) = &ticketer {
         config.ticketer = t.clone();
     }
     if model.disable_stateful_session_resumption && ticketer.is_none() {

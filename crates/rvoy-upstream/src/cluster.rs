@@ -11,8 +11,8 @@ use std::time::{Duration, Instant};
 
 use arc_swap::ArcSwap;
 use rvoy_model::address::{Address, EndpointAddress};
-use rvoy_model::cluster::{self as model, Discovery, EdsHealth};
-use rvoy_stats::Scope;
+use rvoy_model::cluster::{self as model, Discovery, EdsHealth, TransportSocketChoice};
+use rvoy_stats::{Counter, Scope};
 
 use crate::dns::ClusterResolver;
 use crate::host::{Host, HostAddress, HostSet};
@@ -34,17 +34,46 @@ pub struct Cluster {
     version: AtomicU64,
     /// When the last DNS resolution succeeded (for `/clusters`).
     pub last_update: std::sync::Mutex<Option<Instant>>,
-    /// The TLS context of `transport_socket` (`None`: plaintext).
+    /// `transport_socket` (Envoy's `default` match).
+    default_socket: TransportSocket,
+    /// `transport_socket_matches`, in order.
+    socket_matches: Vec<TransportSocket>,
+}
+
+/// One transport socket of a cluster, built once per config: its TLS context
+/// and its `<match name>.total_match_count` (hosts that chose it).
+#[derive(Debug)]
+pub struct TransportSocket {
+    /// `None`: raw buffer.
     pub tls: Option<Arc<rvoy_tls::ClientContext>>,
+    pub total_match_count: Counter,
+}
+
+/// The TLS contexts of a cluster's transport sockets (`None`: raw buffer).
+#[derive(Clone, Debug, Default)]
+pub struct ClusterTls {
+    /// `transport_socket`.
+    pub default: Option<Arc<rvoy_tls::ClientContext>>,
+    /// `transport_socket_matches`, in order.
+    pub matches: Vec<Option<Arc<rvoy_tls::ClientContext>>>,
 }
 
 impl Cluster {
-    fn new(
-        config: Arc<model::Cluster>,
-        root: &Scope,
-        tls: Option<Arc<rvoy_tls::ClientContext>>,
-    ) -> Self {
+    fn new(config: Arc<model::Cluster>, root: &Scope, tls: ClusterTls) -> Self {
         let scope = root.scope(&format!("cluster.{}.", config.stat_name));
+        let socket = |name: &str, tls: Option<Arc<rvoy_tls::ClientContext>>| TransportSocket {
+            tls,
+            total_match_count: scope
+                .scope(&format!("{name}."))
+                .counter("total_match_count"),
+        };
+        let default_socket = socket("default", tls.default);
+        let mut matches = tls.matches.into_iter();
+        let socket_matches = config
+            .transport_socket_matches
+            .iter()
+            .map(|m| socket(&m.name, matches.next().flatten()))
+            .collect();
         let hosts = static_hosts(&config);
         let set = HostSet::new(hosts, 1);
         let cluster = Cluster {
@@ -57,7 +86,8 @@ impl Cluster {
             hosts: ArcSwap::from_pointee(set),
             version: AtomicU64::new(1),
             last_update: std::sync::Mutex::new(None),
-            tls,
+            default_socket,
+            socket_matches,
             config,
         };
         cluster.membership.warming_state.set(0);
@@ -65,13 +95,25 @@ impl Cluster {
             // Envoy counts the initial host set of a static cluster as one
             // membership change, and resolves each host's transport socket.
             cluster.membership.membership_change.inc();
-            cluster
-                .stats
-                .default_total_match_count
-                .add(cluster.hosts.load().hosts.len() as u64);
+            for h in &cluster.hosts.load().hosts {
+                cluster
+                    .transport_socket(h.transport_socket)
+                    .total_match_count
+                    .inc();
+            }
         }
         cluster.record_membership();
         cluster
+    }
+
+    /// The transport socket a host chose (its TLS context, if any).
+    pub fn transport_socket(&self, choice: TransportSocketChoice) -> &TransportSocket {
+        match choice {
+            TransportSocketChoice::Default => &self.default_socket,
+            TransportSocketChoice::Match(i) => {
+                self.socket_matches.get(i).unwrap_or(&self.default_socket)
+            }
+        }
     }
 
     /// The current hosts.
@@ -122,19 +164,17 @@ impl Cluster {
                 .hosts
                 .iter()
                 .zip(&hosts)
-                .all(|(a, b)| a.address == b.address && a.weight == b.weight);
+                .all(|(a, b)| a.same_endpoint(b));
         if same {
             return false;
         }
         for h in hosts.iter_mut() {
-            if let Some(existing) = current
-                .hosts
-                .iter()
-                .find(|e| e.address == h.address && e.weight == h.weight)
-            {
+            if let Some(existing) = current.hosts.iter().find(|e| e.same_endpoint(h)) {
                 *h = existing.clone();
             } else {
-                self.stats.default_total_match_count.inc();
+                self.transport_socket(h.transport_socket)
+                    .total_match_count
+                    .inc();
             }
         }
         let version = self.version.fetch_add(1, Ordering::Relaxed) + 1;
@@ -168,13 +208,16 @@ fn static_hosts(config: &model::Cluster) -> Vec<Arc<Host>> {
         .endpoints
         .iter()
         .filter_map(|e| match &e.address {
-            EndpointAddress::Resolved(a) => Some(Arc::new(Host::new(
-                to_host_address(a),
-                e.hostname.as_str().into(),
-                e.weight,
-                e.priority,
-                e.health,
-            ))),
+            EndpointAddress::Resolved(a) => Some(Arc::new(
+                Host::new(
+                    to_host_address(a),
+                    e.hostname.as_str().into(),
+                    e.weight,
+                    e.priority,
+                    e.health,
+                )
+                .with_transport_socket(e.transport_socket),
+            )),
             EndpointAddress::Dns { .. } => None,
         })
         .collect()
@@ -206,7 +249,7 @@ impl ClusterManager {
         root: &Scope,
         dns_resolver: DnsResolverConfig,
     ) -> Self {
-        Self::with_tls(clusters, root, dns_resolver, &HashMap::new())
+        Self::with_tls(clusters, root, dns_resolver, HashMap::new())
     }
 
     /// [`new`](Self::new), with the TLS contexts of clusters by name.
@@ -214,7 +257,7 @@ impl ClusterManager {
         clusters: &[Arc<model::Cluster>],
         root: &Scope,
         dns_resolver: DnsResolverConfig,
-        tls: &HashMap<Arc<str>, Arc<rvoy_tls::ClientContext>>,
+        mut tls: HashMap<Arc<str>, ClusterTls>,
     ) -> Self {
         let mut by_name = HashMap::with_capacity(clusters.len());
         let mut ordered = Vec::with_capacity(clusters.len());
@@ -224,7 +267,8 @@ impl ClusterManager {
                 "cm init: adding: cluster={} primary=1 secondary=0",
                 c.name
             );
-            let cluster = Arc::new(Cluster::new(c.clone(), root, tls.get(&c.name).cloned()));
+            let contexts = tls.remove(&c.name).unwrap_or_default();
+            let cluster = Arc::new(Cluster::new(c.clone(), root, contexts));
             by_name.insert(c.name.clone(), cluster.clone());
             ordered.push(cluster);
         }
@@ -318,13 +362,10 @@ async fn dns_loop(
                         }
                         _ => e.hostname.as_str().into(),
                     };
-                    hosts.push(Arc::new(Host::new(
-                        to_host_address(a),
-                        hostname,
-                        e.weight,
-                        e.priority,
-                        e.health,
-                    )));
+                    hosts.push(Arc::new(
+                        Host::new(to_host_address(a), hostname, e.weight, e.priority, e.health)
+                            .with_transport_socket(e.transport_socket),
+                    ));
                 }
                 EndpointAddress::Dns { host, port } => match resolver.resolve(host).await {
                     Ok(resolved) => {
@@ -342,13 +383,16 @@ async fn dns_loop(
                             resolved.addresses
                         };
                         for ip in addrs {
-                            hosts.push(Arc::new(Host::new(
-                                HostAddress::Tcp(std::net::SocketAddr::new(ip, *port)),
-                                hostname.clone(),
-                                e.weight,
-                                e.priority,
-                                e.health,
-                            )));
+                            hosts.push(Arc::new(
+                                Host::new(
+                                    HostAddress::Tcp(std::net::SocketAddr::new(ip, *port)),
+                                    hostname.clone(),
+                                    e.weight,
+                                    e.priority,
+                                    e.health,
+                                )
+                                .with_transport_socket(e.transport_socket),
+                            ));
                         }
                     }
                     Err(err) => {

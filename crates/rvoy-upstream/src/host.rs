@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rvoy_model::cluster::EdsHealth;
+use rvoy_model::cluster::{EdsHealth, TransportSocketChoice};
 
 /// Where a host is reached.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -61,6 +61,8 @@ pub struct Host {
     pub weight: u32,
     pub priority: u32,
     pub health: EdsHealth,
+    /// The cluster transport socket its connections use.
+    pub transport_socket: TransportSocketChoice,
     pub stats: HostStats,
 }
 
@@ -78,8 +80,23 @@ impl Host {
             weight: weight.max(1),
             priority,
             health,
+            transport_socket: TransportSocketChoice::Default,
             stats: HostStats::default(),
         }
+    }
+
+    /// The host, using transport socket `choice` of its cluster.
+    pub fn with_transport_socket(mut self, choice: TransportSocketChoice) -> Self {
+        self.transport_socket = choice;
+        self
+    }
+
+    /// Whether `other` is the same endpoint (a DNS refresh keeps the host,
+    /// its stats and its pooled connections).
+    pub fn same_endpoint(&self, other: &Host) -> bool {
+        self.address == other.address
+            && self.weight == other.weight
+            && self.transport_socket == other.transport_socket
     }
 
     /// Whether the host may receive traffic.

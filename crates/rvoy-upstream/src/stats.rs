@@ -297,10 +297,6 @@ pub struct ClusterStats {
     pub traffic: ClusterTrafficStats,
     /// `upstream_rq_<code>`, `upstream_rq_<N>xx` and their `external.` twins.
     pub rq_codes: ResponseCodeStats,
-    /// `<transport socket match>.total_match_count` of the default match
-    /// (`default.total_match_count`): one per host whose transport socket
-    /// was chosen.
-    pub default_total_match_count: Counter,
 }
 
 impl ClusterStats {
@@ -309,7 +305,6 @@ impl ClusterStats {
         ClusterStats {
             traffic: ClusterTrafficStats::new(scope),
             rq_codes: ResponseCodeStats::new(scope),
-            default_total_match_count: scope.scope("default.").counter("total_match_count"),
         }
     }
 }

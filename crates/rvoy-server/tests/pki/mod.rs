@@ -1,6 +1,8 @@
 //! A throw-away PKI generated at test time with rcgen: a CA and leaf
 //! certificates (ECDSA P-256, one RSA) written as PEM files into a temp dir,
-//! plus helpers to run `curl` and `openssl s_client` with bounded waits.
+//! helpers to run `curl` and `openssl s_client` with bounded waits, and the
+//! TLS test configs (listeners with TLS chains answering direct responses)
+//! with the proxy starters they share.
 
 #![allow(dead_code)]
 
@@ -8,6 +10,8 @@ use std::net::{IpAddr, Ipv4Addr};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
+
+use rvoy_testkit::{Binary, Ports, Proxy, ProxyBuilder};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
@@ -231,4 +235,139 @@ pub fn have(tool: &str) -> bool {
 /// A file path as a string.
 pub fn p(path: &Path) -> String {
     path.display().to_string()
+}
+
+/// This package's `rvoy`, or `$RVOY_BIN` when set (a binary built
+/// elsewhere, such as a release build).
+pub fn rvoy() -> Binary {
+    match std::env::var_os("RVOY_BIN") {
+        Some(bin) => Binary::Rvoy(bin.into()),
+        None => Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into()),
+    }
+}
+
+pub fn start(binary: Binary, config: &str, pki: &Pki) -> Proxy {
+    start_with_ports(binary, config, pki, &Ports::new())
+}
+
+pub fn start_with_ports(binary: Binary, config: &str, pki: &Pki, ports: &Ports) -> Proxy {
+    ProxyBuilder::new(binary)
+        .config(&config.replace("CERTS", &pki.dir.display().to_string()))
+        .ports(ports)
+        .extra_args(&["--file-flush-interval-msec", "50"])
+        .start()
+        .expect("proxy starts and listens")
+}
+
+pub fn tools() -> bool {
+    let ok = Command::new("curl").arg("--version").output().is_ok()
+        && Command::new("openssl").arg("version").output().is_ok();
+    if !ok {
+        eprintln!("skipped: curl and openssl are needed");
+    }
+    ok
+}
+
+pub const ADMIN: &str =
+    "admin: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}}";
+
+pub fn direct(stat_prefix: &str, body: &str) -> String {
+    direct_with(stat_prefix, body, "codec_type: AUTO")
+}
+
+/// [`direct`] with more connection manager fields `extra` (one line of YAML,
+/// in place of `codec_type: AUTO`).
+pub fn direct_with(stat_prefix: &str, body: &str, extra: &str) -> String {
+    hcm_filter_with(
+        stat_prefix,
+        &format!(
+            r#"[{{match: {{prefix: "/"}}, direct_response: {{status: 200, body: {{inline_string: "{body}"}}}}}}]"#
+        ),
+        extra,
+    )
+}
+
+/// An HTTP connection manager filter (an item of `filters`, indented for a
+/// listener's first filter chain) with one virtual host whose `routes` are
+/// `routes` (an inline list, or a block list on the lines that follow).
+pub fn hcm_filter(stat_prefix: &str, routes: &str) -> String {
+    hcm_filter_with(stat_prefix, routes, "codec_type: AUTO")
+}
+
+/// [`hcm_filter`] with more connection manager fields `extra` (one line of
+/// YAML, in place of `codec_type: AUTO`).
+pub fn hcm_filter_with(stat_prefix: &str, routes: &str, extra: &str) -> String {
+    format!(
+        r#"- name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: {stat_prefix}
+          {extra}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {{"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}}
+          route_config:
+            virtual_hosts:
+            - name: vh
+              domains: ["*"]
+              routes: {routes}"#
+    )
+}
+
+/// Writes the file-based SDS resource file `sds.yaml` of the PKI: the
+/// `Secret` `server_cert`, a certificate from `chain` and `key` plus `extra`
+/// `TlsCertificate` fields (one line, may be empty).
+pub fn write_sds_certificate(pki: &Pki, chain: &Path, key: &Path, extra: &str) {
+    std::fs::write(
+        pki.dir.join("sds.yaml"),
+        format!(
+            r#"resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: server_cert
+  tls_certificate:
+    certificate_chain: {{filename: {chain}}}
+    private_key: {{filename: {key}}}
+    {extra}
+"#,
+            chain = chain.display(),
+            key = key.display(),
+        ),
+    )
+    .expect("sds file");
+}
+
+pub fn tls_socket(common: &str, extra: &str) -> String {
+    format!(
+        r#"transport_socket:
+          name: envoy.transport_sockets.tls
+          typed_config:
+            "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.DownstreamTlsContext
+            {extra}
+            common_tls_context:
+              {common}"#
+    )
+}
+
+pub fn cert(name: &str) -> String {
+    format!(
+        "{{certificate_chain: {{filename: CERTS/{name}.crt}}, private_key: {{filename: CERTS/{name}.key}}}}"
+    )
+}
+
+/// One TLS listener `listener` with one chain answering `body`.
+pub fn single_chain(common: &str, extra: &str, body: &str) -> String {
+    format!(
+        r#"{ADMIN}
+static_resources:
+  listeners:
+  - name: tls
+    address: {{socket_address: {{address: 127.0.0.1, port_value: {{{{port:listener}}}}}}}}
+    filter_chains:
+    - {socket}
+      filters:
+      {filter}
+"#,
+        socket = tls_socket(common, extra),
+        filter = direct("tls", body)
+    )
 }
