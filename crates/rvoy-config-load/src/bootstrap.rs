@@ -19,7 +19,7 @@ use rvoy_api::envoy::config::bootstrap::v3::Bootstrap;
 use crate::error::{ConfigError, ConfigErrors, ErrorKind, FieldPath};
 use crate::node::Node;
 use crate::source::SourceMap;
-use crate::{deprecation, proto_json, validate, yaml};
+use crate::{deprecation, proto_json, validate, wire, yaml};
 
 /// The name used for `--config-yaml` in error locations.
 pub const CONFIG_YAML_SOURCE: &str = "--config-yaml";
@@ -104,7 +104,7 @@ pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigEr
         // MergeFrom: the wire encoding of the overlay merged into the base has
         // exactly protobuf's MergeFrom semantics.
         message
-            .merge(overlay.encode_to_vec().as_slice())
+            .merge(wire::encode(&overlay).as_slice())
             .map_err(|e| {
                 ConfigError::new(
                     ErrorKind::Syntax,
@@ -125,7 +125,7 @@ pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigEr
         return Err(ConfigErrors(checked.errors));
     }
 
-    let bootstrap: Bootstrap = message.transcode_to().map_err(|e| {
+    let bootstrap: Bootstrap = wire::transcode(&message).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             root,
