@@ -6,7 +6,7 @@
 //! unknown-field policy as the rest of the config.
 
 use prost::Message as _;
-use prost_reflect::{DynamicMessage, ReflectMessage as _};
+use prost_reflect::{DynamicMessage, ReflectMessage as _, Value};
 
 use crate::error::{ConfigError, ErrorKind, FieldPath};
 use crate::node::Node;
@@ -20,6 +20,10 @@ pub struct Unpacked {
     /// The type URL as written (the inner one for a TypedStruct).
     pub type_url: String,
     pub message: DynamicMessage,
+    /// The wire encoding `message` was decoded from (`None` for a TypedStruct,
+    /// whose message was read from JSON): [`to_prost`] decodes it directly
+    /// instead of encoding `message` again.
+    pub encoded: Option<Vec<u8>>,
     /// Unknown fields met in a TypedStruct (reported by the caller's policy).
     pub unknown_fields: Vec<ConfigError>,
 }
@@ -34,14 +38,14 @@ pub fn effective_type_url(any: &prost_types::Any) -> String {
     if matches!(
         type_name_of(&any.type_url),
         TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS
-    ) && let Some(ts) = decode_typed_struct(any)
+    ) && let Some(ts) = decode_typed_struct(&any.value)
     {
         return ts.0;
     }
     any.type_url.clone()
 }
 
-fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_types::Struct>)> {
+fn decode_typed_struct(value: &[u8]) -> Option<(String, Option<prost_types::Struct>)> {
     #[derive(Clone, PartialEq, prost::Message)]
     struct TypedStruct {
         #[prost(string, tag = "1")]
@@ -49,7 +53,7 @@ fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_t
         #[prost(message, optional, tag = "2")]
         value: Option<prost_types::Struct>,
     }
-    TypedStruct::decode(any.value.as_slice())
+    TypedStruct::decode(value)
         .ok()
         .map(|t| (t.type_url, t.value))
 }
@@ -59,10 +63,34 @@ fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_t
 /// Returns `Ok(None)` when the pool does not know the type; the caller turns that
 /// into Envoy's "Didn't find a registered implementation" error.
 pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacked>, ConfigError> {
+    unpack_parts(&any.type_url, &any.value, path)
+}
+
+/// [`unpack`] for an Any held as a dynamic message (inside a config being
+/// walked), without converting it to `prost_types::Any` first.
+pub fn unpack_dynamic(
+    any: &DynamicMessage,
+    path: &FieldPath,
+) -> Result<Option<Unpacked>, ConfigError> {
+    let type_url = any.get_field_by_number(1);
+    let value = any.get_field_by_number(2);
+    let type_url = type_url.as_deref().and_then(Value::as_str).unwrap_or("");
+    let value = value
+        .as_deref()
+        .and_then(Value::as_bytes)
+        .map_or(&[][..], |b| b.as_ref());
+    unpack_parts(type_url, value, path)
+}
+
+fn unpack_parts(
+    type_url: &str,
+    value: &[u8],
+    path: &FieldPath,
+) -> Result<Option<Unpacked>, ConfigError> {
     let pool = &rvoy_api::descriptor_pool();
-    let outer = type_name_of(&any.type_url);
+    let outer = type_name_of(type_url);
     if matches!(outer, TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS) {
-        let Some((inner_url, value)) = decode_typed_struct(any) else {
+        let Some((inner_url, value)) = decode_typed_struct(value) else {
             return Err(ConfigError::new(
                 ErrorKind::Syntax,
                 path.clone(),
@@ -84,23 +112,25 @@ pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacke
             type_name: desc.full_name().to_owned(),
             type_url: inner_url,
             message: parsed.message,
+            encoded: None,
             unknown_fields: parsed.unknown_fields,
         }));
     }
     let Some(desc) = pool.get_message_by_name(outer) else {
         return Ok(None);
     };
-    let message = DynamicMessage::decode(desc.clone(), any.value.as_slice()).map_err(|e| {
+    let message = DynamicMessage::decode(desc.clone(), value).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             path.clone(),
-            format!("undecodable {}: {e}", any.type_url),
+            format!("undecodable {type_url}: {e}"),
         )
     })?;
     Ok(Some(Unpacked {
         type_name: desc.full_name().to_owned(),
-        type_url: any.type_url.clone(),
+        type_url: type_url.to_owned(),
         message,
+        encoded: Some(value.to_vec()),
         unknown_fields: Vec::new(),
     }))
 }
@@ -110,7 +140,11 @@ pub fn to_prost<T: prost::Message + Default>(
     unpacked: &Unpacked,
     path: &FieldPath,
 ) -> Result<T, ConfigError> {
-    unpacked.message.transcode_to().map_err(|e| {
+    let converted = match &unpacked.encoded {
+        Some(bytes) => T::decode(bytes.as_slice()),
+        None => crate::wire::transcode(&unpacked.message),
+    };
+    converted.map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             path.clone(),

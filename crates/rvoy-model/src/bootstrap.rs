@@ -458,10 +458,7 @@ fn runtime_keys(
     use prost_reflect::{ReflectMessage as _, Value};
     match value {
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
-            let Ok(any) = m.transcode_to::<prost_types::Any>() else {
-                return;
-            };
-            if let Ok(Some(inner)) = rvoy_config_load::any::unpack(&any, path) {
+            if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, path) {
                 runtime_keys(&Value::Message(inner.message), path, out);
             }
         }
