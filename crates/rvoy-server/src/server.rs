@@ -377,6 +377,10 @@ fn run(options: Options) -> ExitCode {
     };
     if options.mode == Mode::Validate {
         println!("configuration '{}' OK", config_label(&options));
+        // The process ends here: taking the config trees apart allocation by
+        // allocation would only delay the exit; the system reclaims the
+        // memory at once.
+        std::mem::forget((loaded, config));
         return ExitCode::SUCCESS;
     }
     match serve(options, loaded, config) {
@@ -401,7 +405,12 @@ fn serve(
         sources,
         warnings,
     } = loaded;
-    drop((message, sources, warnings));
+    // Freed on a thread of its own: start-up does not wait for the trees
+    // (tens of MiB on a big config) to be taken apart. Should no thread
+    // start, the closure, and the trees with it, are dropped right here.
+    let _ = std::thread::Builder::new()
+        .name("config-free".into())
+        .spawn(move || drop((message, sources, warnings)));
     let concurrency = options.concurrency.max(1) as usize;
     let mut store_options = crate::stats_config::store_options(&bootstrap, &options)?;
     let tag_producer = std::mem::replace(
