@@ -459,7 +459,11 @@ fn runtime_keys(
     match value {
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
             if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, path) {
-                runtime_keys(&Value::Message(inner.message), path, out);
+                runtime_keys(
+                    &Value::Message(Arc::unwrap_or_clone(inner.message)),
+                    path,
+                    out,
+                );
             }
         }
         Value::Message(m) => {

@@ -16,7 +16,7 @@
 //! resolves the extension, against the extension's own tables.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
 use rvoy_config_load::{ConfigError, ErrorKind, FieldPath, Seg};
@@ -228,7 +228,7 @@ fn format_strings(value: &Value, out: &mut String) {
         }
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
             if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, &FieldPath::root()) {
-                format_strings(&Value::Message(inner.message), out);
+                format_strings(&Value::Message(Arc::unwrap_or_clone(inner.message)), out);
             }
         }
         Value::Message(m) => {

@@ -274,7 +274,12 @@ fn find_faults(
     match value {
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
             if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, path) {
-                find_faults(&Value::Message(inner.message), path, static_values, out);
+                find_faults(
+                    &Value::Message(Arc::unwrap_or_clone(inner.message)),
+                    path,
+                    static_values,
+                    out,
+                );
             }
         }
         Value::Message(m)
