@@ -4,9 +4,18 @@
 //! (`udpa.type.v1` or `xds.type.v3`) is replaced by the message its own
 //! `type_url` names, read from its `Struct` with the JSON mapping and the same
 //! unknown-field policy as the rest of the config.
+//!
+//! Also owns [`SharedDecodes`]: one decode of each `Any` payload for all the
+//! passes over a config that open it.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::hash::{DefaultHasher, Hash as _, Hasher as _};
+use std::marker::PhantomData;
+use std::sync::Arc;
 
 use prost::Message as _;
-use prost_reflect::{DynamicMessage, ReflectMessage as _};
+use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _, Value};
 
 use crate::error::{ConfigError, ErrorKind, FieldPath};
 use crate::node::Node;
@@ -19,7 +28,13 @@ pub struct Unpacked {
     pub type_name: String,
     /// The type URL as written (the inner one for a TypedStruct).
     pub type_url: String,
-    pub message: DynamicMessage,
+    /// Shared with the other passes that opened the same payload under a
+    /// [`SharedDecodes`].
+    pub message: Arc<DynamicMessage>,
+    /// The wire encoding `message` was decoded from (`None` for a TypedStruct,
+    /// whose message was read from JSON): [`to_prost`] decodes it directly
+    /// instead of encoding `message` again.
+    pub encoded: Option<Vec<u8>>,
     /// Unknown fields met in a TypedStruct (reported by the caller's policy).
     pub unknown_fields: Vec<ConfigError>,
 }
@@ -34,14 +49,14 @@ pub fn effective_type_url(any: &prost_types::Any) -> String {
     if matches!(
         type_name_of(&any.type_url),
         TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS
-    ) && let Some(ts) = decode_typed_struct(any)
+    ) && let Some(ts) = decode_typed_struct(&any.value)
     {
         return ts.0;
     }
     any.type_url.clone()
 }
 
-fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_types::Struct>)> {
+fn decode_typed_struct(value: &[u8]) -> Option<(String, Option<prost_types::Struct>)> {
     #[derive(Clone, PartialEq, prost::Message)]
     struct TypedStruct {
         #[prost(string, tag = "1")]
@@ -49,7 +64,7 @@ fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_t
         #[prost(message, optional, tag = "2")]
         value: Option<prost_types::Struct>,
     }
-    TypedStruct::decode(any.value.as_slice())
+    TypedStruct::decode(value)
         .ok()
         .map(|t| (t.type_url, t.value))
 }
@@ -59,10 +74,34 @@ fn decode_typed_struct(any: &prost_types::Any) -> Option<(String, Option<prost_t
 /// Returns `Ok(None)` when the pool does not know the type; the caller turns that
 /// into Envoy's "Didn't find a registered implementation" error.
 pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacked>, ConfigError> {
+    unpack_parts(&any.type_url, &any.value, path)
+}
+
+/// [`unpack`] for an Any held as a dynamic message (inside a config being
+/// walked), without converting it to `prost_types::Any` first.
+pub fn unpack_dynamic(
+    any: &DynamicMessage,
+    path: &FieldPath,
+) -> Result<Option<Unpacked>, ConfigError> {
+    let type_url = any.get_field_by_number(1);
+    let value = any.get_field_by_number(2);
+    let type_url = type_url.as_deref().and_then(Value::as_str).unwrap_or("");
+    let value = value
+        .as_deref()
+        .and_then(Value::as_bytes)
+        .map_or(&[][..], |b| b.as_ref());
+    unpack_parts(type_url, value, path)
+}
+
+fn unpack_parts(
+    type_url: &str,
+    value: &[u8],
+    path: &FieldPath,
+) -> Result<Option<Unpacked>, ConfigError> {
     let pool = &rvoy_api::descriptor_pool();
-    let outer = type_name_of(&any.type_url);
+    let outer = type_name_of(type_url);
     if matches!(outer, TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS) {
-        let Some((inner_url, value)) = decode_typed_struct(any) else {
+        let Some((inner_url, value)) = decode_typed_struct(value) else {
             return Err(ConfigError::new(
                 ErrorKind::Syntax,
                 path.clone(),
@@ -83,26 +122,131 @@ pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacke
         return Ok(Some(Unpacked {
             type_name: desc.full_name().to_owned(),
             type_url: inner_url,
-            message: parsed.message,
+            message: Arc::new(parsed.message),
+            encoded: None,
             unknown_fields: parsed.unknown_fields,
         }));
     }
     let Some(desc) = pool.get_message_by_name(outer) else {
         return Ok(None);
     };
-    let message = DynamicMessage::decode(desc.clone(), any.value.as_slice()).map_err(|e| {
+    let message = decode_shared(&desc, value).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             path.clone(),
-            format!("undecodable {}: {e}", any.type_url),
+            format!("undecodable {type_url}: {e}"),
         )
     })?;
     Ok(Some(Unpacked {
         type_name: desc.full_name().to_owned(),
-        type_url: any.type_url.clone(),
+        type_url: type_url.to_owned(),
         message,
+        encoded: Some(value.to_vec()),
         unknown_fields: Vec::new(),
     }))
+}
+
+/// Decodes of `Any` payloads shared by the passes over one config.
+///
+/// A config is opened by several passes (`validate.rules`, deprecation checks,
+/// the model's support checks, its search for unknown extensions, extension
+/// lookup), each unpacking the `Any`s it meets: a big `typed_config` (an HCM
+/// with thousands of routes) was decoded, and freed, once per pass. While a
+/// `SharedDecodes` is alive, the thread that began it decodes each payload once
+/// and hands the same message to every pass after. Payloads under
+/// [`SHARED_MIN_LEN`] bytes are decoded each time: cheaper than remembering.
+#[must_use = "sharing stops when the guard is dropped"]
+pub struct SharedDecodes {
+    /// The sharing this one interrupts (restored at the end).
+    previous: Option<DecodeMemo>,
+    ended: bool,
+    /// The memo is the thread's: the guard stays on that thread.
+    _thread: PhantomData<*const ()>,
+}
+
+/// Smallest payload worth remembering.
+pub const SHARED_MIN_LEN: usize = 1024;
+
+thread_local! {
+    static MEMO: RefCell<Option<DecodeMemo>> = const { RefCell::new(None) };
+}
+
+#[derive(Default)]
+struct DecodeMemo {
+    /// By hash of the payload; the payloads themselves tell collisions apart.
+    by_hash: HashMap<u64, Vec<Decoded>>,
+}
+
+/// A payload and the message decoded from it.
+type Decoded = (Vec<u8>, Arc<DynamicMessage>);
+
+impl SharedDecodes {
+    /// Starts sharing decodes on this thread.
+    pub fn begin() -> Self {
+        let previous = MEMO.with(|m| m.replace(Some(DecodeMemo::default())));
+        SharedDecodes {
+            previous,
+            ended: false,
+            _thread: PhantomData,
+        }
+    }
+
+    /// Stops sharing; returns the messages decoded, for the caller to free
+    /// wherever it likes (a big config's take a while).
+    pub fn end(mut self) -> impl Send {
+        self.restore()
+    }
+
+    fn restore(&mut self) -> DecodeMemo {
+        self.ended = true;
+        MEMO.with(|m| m.replace(self.previous.take()))
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for SharedDecodes {
+    fn drop(&mut self) {
+        if !self.ended {
+            drop(self.restore());
+        }
+    }
+}
+
+/// `payload` decoded as a `desc`, once per payload while a [`SharedDecodes`]
+/// is alive on this thread.
+pub(crate) fn decode_shared(
+    desc: &MessageDescriptor,
+    payload: &[u8],
+) -> Result<Arc<DynamicMessage>, prost::DecodeError> {
+    let sharing = payload.len() >= SHARED_MIN_LEN && MEMO.with(|m| m.borrow().is_some());
+    if !sharing {
+        return DynamicMessage::decode(desc.clone(), payload).map(Arc::new);
+    }
+    let mut hasher = DefaultHasher::new();
+    payload.hash(&mut hasher);
+    let hash = hasher.finish();
+    let found = MEMO.with(|m| {
+        let memo = m.borrow();
+        memo.as_ref()?
+            .by_hash
+            .get(&hash)?
+            .iter()
+            .find(|(p, message)| p.as_slice() == payload && message.descriptor() == *desc)
+            .map(|(_, message)| message.clone())
+    });
+    if let Some(message) = found {
+        return Ok(message);
+    }
+    let message = Arc::new(DynamicMessage::decode(desc.clone(), payload)?);
+    MEMO.with(|m| {
+        if let Some(memo) = m.borrow_mut().as_mut() {
+            memo.by_hash
+                .entry(hash)
+                .or_default()
+                .push((payload.to_vec(), message.clone()));
+        }
+    });
+    Ok(message)
 }
 
 /// Converts an unpacked message to its prost type.
@@ -110,7 +254,11 @@ pub fn to_prost<T: prost::Message + Default>(
     unpacked: &Unpacked,
     path: &FieldPath,
 ) -> Result<T, ConfigError> {
-    unpacked.message.transcode_to().map_err(|e| {
+    let converted = match &unpacked.encoded {
+        Some(bytes) => T::decode(bytes.as_slice()),
+        None => crate::wire::transcode(&unpacked.message),
+    };
+    converted.map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             path.clone(),
@@ -181,6 +329,39 @@ mod tests {
     use super::*;
     use prost::Name;
     use rvoy_api::envoy::extensions::filters::http::router::v3::Router;
+
+    #[test]
+    fn decodes_are_shared_while_a_guard_lives() {
+        let rc = rvoy_api::envoy::config::route::v3::RouteConfiguration {
+            name: "x".repeat(SHARED_MIN_LEN),
+            ..Default::default()
+        };
+        let any = prost_types::Any {
+            type_url: "type.googleapis.com/envoy.config.route.v3.RouteConfiguration".into(),
+            value: rc.encode_to_vec(),
+        };
+        let open = || {
+            unpack(&any, &FieldPath::root())
+                .expect("decodes")
+                .expect("known type")
+                .message
+        };
+        assert!(!Arc::ptr_eq(&open(), &open()), "no sharing without a guard");
+        let shared = SharedDecodes::begin();
+        let first = open();
+        assert!(Arc::ptr_eq(&first, &open()), "one decode under the guard");
+        let decoded = shared.end();
+        assert!(!Arc::ptr_eq(&first, &open()), "sharing ends with the guard");
+        drop(decoded);
+        let back: rvoy_api::envoy::config::route::v3::RouteConfiguration = to_prost(
+            &unpack(&any, &FieldPath::root())
+                .expect("ok")
+                .expect("known"),
+            &FieldPath::root(),
+        )
+        .expect("converts");
+        assert_eq!(back, rc);
+    }
 
     #[test]
     fn plain_and_typed_struct() {

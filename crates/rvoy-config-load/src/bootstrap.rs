@@ -13,13 +13,13 @@ use std::path::Path;
 use std::sync::Arc;
 
 use prost::Message as _;
-use prost_reflect::{DynamicMessage, MessageDescriptor};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 use rvoy_api::envoy::config::bootstrap::v3::Bootstrap;
 
 use crate::error::{ConfigError, ConfigErrors, ErrorKind, FieldPath};
 use crate::node::Node;
 use crate::source::SourceMap;
-use crate::{deprecation, proto_json, validate, yaml};
+use crate::{deprecation, proto_json, validate, wire, yaml};
 
 /// The name used for `--config-yaml` in error locations.
 pub const CONFIG_YAML_SOURCE: &str = "--config-yaml";
@@ -49,16 +49,12 @@ pub struct LoadedBootstrap {
 
 /// Reads, merges and checks the bootstrap.
 pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigErrors> {
-    let pool = &rvoy_api::descriptor_pool();
-    let desc = pool
-        .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
-        .ok_or_else(|| {
-            ConfigError::new(
-                ErrorKind::Syntax,
-                FieldPath::root(),
-                "Bootstrap missing from the API pool",
-            )
-        })?;
+    // Decoding the descriptor pool on first use takes tens of milliseconds:
+    // it runs on a thread of its own while this one reads and parses the
+    // file. Should no thread start, the pool is decoded when first needed.
+    let _ = std::thread::Builder::new()
+        .name("descriptor-pool".into())
+        .spawn(|| drop(rvoy_api::descriptor_pool()));
 
     let path = options.config_path.as_deref().filter(|p| !p.is_empty());
     let yaml_override = options.config_yaml.as_deref().filter(|y| !y.is_empty());
@@ -74,10 +70,12 @@ pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigEr
     let mut sources = SourceMap::new();
     let mut warnings = Vec::new();
     let mut errors = Vec::new();
+    let doc = path.map(read_file).transpose()?;
+    let (pool, desc) = bootstrap_type()?;
+    let pool = &pool;
     let mut message = DynamicMessage::new(desc.clone());
 
-    if let Some(path) = path {
-        let doc = read_file(path, &desc)?;
+    if let (Some(path), Some(doc)) = (path, doc) {
         take_parsed(
             doc.parsed,
             options,
@@ -104,7 +102,7 @@ pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigEr
         // MergeFrom: the wire encoding of the overlay merged into the base has
         // exactly protobuf's MergeFrom semantics.
         message
-            .merge(overlay.encode_to_vec().as_slice())
+            .merge(wire::encode(&overlay).as_slice())
             .map_err(|e| {
                 ConfigError::new(
                     ErrorKind::Syntax,
@@ -125,7 +123,7 @@ pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigEr
         return Err(ConfigErrors(checked.errors));
     }
 
-    let bootstrap: Bootstrap = message.transcode_to().map_err(|e| {
+    let bootstrap: Bootstrap = wire::transcode(&message).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             root,
@@ -180,8 +178,24 @@ struct ReadDoc {
     node: Option<Arc<Node>>,
 }
 
-fn read_file(path: &str, desc: &MessageDescriptor) -> Result<ReadDoc, ConfigErrors> {
-    let pool = &rvoy_api::descriptor_pool();
+/// The API's descriptor pool and its `Bootstrap`.
+fn bootstrap_type() -> Result<(DescriptorPool, MessageDescriptor), ConfigErrors> {
+    let pool = rvoy_api::descriptor_pool();
+    let desc = pool
+        .get_message_by_name("envoy.config.bootstrap.v3.Bootstrap")
+        .ok_or_else(|| {
+            ConfigError::new(
+                ErrorKind::Syntax,
+                FieldPath::root(),
+                "Bootstrap missing from the API pool",
+            )
+        })?;
+    Ok((pool, desc))
+}
+
+/// Reads a bootstrap file; a YAML or JSON one is parsed before the descriptor
+/// pool is asked for (see [`load_bootstrap`]).
+fn read_file(path: &str) -> Result<ReadDoc, ConfigErrors> {
     let file: Arc<str> = path.into();
     let io_error = |e: std::io::Error| {
         ConfigErrors::from(ConfigError::new(
@@ -193,7 +207,8 @@ fn read_file(path: &str, desc: &MessageDescriptor) -> Result<ReadDoc, ConfigErro
     let lower = path.to_ascii_lowercase();
     if lower.ends_with(".pb") {
         let bytes = std::fs::read(Path::new(path)).map_err(io_error)?;
-        let message = DynamicMessage::decode(desc.clone(), bytes.as_slice()).map_err(|e| {
+        let (_, desc) = bootstrap_type()?;
+        let message = DynamicMessage::decode(desc, bytes.as_slice()).map_err(|e| {
             ConfigError::new(
                 ErrorKind::Syntax,
                 FieldPath::root(),
@@ -212,7 +227,8 @@ fn read_file(path: &str, desc: &MessageDescriptor) -> Result<ReadDoc, ConfigErro
     }
     let text = std::fs::read_to_string(Path::new(path)).map_err(io_error)?;
     if lower.ends_with(".pb_text") {
-        let message = DynamicMessage::parse_text_format(desc.clone(), &text).map_err(|e| {
+        let (_, desc) = bootstrap_type()?;
+        let message = DynamicMessage::parse_text_format(desc, &text).map_err(|e| {
             ConfigError::new(
                 ErrorKind::Syntax,
                 FieldPath::root(),
@@ -234,7 +250,8 @@ fn read_file(path: &str, desc: &MessageDescriptor) -> Result<ReadDoc, ConfigErro
         yaml::parse_json(&text).map_err(|e| syntax_error(path, e))?
     };
     let node = require_mapping(node, path)?;
-    let parsed = proto_json::parse_message(pool, &node, desc, Some(file), FieldPath::root());
+    let (pool, desc) = bootstrap_type()?;
+    let parsed = proto_json::parse_message(&pool, &node, &desc, Some(file), FieldPath::root());
     Ok(ReadDoc {
         parsed,
         node: Some(Arc::new(node)),

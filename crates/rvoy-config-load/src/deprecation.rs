@@ -252,7 +252,7 @@ impl Walker {
                 let inner = if plan.special == Special::Any {
                     unpack_any(msg)
                 } else {
-                    unpack_typed_struct(msg)
+                    unpack_typed_struct(msg).map(Arc::new)
                 };
                 if let Some(inner) = inner {
                     // A typed config is checked again when instantiated, with runtime.

@@ -14,6 +14,7 @@ pub mod node;
 pub mod proto_json;
 pub mod source;
 pub mod validate;
+pub mod wire;
 pub mod yaml;
 
 pub use error::{ConfigError, ConfigErrors, ErrorKind, FieldPath, Location, Seg};

@@ -27,7 +27,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use base64::Engine;
-use prost::Message as _;
 use prost_reflect::ReflectMessage as _;
 use prost_reflect::{
     DescriptorPool, DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor,
@@ -175,7 +174,8 @@ impl Reader<'_> {
                 return;
             }
         };
-        let mut oneofs_set: HashMap<String, String> = HashMap::new();
+        // The oneofs set so far, with the member that set each.
+        let mut oneofs_set: Vec<(prost_reflect::OneofDescriptor, FieldDescriptor)> = Vec::new();
         for (key, value) in entries {
             if skip.contains(&key.name.as_str()) {
                 continue;
@@ -190,21 +190,22 @@ impl Reader<'_> {
             if matches!(value.value, Value::Null) && !accepts_null(&field) {
                 continue;
             }
-            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic())
-                && let Some(previous) =
-                    oneofs_set.insert(oneof.name().to_owned(), field.name().to_owned())
-            {
-                self.path.push(Seg::Field(field.name().into()));
-                self.error(
-                        key.pos,
-                        format!(
-                            "'{}' and '{previous}' are both set, but they are alternatives (oneof '{}')",
-                            field.name(),
-                            oneof.name()
-                        ),
+            if let Some(oneof) = field.containing_oneof().filter(|o| !o.is_synthetic()) {
+                if let Some((_, previous)) = oneofs_set.iter_mut().find(|(o, _)| *o == oneof) {
+                    // The next member met is reported against this one.
+                    let previous = std::mem::replace(previous, field.clone());
+                    let message = format!(
+                        "'{}' and '{}' are both set, but they are alternatives (oneof '{}')",
+                        field.name(),
+                        previous.name(),
+                        oneof.name()
                     );
-                self.path.pop();
-                continue;
+                    self.path.push(Seg::Field(field.name().into()));
+                    self.error(key.pos, message);
+                    self.path.pop();
+                    continue;
+                }
+                oneofs_set.push((oneof, field.clone()));
             }
             self.path.push(Seg::Field(field.name().into()));
             if let Some(v) = self.field_value(value, &field) {
@@ -554,7 +555,7 @@ impl Reader<'_> {
             self.typed_struct_contents(node);
         }
         msg.set_field_by_number(1, PValue::String(type_url.clone()));
-        msg.set_field_by_number(2, PValue::Bytes(inner.encode_to_vec().into()));
+        msg.set_field_by_number(2, PValue::Bytes(crate::wire::encode(&inner).into()));
     }
 
     /// Reads a TypedStruct's `value` as the message its `type_url` names (when the

@@ -276,14 +276,14 @@ impl Special {
 }
 
 /// The message an `Any` holds, when the pool knows its type and it decodes.
-pub(crate) fn unpack_any(any: &DynamicMessage) -> Option<DynamicMessage> {
+pub(crate) fn unpack_any(any: &DynamicMessage) -> Option<Arc<DynamicMessage>> {
     let type_url = any.get_field_by_number(1)?;
     let type_url = type_url.as_str()?;
     let name = type_url.rsplit('/').next().unwrap_or(type_url);
     let desc = any.descriptor().parent_pool().get_message_by_name(name)?;
     let value = any.get_field_by_number(2)?;
     let bytes = value.as_bytes()?;
-    DynamicMessage::decode(desc, bytes.as_ref()).ok()
+    crate::any::decode_shared(&desc, bytes.as_ref()).ok()
 }
 
 /// The message a `TypedStruct` describes (its `value` read as its `type_url`),

@@ -85,7 +85,8 @@ enum Frame {
         entries: Vec<(Key, Node)>,
         /// The key read, waiting for its value (`None` inside: an `!ignore`d key).
         key: Option<Option<Key>>,
-        /// The names in `entries`, so that a repeated key is found without a scan.
+        /// The names in `entries` once there are many (see [`has_key`]), so
+        /// that a repeated key is found without a scan.
         names: HashSet<String>,
         pos: Pos,
         anchor: usize,
@@ -189,7 +190,7 @@ impl Builder {
                             Item::IgnoredKey
                         } else {
                             // yaml-cpp's `as<std::string>()`: a key is its text as written.
-                            let node = Node::new(Value::String(text.to_string()), pos);
+                            let node = Node::new(Value::String(text.into_owned()), pos);
                             if anchor != 0 {
                                 self.anchors.insert(anchor, node.clone());
                             }
@@ -312,21 +313,19 @@ impl Builder {
                         *key = Some(match item {
                             Item::IgnoredKey => None,
                             Item::Node(node) => Some(Key {
-                                name: key_text(&node).ok_or_else(|| SyntaxError {
+                                pos: node.pos,
+                                name: key_text(node).ok_or_else(|| SyntaxError {
                                     pos,
                                     message: "a mapping key must be a scalar".to_owned(),
                                 })?,
-                                pos: node.pos,
                             }),
                         });
                     }
                     Some(None) => {} // value of an !ignore key
                     Some(Some(k)) => {
                         if let Item::Node(node) = item {
-                            // yaml-cpp keeps the last of repeated keys. Only a
-                            // repeated key pays for the scan: checking every key
-                            // this way made a mapping of n keys cost O(n²).
-                            if !names.insert(k.name.clone()) {
+                            // yaml-cpp keeps the last of repeated keys.
+                            if has_key(entries, names, &k.name) {
                                 entries.retain(|(existing, _)| existing.name != k.name);
                             }
                             entries.push((k, node));
@@ -360,15 +359,32 @@ fn is_ignore_tag(tag: Option<&Tag>) -> bool {
 }
 
 /// The text of a key: yaml-cpp's `as<std::string>()` of a scalar.
-fn key_text(node: &Node) -> Option<String> {
-    match &node.value {
-        Value::String(s) => Some(s.clone()),
+fn key_text(node: Node) -> Option<String> {
+    match node.value {
+        Value::String(s) => Some(s),
         Value::Bool(b) => Some(b.to_string()),
         Value::Number(n) => Some(n.to_string()),
         Value::Null => Some(String::new()),
         _ => None,
     }
-    .map(|s| s.to_owned())
+}
+
+/// Mappings with fewer keys than this are searched for a repeated key by a
+/// scan; bigger ones through their set of names.
+const SCAN_KEYS: usize = 16;
+
+/// Whether `name` is already a key of `entries` (whose names `names` holds
+/// once the mapping has [`SCAN_KEYS`] keys); records it. Scanning every
+/// mapping made one of n keys cost O(n²); hashing every key made the common
+/// small mappings pay for a set each.
+fn has_key(entries: &[(Key, Node)], names: &mut HashSet<String>, name: &str) -> bool {
+    if entries.len() < SCAN_KEYS {
+        return entries.iter().any(|(k, _)| k.name == name);
+    }
+    if names.is_empty() {
+        names.extend(entries.iter().map(|(k, _)| k.name.clone()));
+    }
+    !names.insert(name.to_owned())
 }
 
 /// The text an aliased node copies: its strings and keys.
@@ -688,6 +704,17 @@ mod tests {
             panic!("a mapping")
         };
         assert_eq!(entries.len(), 100_000);
+        // Repeats are found in big mappings too (through their set of names).
+        let text: String = (0..40)
+            .chain([3, 39, 3])
+            .map(|i| format!("k{i}: {i}\n"))
+            .collect();
+        let Value::Map(entries) = parse_yaml(&text).expect("repeats").value else {
+            panic!("a mapping")
+        };
+        let keys: Vec<_> = entries.iter().map(|(k, _)| k.name.as_str()).collect();
+        assert_eq!(keys.len(), 40);
+        assert_eq!(keys[38..], ["k39", "k3"]);
     }
 
     /// Nested aliases that would copy gigabytes are refused early.

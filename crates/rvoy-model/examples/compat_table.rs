@@ -508,7 +508,7 @@ fn strip_in_any(any: &mut DynamicMessage, path: &[Seg]) -> bool {
     let Ok(Some(unpacked)) = rvoy_config_load::any::unpack(&packed, &FieldPath::root()) else {
         return false;
     };
-    let mut inner = unpacked.message;
+    let mut inner = std::sync::Arc::unwrap_or_clone(unpacked.message);
     if !strip(&mut inner, path) {
         return false;
     }

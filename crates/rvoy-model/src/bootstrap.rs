@@ -462,11 +462,12 @@ fn runtime_keys(
     use prost_reflect::{ReflectMessage as _, Value};
     match value {
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
-            let Ok(any) = m.transcode_to::<prost_types::Any>() else {
-                return;
-            };
-            if let Ok(Some(inner)) = rvoy_config_load::any::unpack(&any, path) {
-                runtime_keys(&Value::Message(inner.message), path, out);
+            if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, path) {
+                runtime_keys(
+                    &Value::Message(Arc::unwrap_or_clone(inner.message)),
+                    path,
+                    out,
+                );
             }
         }
         Value::Message(m) => {

@@ -16,10 +16,10 @@
 //! resolves the extension, against the extension's own tables.
 
 use std::collections::HashMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use prost_reflect::{DynamicMessage, ReflectMessage, Value};
-use rvoy_config_load::{ConfigError, ErrorKind, FieldPath};
+use rvoy_config_load::{ConfigError, ErrorKind, FieldPath, Seg};
 
 /// How rvoy treats one field.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -104,6 +104,12 @@ fn is_leaf(message: &str) -> bool {
 
 /// Checks every set field of `msg` (at `path`) and below against the tables.
 pub fn check(msg: &DynamicMessage, path: &FieldPath, diags: &mut Diagnostics) {
+    check_at(msg, &mut path.clone(), diags);
+}
+
+/// [`check`] with the path extended in place while walking; it is cloned only
+/// into the findings.
+fn check_at(msg: &DynamicMessage, path: &mut FieldPath, diags: &mut Diagnostics) {
     let desc = msg.descriptor();
     let name = desc.full_name();
     if is_leaf(name) {
@@ -111,7 +117,6 @@ pub fn check(msg: &DynamicMessage, path: &FieldPath, diags: &mut Diagnostics) {
     }
     let table = table(name);
     for (field, value) in msg.fields() {
-        let field_path = path.field(field.name());
         let tier = table.and_then(|t| {
             t.fields
                 .iter()
@@ -121,18 +126,24 @@ pub fn check(msg: &DynamicMessage, path: &FieldPath, diags: &mut Diagnostics) {
         match tier {
             None => {
                 diags.error(ConfigError::not_supported(
-                    field_path,
+                    path.field(field.name()),
                     format_args!("{name}.{}", field.name()),
                 ));
             }
             Some(Tier::Ignored(reason)) => {
                 diags.ignored.push(IgnoredField {
-                    path: field_path,
+                    path: path.field(field.name()),
                     field: format!("{name}.{}", field.name()),
                     reason,
                 });
             }
-            Some(Tier::Implemented) => descend(value, &field_path, diags),
+            Some(Tier::Implemented) => {
+                if descends(value) {
+                    path.push(Seg::Field(field.name().into()));
+                    descend(value, path, diags);
+                    path.pop();
+                }
+            }
         }
     }
 }
@@ -224,11 +235,8 @@ fn format_strings(value: &Value, out: &mut String) {
             out.push('\n');
         }
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
-            let Ok(any) = m.transcode_to::<prost_types::Any>() else {
-                return;
-            };
-            if let Ok(Some(inner)) = rvoy_config_load::any::unpack(&any, &FieldPath::root()) {
-                format_strings(&Value::Message(inner.message), out);
+            if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, &FieldPath::root()) {
+                format_strings(&Value::Message(Arc::unwrap_or_clone(inner.message)), out);
             }
         }
         Value::Message(m) => {
@@ -262,11 +270,11 @@ fn sibling_name(msg: &DynamicMessage) -> String {
 /// marked `is_optional` is skipped, as Envoy skips it.
 pub fn unknown_extensions(config: &DynamicMessage) -> Vec<ConfigError> {
     let mut out = Vec::new();
-    unknown_in(config, &FieldPath::root(), &mut out);
+    unknown_in(config, &mut FieldPath::root(), &mut out);
     out
 }
 
-fn unknown_in(msg: &DynamicMessage, path: &FieldPath, out: &mut Vec<ConfigError>) {
+fn unknown_in(msg: &DynamicMessage, path: &mut FieldPath, out: &mut Vec<ConfigError>) {
     let optional = msg
         .descriptor()
         .get_field_by_name("is_optional")
@@ -274,34 +282,27 @@ fn unknown_in(msg: &DynamicMessage, path: &FieldPath, out: &mut Vec<ConfigError>
             msg.has_field(&f) && matches!(msg.get_field(&f).as_ref(), Value::Bool(true))
         });
     for (field, value) in msg.fields() {
-        let field_path = path.field(field.name());
+        if !matches!(value, Value::Message(_) | Value::List(_) | Value::Map(_)) {
+            continue;
+        }
+        path.push(Seg::Field(field.name().into()));
         match value {
             Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
-                let Ok(any) = m.transcode_to::<prost_types::Any>() else {
-                    continue;
-                };
-                match rvoy_config_load::any::unpack(&any, &field_path) {
-                    Ok(Some(inner)) => unknown_in(&inner.message, &field_path, out),
+                match rvoy_config_load::any::unpack_dynamic(m, path) {
+                    Ok(Some(inner)) => unknown_in(&inner.message, path, out),
                     Ok(None) if field.name() == "typed_config" && !optional => {
-                        let url = rvoy_config_load::any::effective_type_url(&any);
-                        let type_name = rvoy_config_load::any::type_name_of(&url);
-                        let name = sibling_name(msg);
-                        out.push(ConfigError::new(
-                            ErrorKind::UnknownExtension,
-                            path.clone(),
-                            format!(
-                                "Didn't find a registered implementation for '{name}' with type URL: '{type_name}'"
-                            ),
-                        ));
+                        out.push(unregistered(msg, m, path));
                     }
                     _ => {}
                 }
             }
-            Value::Message(m) => unknown_in(m, &field_path, out),
+            Value::Message(m) => unknown_in(m, path, out),
             Value::List(items) => {
                 for (i, item) in items.iter().enumerate() {
                     if let Value::Message(m) = item {
-                        unknown_in_value(m, &field_path.index(i), out);
+                        path.push(Seg::Index(i));
+                        unknown_in_value(m, path, out);
+                        path.pop();
                     }
                 }
             }
@@ -309,49 +310,83 @@ fn unknown_in(msg: &DynamicMessage, path: &FieldPath, out: &mut Vec<ConfigError>
                 for (key, item) in entries {
                     if let Value::Message(m) = item {
                         let key = match key {
-                            prost_reflect::MapKey::String(s) => s.clone(),
-                            other => format!("{other:?}"),
+                            prost_reflect::MapKey::String(s) => s.as_str().into(),
+                            other => format!("{other:?}").into(),
                         };
-                        unknown_in_value(m, &field_path.key(&key), out);
+                        path.push(Seg::Key(key));
+                        unknown_in_value(m, path, out);
+                        path.pop();
                     }
                 }
             }
             _ => {}
         }
+        path.pop();
     }
+}
+
+/// Envoy's error for the `typed_config` `any` of `msg` (at `path`, the
+/// `typed_config` itself), whose type the API does not have.
+fn unregistered(msg: &DynamicMessage, any: &DynamicMessage, path: &FieldPath) -> ConfigError {
+    let url = any
+        .transcode_to::<prost_types::Any>()
+        .map(|any| rvoy_config_load::any::effective_type_url(&any))
+        .unwrap_or_default();
+    let type_name = rvoy_config_load::any::type_name_of(&url);
+    let name = sibling_name(msg);
+    let mut at = path.clone();
+    at.pop();
+    ConfigError::new(
+        ErrorKind::UnknownExtension,
+        at,
+        format!(
+            "Didn't find a registered implementation for '{name}' with type URL: '{type_name}'"
+        ),
+    )
 }
 
 /// A list item or map value: an `Any` there is opened, not judged (it is no
 /// extension's `typed_config`).
-fn unknown_in_value(m: &DynamicMessage, path: &FieldPath, out: &mut Vec<ConfigError>) {
+fn unknown_in_value(m: &DynamicMessage, path: &mut FieldPath, out: &mut Vec<ConfigError>) {
     if m.descriptor().full_name() != "google.protobuf.Any" {
         unknown_in(m, path, out);
         return;
     }
-    if let Ok(any) = m.transcode_to::<prost_types::Any>()
-        && let Ok(Some(inner)) = rvoy_config_load::any::unpack(&any, path)
-    {
+    if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, path) {
         unknown_in(&inner.message, path, out);
     }
 }
 
-fn descend(value: &Value, path: &FieldPath, diags: &mut Diagnostics) {
+/// Whether [`descend`] has anything to check in `value`.
+fn descends(value: &Value) -> bool {
+    match value {
+        Value::Message(m) => m.descriptor().full_name() != "google.protobuf.Any",
+        Value::List(_) | Value::Map(_) => true,
+        _ => false,
+    }
+}
+
+fn descend(value: &Value, path: &mut FieldPath, diags: &mut Diagnostics) {
     match value {
         Value::Message(m) if m.descriptor().full_name() != "google.protobuf.Any" => {
-            check(m, path, diags);
+            check_at(m, path, diags);
         }
         Value::List(items) => {
             for (i, item) in items.iter().enumerate() {
-                descend(item, &path.index(i), diags);
+                path.push(Seg::Index(i));
+                descend(item, path, diags);
+                path.pop();
             }
         }
         Value::Map(entries) => {
             for (key, item) in entries {
                 let key = match key {
-                    prost_reflect::MapKey::String(s) => s.clone(),
-                    other => format!("{other:?}"),
+                    prost_reflect::MapKey::String(s) => s.as_str().into(),
+                    other => format!("{other:?}").into(),
                 };
-                descend(item, &path.key(&key), diags);
+                path.push(Seg::Key(key));
+                descend(item, path, diags);
+                path.pop();
             }
         }
         _ => {}

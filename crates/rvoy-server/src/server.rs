@@ -372,14 +372,23 @@ fn run(options: Options) -> ExitCode {
         "initializing epoch 0 (base id=0, hot restart version=disabled)"
     );
     rvoy_log::info!(Component::Main, "rvoy version: {}", cli::version_string());
-    let Ok((loaded, config)) = load(&options) else {
+    // The loader's checks and the model open the same typed configs: each
+    // is decoded once for all of them.
+    let shared = rvoy_config_load::any::SharedDecodes::begin();
+    let loaded = load(&options);
+    let decoded = shared.end();
+    let Ok((loaded, config)) = loaded else {
         return ExitCode::FAILURE;
     };
     if options.mode == Mode::Validate {
         println!("configuration '{}' OK", config_label(&options));
+        // The process ends here: taking the config trees apart allocation by
+        // allocation would only delay the exit; the system reclaims the
+        // memory at once.
+        std::mem::forget((loaded, config, decoded));
         return ExitCode::SUCCESS;
     }
-    match serve(options, loaded, config) {
+    match serve(options, loaded, config, decoded) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             rvoy_log::critical!(Component::Main, "{}", e);
@@ -388,10 +397,13 @@ fn run(options: Options) -> ExitCode {
     }
 }
 
+/// `decoded`: what the load decoded on the side, freed with the dynamic
+/// message.
 fn serve(
     options: Options,
     loaded: rvoy_config_load::bootstrap::LoadedBootstrap,
     config: rvoy_model::Config,
+    decoded: impl Send + 'static,
 ) -> Result<(), String> {
     // Only the typed bootstrap is kept: the dynamic message and the source
     // map hold the descriptor pool, which is released once start-up is done.
@@ -401,7 +413,12 @@ fn serve(
         sources,
         warnings,
     } = loaded;
-    drop((message, sources, warnings));
+    // Freed on a thread of its own: start-up does not wait for the trees
+    // (tens of MiB on a big config) to be taken apart. Should no thread
+    // start, the closure, and the trees with it, are dropped right here.
+    let _ = std::thread::Builder::new()
+        .name("config-free".into())
+        .spawn(move || drop((message, sources, warnings, decoded)));
     let concurrency = options.concurrency.max(1) as usize;
     let mut store_options = crate::stats_config::store_options(&bootstrap, &options)?;
     let tag_producer = std::mem::replace(
@@ -533,6 +550,9 @@ fn serve(
         if options.mode == Mode::InitOnly {
             return Ok(());
         }
+        // Before the first connection is accepted: a client that was served
+        // may rely on SIGTERM stopping the server cleanly.
+        spawn_signal_handlers(server.clone());
         let control = WorkerControl {
             stop_accepting: stop_rx,
             terminate: terminate_rx,
@@ -559,7 +579,6 @@ fn serve(
             "all dependencies initialized. starting workers"
         );
 
-        spawn_signal_handlers(server.clone());
         spawn_descriptor_pool_release();
         if !server.flush_on_admin {
             // With `stats_flush_on_admin`, Envoy creates no flush timer.
@@ -583,11 +602,16 @@ fn serve(
     result
 }
 
+/// Installs the handlers at once (not when their tasks first run): from here
+/// on a SIGTERM is a clean shutdown, never the default action's kill.
 fn spawn_signal_handlers(server: Arc<Server>) {
     use tokio::signal::unix::{SignalKind, signal};
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    let usr1 = signal(SignalKind::user_defined1());
     let s = server.clone();
     tokio::task::spawn_local(async move {
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let Ok(mut term) = term else {
             return;
         };
         term.recv().await;
@@ -596,7 +620,7 @@ fn spawn_signal_handlers(server: Arc<Server>) {
     });
     let s = server.clone();
     tokio::task::spawn_local(async move {
-        let Ok(mut int) = signal(SignalKind::interrupt()) else {
+        let Ok(mut int) = int else {
             return;
         };
         int.recv().await;
@@ -604,7 +628,7 @@ fn spawn_signal_handlers(server: Arc<Server>) {
         s.request_shutdown();
     });
     tokio::task::spawn_local(async move {
-        let Ok(mut usr1) = signal(SignalKind::user_defined1()) else {
+        let Ok(mut usr1) = usr1 else {
             return;
         };
         loop {

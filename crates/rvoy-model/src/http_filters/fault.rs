@@ -273,11 +273,13 @@ fn find_faults(
     use prost_reflect::{ReflectMessage as _, Value};
     match value {
         Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
-            let Ok(any) = m.transcode_to::<prost_types::Any>() else {
-                return;
-            };
-            if let Ok(Some(inner)) = rvoy_config_load::any::unpack(&any, path) {
-                find_faults(&Value::Message(inner.message), path, static_values, out);
+            if let Ok(Some(inner)) = rvoy_config_load::any::unpack_dynamic(m, path) {
+                find_faults(
+                    &Value::Message(Arc::unwrap_or_clone(inner.message)),
+                    path,
+                    static_values,
+                    out,
+                );
             }
         }
         Value::Message(m)
