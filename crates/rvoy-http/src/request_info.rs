@@ -225,7 +225,8 @@ impl StreamInfo for RequestInfo {
 
     fn request_pseudo_header(&self, name: &PseudoHeader) -> Option<&str> {
         match name {
-            PseudoHeader::Method => Some(self.method.as_str()),
+            // A request whose head never completed (a codec error) has none.
+            PseudoHeader::Method => self.request_headers.as_ref().map(|_| self.method.as_str()),
             PseudoHeader::Path => Some(self.path.as_str()).filter(|p| !p.is_empty()),
             PseudoHeader::Authority => self.authority.as_deref(),
             PseudoHeader::Scheme => Some(self.scheme),

@@ -240,20 +240,22 @@ async fn run<D: Downstream>(
 
     // Path: absolute form, then normalization.
     if !req.path.starts_with('/') {
-        if let Some(rest) = req
-            .path
-            .strip_prefix("http://")
-            .or_else(|| req.path.strip_prefix("https://"))
-        {
+        let scheme_len = ["http://", "https://"].iter().find_map(|s| {
+            req.path
+                .get(..s.len())
+                .filter(|p| p.eq_ignore_ascii_case(s))
+                .map(str::len)
+        });
+        if let Some(rest) = scheme_len.map(|n| &req.path[n..]) {
             let (authority, path) = match rest.find('/') {
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
             };
             req.authority = Some(authority.to_owned());
             req.path = path.to_owned();
-        } else if !(req.path == "*" && req.method == Method::OPTIONS)
-            && req.method != Method::CONNECT
-        {
+        } else if req.method != Method::CONNECT {
+            // `OPTIONS *` too: Envoy's connection manager only takes paths.
+            info.path = req.path.clone();
             rt.stats.hcm.downstream_rq_non_relative_path.inc();
             info.set_flag(ResponseFlag::DownstreamProtocolError);
             let reply = LocalReply::new(

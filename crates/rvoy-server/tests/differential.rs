@@ -340,6 +340,14 @@ fn http1_edge_cases() {
             .request(
                 DiffRequest::raw("missing host", b"GET / HTTP/1.1\r\n\r\n").check_close(),
             )
+            .request(DiffRequest::raw("GET *", b"GET * HTTP/1.1\r\nhost: x\r\n\r\n").check_close())
+            .request(DiffRequest::raw("OPTIONS *", b"OPTIONS * HTTP/1.1\r\nhost: x\r\n\r\n"))
+            .request(
+                DiffRequest::raw("ftp scheme", b"GET ftp://x/y HTTP/1.1\r\nhost: x\r\n\r\n")
+                    .check_close(),
+            )
+            .request(DiffRequest::raw("relative target", b"GET foo HTTP/1.1\r\nhost: x\r\n\r\n").check_close())
+            .request(DiffRequest::raw("uppercase scheme", b"GET HTTP://x/up HTTP/1.1\r\nhost: x\r\n\r\n"))
             .request(
                 DiffRequest::raw("unknown method", b"FOO / HTTP/1.1\r\nhost: x\r\n\r\n")
                     .check_close(),

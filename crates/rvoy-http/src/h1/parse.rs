@@ -74,6 +74,41 @@ pub struct RequestHead {
 /// Parses a request head from the start of `buf`.
 ///
 /// Returns `Ok(None)` when more bytes are needed (and the limit is not hit yet).
+/// Envoy's HTTP/1 codec's check of the request target: origin form (`/...`),
+/// `*` only for `OPTIONS`, authority form for `CONNECT`, or an absolute
+/// `http`/`https` URL; anything else is a codec error
+/// (`http1.invalid_url`, `http1.invalid_scheme`, `http1.codec_error`).
+fn check_target(method: &Method, target: &str) -> Result<(), HeadError> {
+    if target.starts_with('/') {
+        return Ok(());
+    }
+    if target.starts_with('*') {
+        return if method == Method::OPTIONS {
+            Ok(())
+        } else {
+            Err(HeadError::bad("http1.invalid_url"))
+        };
+    }
+    if method == Method::CONNECT {
+        return Ok(());
+    }
+    match target.split_once("://") {
+        Some((scheme, _))
+            if !scheme.is_empty()
+                && scheme
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')) =>
+        {
+            if scheme.eq_ignore_ascii_case("http") || scheme.eq_ignore_ascii_case("https") {
+                Ok(())
+            } else {
+                Err(HeadError::bad("http1.invalid_scheme"))
+            }
+        }
+        _ => Err(HeadError::bad("http1.codec_error")),
+    }
+}
+
 pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
     if !first_line_method_valid(buf) {
         return Err(HeadError::bad("http1.codec_error"));
@@ -120,6 +155,7 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| HeadError::bad("http1.codec_error"))?;
     let target = req.path.unwrap_or("").to_owned();
+    check_target(&method, &target)?;
     let version = if req.version == Some(0) {
         Version::HTTP_10
     } else {
@@ -451,6 +487,36 @@ mod tests {
 
     fn status(raw: &str) -> u16 {
         req(raw).expect_err("refused").status.as_u16()
+    }
+
+    #[test]
+    fn request_targets_as_envoys_codec_checks_them() {
+        let details = |line: &str| {
+            req(&format!("{line}\r\nHost: a\r\n\r\n"))
+                .err()
+                .map(|e| e.details)
+        };
+        for ok in [
+            "GET /x HTTP/1.1",
+            "OPTIONS * HTTP/1.1",
+            "OPTIONS *x HTTP/1.1",
+            "CONNECT host:443 HTTP/1.1",
+            "GET HTTP://a/b HTTP/1.1",
+            "GET https://a HTTP/1.1",
+        ] {
+            assert_eq!(details(ok), None, "{ok}");
+        }
+        for (line, want) in [
+            ("GET * HTTP/1.1", "http1.invalid_url"),
+            ("CONNECT * HTTP/1.1", "http1.invalid_url"),
+            ("POST *x HTTP/1.1", "http1.invalid_url"),
+            ("GET ftp://x/y HTTP/1.1", "http1.invalid_scheme"),
+            ("GET http:/x HTTP/1.1", "http1.codec_error"),
+            ("GET foo HTTP/1.1", "http1.codec_error"),
+            ("GET ?a HTTP/1.1", "http1.codec_error"),
+        ] {
+            assert_eq!(details(line), Some(want), "{line}");
+        }
     }
 
     #[test]
