@@ -191,7 +191,7 @@ async fn run<D: Downstream>(
         let reply = LocalReply::new(
             StatusCode::UPGRADE_REQUIRED,
             "Upgrade Required",
-            "http1.codec_error",
+            "low_version",
         );
         return send_local(ds, reply, info, rt, worker, true, false).await;
     }

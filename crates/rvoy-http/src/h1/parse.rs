@@ -141,7 +141,7 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
             return Err(if looks_like_http_version(buf) {
                 HeadError {
                     status: StatusCode::UPGRADE_REQUIRED,
-                    details: "http1.codec_error",
+                    details: "low_version",
                 }
             } else {
                 HeadError::bad("http1.codec_error")
@@ -517,6 +517,9 @@ mod tests {
         ] {
             assert_eq!(details(line), Some(want), "{line}");
         }
+        // An HTTP version other than 1.x is Envoy's `low_version` (426).
+        let e = req("GET / HTTP/2.0\r\nHost: a\r\n\r\n").expect_err("refused");
+        assert_eq!((e.status.as_u16(), e.details), (426, "low_version"));
     }
 
     #[test]
