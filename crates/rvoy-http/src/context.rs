@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use http::HeaderValue;
 use rvoy_model::access_log::AccessLog;
@@ -228,9 +228,9 @@ impl WorkerContext {
         id
     }
 
-    /// Closes idle pooled connections older than `max_idle`.
-    pub fn reclaim_idle(&self, max_idle: Duration) {
-        self.h1_pools.reclaim(max_idle);
+    /// Closes the pooled connections idle for their cluster's idle timeout.
+    pub fn reclaim_idle(&self) {
+        self.h1_pools.reclaim();
         self.h2_pools.reclaim();
     }
 }

@@ -227,12 +227,25 @@ impl H1Pools {
         });
     }
 
-    /// Drops idle connections older than `max_idle` and empty entries.
-    pub fn reclaim(&self, max_idle: Duration) {
+    /// Closes the idle connections their cluster's `idle_timeout` has run
+    /// out on (counted as Envoy's idle timer does), and those the upstream
+    /// closed.
+    pub fn reclaim(&self) {
         let now = Instant::now();
         self.idle.borrow_mut().retain(|_, list| {
             list.retain_mut(|e| {
-                now.duration_since(e.since) < max_idle && !e.conn.stream.is_stale()
+                let expired = e
+                    .conn
+                    .cluster
+                    .config
+                    .common_http
+                    .idle_timeout
+                    .is_some_and(|t| now.duration_since(e.since) >= t);
+                if expired {
+                    e.conn.closing_locally = true;
+                    e.conn.cluster.stats.traffic.upstream_cx_idle_timeout.inc();
+                }
+                !expired && !e.conn.stream.is_stale()
             });
             !list.is_empty()
         });

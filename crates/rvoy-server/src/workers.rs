@@ -291,8 +291,8 @@ async fn run_worker(
     let reclaim_worker = worker.clone();
     tokio::task::spawn_local(async move {
         loop {
-            tokio::time::sleep(Duration::from_secs(5)).await;
-            reclaim_worker.reclaim_idle(Duration::from_secs(3600));
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            reclaim_worker.reclaim_idle();
         }
     });
     let mut terminate = control.terminate.clone();

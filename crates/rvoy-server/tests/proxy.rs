@@ -690,6 +690,36 @@ fn h2c_cluster_with(common: &str) -> String {
     )
 }
 
+/// An idle upstream HTTP/1 connection is closed when the cluster's idle
+/// timeout runs out, not only when it would be reused.
+#[test]
+fn h1_upstream_idle_timeout_closes_the_connection() {
+    let echo = EchoServer::start("backend").expect("echo");
+    let cluster = static_cluster(
+        "backend",
+        "backend",
+        "common_http_protocol_options: {idle_timeout: 0.3s}",
+    );
+    let cfg = format!("{}{}", common::ADMIN, hcm(&to_backend(""), "", &cluster));
+    let proxy = start(&cfg, &ports_for(&[&echo]));
+    assert_eq!(send(&proxy, &Request::get("/1", "example.com")).status, 200);
+    let deadline = std::time::Instant::now() + T;
+    while common::stat(&proxy, "cluster.backend.upstream_cx_destroy") != Some(1)
+        && std::time::Instant::now() < deadline
+    {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let got: Vec<_> = [
+        "upstream_cx_idle_timeout",
+        "upstream_cx_destroy_local",
+        "upstream_cx_active",
+    ]
+    .iter()
+    .map(|s| common::stat(&proxy, &format!("cluster.backend.{s}")))
+    .collect();
+    assert_eq!(got, [Some(1), Some(1), Some(0)]);
+}
+
 /// Upstream HTTP/2 connections: closed after the cluster's idle timeout, and
 /// after `max_requests_per_connection` requests.
 #[test]
