@@ -162,6 +162,25 @@ struct Idle {
     since: Instant,
 }
 
+impl Idle {
+    /// Whether its cluster's `idle_timeout` has run out; if so, the
+    /// connection is marked as closed by us and counted as Envoy's idle timer
+    /// counts it.
+    fn expire(&mut self, now: Instant) -> bool {
+        let cluster = &self.conn.cluster;
+        let expired = cluster
+            .config
+            .common_http
+            .idle_timeout
+            .is_some_and(|t| now.duration_since(self.since) >= t);
+        if expired {
+            self.conn.closing_locally = true;
+            cluster.stats.traffic.upstream_cx_idle_timeout.inc();
+        }
+        expired
+    }
+}
+
 /// Identifies a pool: cluster, host address and the transport socket the
 /// host uses (endpoints of one address with different transport sockets
 /// never share a connection).
@@ -191,19 +210,13 @@ pub struct H1Pools {
 
 impl H1Pools {
     /// An idle, still-open connection to the host, if any.
-    pub fn take(&self, key: &PoolKey, idle_timeout: Option<Duration>) -> Option<H1Conn> {
+    pub fn take(&self, key: &PoolKey) -> Option<H1Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(key)?;
         let now = Instant::now();
         let mut found = None;
         while let Some(mut entry) = list.pop() {
-            let expired = idle_timeout.is_some_and(|t| now.duration_since(entry.since) >= t);
-            if expired || entry.conn.stream.is_stale() {
-                let mut conn = entry.conn;
-                conn.closing_locally = expired;
-                if expired {
-                    conn.cluster.stats.traffic.upstream_cx_idle_timeout.inc();
-                }
+            if entry.expire(now) || entry.conn.stream.is_stale() {
                 continue;
             }
             found = Some(entry.conn);
@@ -233,20 +246,7 @@ impl H1Pools {
     pub fn reclaim(&self) {
         let now = Instant::now();
         self.idle.borrow_mut().retain(|_, list| {
-            list.retain_mut(|e| {
-                let expired = e
-                    .conn
-                    .cluster
-                    .config
-                    .common_http
-                    .idle_timeout
-                    .is_some_and(|t| now.duration_since(e.since) >= t);
-                if expired {
-                    e.conn.closing_locally = true;
-                    e.conn.cluster.stats.traffic.upstream_cx_idle_timeout.inc();
-                }
-                !expired && !e.conn.stream.is_stale()
-            });
+            list.retain_mut(|e| !e.expire(now) && !e.conn.stream.is_stale());
             !list.is_empty()
         });
     }

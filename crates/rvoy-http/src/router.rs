@@ -1343,10 +1343,7 @@ async fn h1_connection(
     info: &mut RequestInfo,
 ) -> Result<H1Conn, AttemptFailure> {
     let key = PoolKey::new(&cluster.config, host);
-    if let Some(conn) = worker
-        .h1_pools
-        .take(&key, cluster.config.common_http.idle_timeout)
-    {
+    if let Some(conn) = worker.h1_pools.take(&key) {
         return Ok(conn);
     }
     let stats = &cluster.stats.traffic;
