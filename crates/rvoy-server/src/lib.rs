@@ -2,8 +2,8 @@
 //! thread ([`server`]), config snapshots ([`snapshot`]), listener sockets and
 //! worker threads ([`workers`]), access log files ([`access_log_files`]) and
 //! the admin server ([`admin`], [`admin_pages`], [`admin_config_dump`],
-//! [`admin_html`]), process-wide stats ([`process_stats`]) and statsd sinks
-//! ([`stats_sink`]).
+//! [`admin_html`]), process-wide stats ([`process_stats`]), statsd sinks
+//! ([`stats_sink`]) and returning freed memory to the system ([`memory`]).
 
 pub mod access_log_files;
 pub mod admin;
@@ -12,6 +12,7 @@ pub mod admin_config_dump;
 pub mod admin_html;
 pub mod admin_pages;
 pub mod cli;
+pub mod memory;
 pub mod process_stats;
 pub mod server;
 pub mod snapshot;

@@ -418,7 +418,10 @@ fn serve(
     // start, the closure, and the trees with it, are dropped right here.
     let _ = std::thread::Builder::new()
         .name("config-free".into())
-        .spawn(move || drop((message, sources, warnings, decoded)));
+        .spawn(move || {
+            drop((message, sources, warnings, decoded));
+            crate::memory::return_freed_memory(true);
+        });
     let concurrency = options.concurrency.max(1) as usize;
     let mut store_options = crate::stats_config::store_options(&bootstrap, &options)?;
     let tag_producer = std::mem::replace(
@@ -732,6 +735,8 @@ fn spawn_descriptor_pool_release() {
         }
     };
     release(Duration::ZERO);
+    crate::memory::return_freed_memory(true);
+    crate::memory::spawn_purge_tick();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(IDLE);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
