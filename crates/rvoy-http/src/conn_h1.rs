@@ -41,273 +41,371 @@ enum HeadRead {
 }
 
 /// Serves one HTTP/1 connection until it closes.
-pub async fn serve(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+pub fn serve<'a>(
     mut stream: Stream,
     mut buf: BytesMut,
     rt: Arc<HttpListenerRuntime>,
     worker: Rc<WorkerContext>,
-    conn: ConnInfo,
-) {
-    let stats = &rt.stats.hcm;
-    stats.downstream_cx_total.inc();
-    stats.downstream_cx_active.inc();
-    // The codec (and with it the HTTP/1 counts) comes with the first byte.
-    let mut codec = false;
-    let opened = conn.accepted;
-    let hcm = rt.hcm.clone();
-    let limits = HeadLimits {
-        max_head_bytes: hcm.max_request_headers_kb as usize * 1024,
-        max_headers: hcm.common.max_headers_count as usize,
-    };
-    let mut served: u32 = 0;
-    let mut local_close = true;
-    let max_duration_at = hcm.common.max_connection_duration.map(|d| opened + d);
-    // Envoy's drain sequence on an HTTP/1 connection (after its idle timeout
-    // or maximum duration): requests arriving within `drain_timeout` are
-    // served with `connection: close`, then the connection closes.
-    let mut drain_until: Option<Instant> = None;
-    // Bytes read before the codec started (protocol detection) count too.
-    stats.downstream_cx_rx_bytes_total.add(buf.len() as u64);
-    // Asked as each response head goes out, as Envoy's `encodeHeaders`.
-    let drain_close = || rt.drain_close();
-    loop {
-        let buffered = buf.len();
-        let read = read_head(
-            &mut stream,
-            &mut buf,
-            limits,
-            &hcm,
-            max_duration_at,
-            drain_until,
-            &rt.draining,
-        )
-        .await;
-        stats
-            .downstream_cx_rx_bytes_total
-            .add(buf.len().saturating_sub(buffered) as u64);
-        if !codec && !buf.is_empty() {
-            codec = true;
-            stats.downstream_cx_http1_total.inc();
-            stats.downstream_cx_http1_active.inc();
-        }
-        let head = match read {
-            HeadRead::Head(h) => h,
-            HeadRead::Closed => {
-                local_close = false;
-                break;
-            }
-            HeadRead::IdleTimeout | HeadRead::MaxDuration => {
-                if matches!(read, HeadRead::IdleTimeout) {
-                    stats.downstream_cx_idle_timeout.inc();
-                } else {
-                    stats.downstream_cx_max_duration_reached.inc();
-                }
-                if !codec {
-                    // No byte ever came, so no codec: Envoy closes at once.
-                    break;
-                }
-                drain_until = Some(Instant::now() + hcm.drain_timeout);
-                continue;
-            }
-            HeadRead::DrainTimeout => {
-                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
-                local_close = ended.count(stats);
-                break;
-            }
-            HeadRead::ListenerDrain => {
-                stats.downstream_cx_drain_close.inc();
-                break;
-            }
-            HeadRead::HeaderTimeout => {
-                stats.downstream_rq_header_timeout.inc();
-                break;
-            }
-            HeadRead::Error(e) => {
-                stats.downstream_cx_protocol_error.inc();
-                Box::pin(codec_error_reply(&mut stream, e, &rt, &worker, &conn)).await;
-                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
-                local_close = ended.count(stats);
-                break;
-            }
+    conn: &'a ConnInfo,
+) -> impl Future<Output = ()> + 'a {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), and this
+    // future is what every idle connection holds.
+    async move {
+        let stats = &rt.stats.hcm;
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
+        // The codec (and with it the HTTP/1 counts) comes with the first byte.
+        let mut codec = false;
+        let opened = conn.accepted;
+        let hcm = rt.hcm.clone();
+        let limits = HeadLimits {
+            max_head_bytes: hcm.max_request_headers_kb as usize * 1024,
+            max_headers: hcm.common.max_headers_count as usize,
         };
-        buf.advance(head.head_len);
-        let protocol = if head.version == http::Version::HTTP_10 {
-            Protocol::Http10
-        } else {
-            Protocol::Http11
-        };
-        let authority = head
-            .headers
-            .get(http::header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        let request = Request {
-            method: head.method.clone(),
-            path: head.target.clone(),
-            authority,
-            scheme: None,
-            headers: head.headers,
-            protocol,
-            expect_continue: head.expect_continue,
-            has_body: head.framing != parse::BodyFraming::Empty,
-            head_bytes: head.head_len as u64,
-            replay_body: None,
-            internal_redirects: 0,
-        };
-        served += 1;
-        let max_reached = hcm
-            .common
-            .max_requests_per_connection
-            .is_some_and(|m| served >= m);
-        let mut ds = H1Downstream::new(
-            &mut stream,
-            &mut buf,
-            head.framing,
-            head.version,
-            &head.method,
-            hcm.http1.proper_case_headers,
-        );
-        ds.close_after = head.close || max_reached || drain_until.is_some();
-        ds.drain_at = max_duration_at;
-        ds.drain_close = Some(&drain_close);
-        let closing_before = ds.close_after;
-        // Boxed: the request's state (~20 KiB of futures) lives only while
-        // the request does, so an idle keep-alive connection stays small.
-        let outcome = Box::pin(stream::handle(&mut ds, request, &rt, &worker, &conn)).await;
-        let close = outcome.close || ds.close_after || ds.close_delimited;
-        if ds.close_after
-            && !closing_before
-            && max_duration_at.is_some_and(|at| at <= Instant::now())
-        {
-            stats.downstream_cx_max_duration_reached.inc();
-        }
-        let body_pending = !ds.body_complete();
-        let peer_closed = ds.peer_closed;
-        let draining = ds.drain_closed;
-        stats.downstream_cx_rx_bytes_total.add(ds.wire_rx);
-        stats.downstream_cx_tx_bytes_total.add(ds.wire_tx);
-        drop(ds);
-        if outcome.reset {
-            stats.downstream_cx_destroy_active_rq.inc();
-            if peer_closed {
-                stats.downstream_cx_destroy_remote_active_rq.inc();
-                local_close = false;
-            } else {
-                stats.downstream_cx_destroy_local_active_rq.inc();
-            }
-            break;
-        }
-        if max_reached {
-            stats.downstream_cx_max_requests_reached.inc();
-        }
-        if draining {
-            stats.downstream_cx_drain_close.inc();
-        }
-        if body_pending {
-            // The request was not read whole: Envoy's delayed close.
-            let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
-            local_close = ended.count(stats);
-            break;
-        }
-        if close {
-            // After `connection: close` (or an HTTP/1.0 response) Envoy closes
-            // with `FlushWriteAndDelay` too: the end comes only once the
-            // client closed or `delayed_close_timeout` passed.
-            let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
-            local_close = ended.count(stats);
-            break;
-        }
-        if buf.is_empty() {
-            // Keep no buffer memory while idle.
-            buf = BytesMut::new();
-        }
-    }
-    stats.downstream_cx_active.dec();
-    if codec {
-        stats.downstream_cx_http1_active.dec();
-    }
-    stats.connection_closed(local_close, opened);
-}
-
-async fn read_head(
-    stream: &mut Stream,
-    buf: &mut BytesMut,
-    limits: HeadLimits,
-    hcm: &rvoy_model::hcm::HttpConnectionManager,
-    max_duration_at: Option<Instant>,
-    drain_until: Option<Instant>,
-    drain: &crate::context::Drain,
-) -> HeadRead {
-    let started = Instant::now();
-    // Between requests the connection idle timeout applies (from the end of
-    // the last response, or from the connection's start).
-    let idle_at = hcm.common.idle_timeout.map(|t| started + t);
-    // When the first byte of the request head came (the start of the request
-    // headers timeout).
-    let mut head_started = (!buf.is_empty()).then_some(started);
-    loop {
-        if !buf.is_empty() {
-            match parse::parse_request(buf, limits) {
-                Ok(Some(h)) => return HeadRead::Head(h),
-                Ok(None) => {}
-                Err(e) => return HeadRead::Error(e),
-            }
-        }
-        if buf.is_empty() {
-            // Wait for the socket first so an idle connection holds no buffer.
-            let (deadline, expired) = match drain_until {
-                Some(until) => (Some(until), HeadRead::DrainTimeout),
-                None => match (idle_at, max_duration_at) {
-                    (Some(i), Some(m)) if m < i => (Some(m), HeadRead::MaxDuration),
-                    (None, Some(m)) => (Some(m), HeadRead::MaxDuration),
-                    (i, _) => (i, HeadRead::IdleTimeout),
-                },
-            };
-            let sleep = async {
-                match deadline {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
-                    None => std::future::pending().await,
+        let mut served: u32 = 0;
+        let mut local_close = true;
+        let max_duration_at = hcm.common.max_connection_duration.map(|d| opened + d);
+        // Envoy's drain sequence on an HTTP/1 connection (after its idle timeout
+        // or maximum duration): requests arriving within `drain_timeout` are
+        // served with `connection: close`, then the connection closes.
+        let mut drain_until: Option<Instant> = None;
+        // Bytes read before the codec started (protocol detection) count too.
+        stats.downstream_cx_rx_bytes_total.add(buf.len() as u64);
+        // Asked as each response head goes out, as Envoy's `encodeHeaders`.
+        let drain_close = || rt.drain_close();
+        let mut ending = Ending::Close;
+        loop {
+            // `read` (a whole request head) must not outlive this block: it
+            // would take room in the idle connection's future.
+            let head = {
+                let buffered = buf.len();
+                let read = read_head(
+                    &mut stream,
+                    &mut buf,
+                    limits,
+                    &hcm,
+                    max_duration_at,
+                    drain_until,
+                    &rt.draining,
+                )
+                .await;
+                stats
+                    .downstream_cx_rx_bytes_total
+                    .add(buf.len().saturating_sub(buffered) as u64);
+                if !codec && !buf.is_empty() {
+                    codec = true;
+                    stats.downstream_cx_http1_total.inc();
+                    stats.downstream_cx_http1_active.inc();
                 }
-            };
-            tokio::select! {
-                biased;
-                ready = stream.readable() => {
-                    if ready.is_err() {
-                        return HeadRead::Closed;
+                match read {
+                    HeadRead::Head(h) => h,
+                    HeadRead::Closed => {
+                        local_close = false;
+                        break;
+                    }
+                    HeadRead::IdleTimeout | HeadRead::MaxDuration => {
+                        if matches!(read, HeadRead::IdleTimeout) {
+                            stats.downstream_cx_idle_timeout.inc();
+                        } else {
+                            stats.downstream_cx_max_duration_reached.inc();
+                        }
+                        if !codec {
+                            // No byte ever came, so no codec: Envoy closes at once.
+                            break;
+                        }
+                        drain_until = Some(Instant::now() + hcm.drain_timeout);
+                        continue;
+                    }
+                    HeadRead::DrainTimeout => {
+                        ending = Ending::DelayedClose;
+                        break;
+                    }
+                    HeadRead::ListenerDrain => {
+                        stats.downstream_cx_drain_close.inc();
+                        break;
+                    }
+                    HeadRead::HeaderTimeout => {
+                        stats.downstream_rq_header_timeout.inc();
+                        break;
+                    }
+                    HeadRead::Error(e) => {
+                        stats.downstream_cx_protocol_error.inc();
+                        ending = Ending::CodecError(e);
+                        break;
                     }
                 }
-                _ = sleep => return expired,
-                _ = drain.idle_close() => return HeadRead::ListenerDrain,
+            };
+            served += 1;
+            let max_reached = hcm
+                .common
+                .max_requests_per_connection
+                .is_some_and(|m| served >= m);
+            let close_after = max_reached || drain_until.is_some();
+            // Boxed: the request's state (~10 KiB of futures, its head and its
+            // downstream) lives only while the request does, so an idle
+            // keep-alive connection holds little more than its socket.
+            let served = Box::pin(serve_request(
+                &mut stream,
+                &mut buf,
+                head,
+                close_after,
+                max_duration_at,
+                &drain_close,
+                &rt,
+                &worker,
+                conn,
+            ))
+            .await;
+            if served.reset {
+                stats.downstream_cx_destroy_active_rq.inc();
+                if served.peer_closed {
+                    stats.downstream_cx_destroy_remote_active_rq.inc();
+                    local_close = false;
+                } else {
+                    stats.downstream_cx_destroy_local_active_rq.inc();
+                }
+                break;
             }
-            buf.reserve(4096);
-            match crate::connection::read_now(stream, buf) {
-                // Stale readiness (a just accepted socket is assumed
-                // readable): wait again, with the deadlines, holding no buffer.
-                None => *buf = BytesMut::new(),
-                Some(Ok(0) | Err(_)) => return HeadRead::Closed,
-                Some(Ok(_)) => head_started = Some(Instant::now()),
+            if max_reached {
+                stats.downstream_cx_max_requests_reached.inc();
             }
-            continue;
+            if served.draining {
+                stats.downstream_cx_drain_close.inc();
+            }
+            if served.body_pending || served.close {
+                // A request not read whole, or `connection: close` (or an
+                // HTTP/1.0 response): Envoy closes with `FlushWriteAndDelay`, the
+                // end comes only once the client closed or
+                // `delayed_close_timeout` passed.
+                ending = Ending::DelayedClose;
+                break;
+            }
+            if buf.is_empty() {
+                // Keep no buffer memory while idle.
+                buf = BytesMut::new();
+            }
         }
-        if buf.capacity() - buf.len() < 1024 {
-            buf.reserve(8192);
+        match ending {
+            Ending::Close => {}
+            Ending::CodecError(e) => {
+                Box::pin(codec_error_reply(&mut stream, e, &rt, &worker, conn)).await;
+                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                local_close = ended.count(stats);
+            }
+            Ending::DelayedClose => {
+                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                local_close = ended.count(stats);
+            }
         }
-        // Once a request started: the request headers timeout (if any), else
-        // the stream idle timeout.
-        let timeout = match hcm.request_headers_timeout {
-            Some(t) => Some(t.saturating_sub(head_started.unwrap_or(started).elapsed())),
-            None => hcm.stream_idle_timeout,
-        };
-        let read = match timeout {
-            Some(t) => match tokio::time::timeout(t, stream.read_buf(buf)).await {
-                Ok(r) => r,
-                Err(_) => return HeadRead::HeaderTimeout,
-            },
-            None => stream.read_buf(buf).await,
-        };
-        match read {
-            Ok(0) | Err(_) => return HeadRead::Closed,
-            Ok(_) => {}
+        stats.downstream_cx_active.dec();
+        if codec {
+            stats.downstream_cx_http1_active.dec();
+        }
+        stats.connection_closed(local_close, opened);
+    }
+}
+
+/// The deadline that ended an idle wait for a request head.
+#[derive(Clone, Copy)]
+enum Expired {
+    Idle,
+    MaxDuration,
+    Drain,
+}
+
+impl From<Expired> for HeadRead {
+    fn from(expired: Expired) -> Self {
+        match expired {
+            Expired::Idle => HeadRead::IdleTimeout,
+            Expired::MaxDuration => HeadRead::MaxDuration,
+            Expired::Drain => HeadRead::DrainTimeout,
+        }
+    }
+}
+
+/// How an HTTP/1 connection's loop ended: what is left to do before the
+/// socket closes.
+enum Ending {
+    Close,
+    /// Answer the malformed request head, then the delayed close.
+    CodecError(HeadError),
+    /// Envoy's delayed close (`FlushWriteAndDelay`).
+    DelayedClose,
+}
+
+/// What the connection needs to know of a request once it was served.
+struct Served {
+    /// The stream was reset (the connection must close).
+    reset: bool,
+    peer_closed: bool,
+    /// The request body was not read whole.
+    body_pending: bool,
+    /// The response closes the connection.
+    close: bool,
+    /// The response carried the listener drain's `connection: close`.
+    draining: bool,
+}
+
+/// Serves one request whose head was read: builds the request and the
+/// downstream, runs the connection manager's stream, and counts what came
+/// of it. Runs boxed, see [`serve`].
+#[allow(clippy::too_many_arguments)]
+async fn serve_request(
+    stream: &mut Stream,
+    buf: &mut BytesMut,
+    head: parse::RequestHead,
+    close_after: bool,
+    max_duration_at: Option<Instant>,
+    drain_close: &dyn Fn() -> bool,
+    rt: &Arc<HttpListenerRuntime>,
+    worker: &Rc<WorkerContext>,
+    conn: &ConnInfo,
+) -> Served {
+    let stats = &rt.stats.hcm;
+    let hcm = &rt.hcm;
+    buf.advance(head.head_len);
+    let protocol = if head.version == http::Version::HTTP_10 {
+        Protocol::Http10
+    } else {
+        Protocol::Http11
+    };
+    let authority = head
+        .headers
+        .get(http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let request = Request {
+        method: head.method.clone(),
+        path: head.target.clone(),
+        authority,
+        scheme: None,
+        headers: head.headers,
+        protocol,
+        expect_continue: head.expect_continue,
+        has_body: head.framing != parse::BodyFraming::Empty,
+        head_bytes: head.head_len as u64,
+        replay_body: None,
+        internal_redirects: 0,
+    };
+    let mut ds = H1Downstream::new(
+        stream,
+        buf,
+        head.framing,
+        head.version,
+        &head.method,
+        hcm.http1.proper_case_headers,
+    );
+    ds.close_after = head.close || close_after;
+    ds.drain_at = max_duration_at;
+    ds.drain_close = Some(drain_close);
+    let closing_before = ds.close_after;
+    let outcome = stream::handle(&mut ds, request, rt, worker, conn).await;
+    if ds.close_after && !closing_before && max_duration_at.is_some_and(|at| at <= Instant::now()) {
+        stats.downstream_cx_max_duration_reached.inc();
+    }
+    stats.downstream_cx_rx_bytes_total.add(ds.wire_rx);
+    stats.downstream_cx_tx_bytes_total.add(ds.wire_tx);
+    Served {
+        reset: outcome.reset,
+        peer_closed: ds.peer_closed,
+        body_pending: !ds.body_complete(),
+        close: outcome.close || ds.close_after || ds.close_delimited,
+        draining: ds.drain_closed,
+    }
+}
+
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn read_head<'a>(
+    stream: &'a mut Stream,
+    buf: &'a mut BytesMut,
+    limits: HeadLimits,
+    hcm: &'a rvoy_model::hcm::HttpConnectionManager,
+    max_duration_at: Option<Instant>,
+    drain_until: Option<Instant>,
+    drain: &'a crate::context::Drain,
+) -> impl Future<Output = HeadRead> + 'a {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), and this
+    // future is what every idle connection holds.
+    async move {
+        let started = Instant::now();
+        // Between requests the connection idle timeout applies (from the end of
+        // the last response, or from the connection's start).
+        let idle_at = hcm.common.idle_timeout.map(|t| started + t);
+        // When the first byte of the request head came (the start of the request
+        // headers timeout).
+        let mut head_started = (!buf.is_empty()).then_some(started);
+        loop {
+            if !buf.is_empty() {
+                match parse::parse_request(buf, limits) {
+                    Ok(Some(h)) => return HeadRead::Head(h),
+                    Ok(None) => {}
+                    Err(e) => return HeadRead::Error(e),
+                }
+            }
+            if buf.is_empty() {
+                // Wait for the socket first so an idle connection holds no buffer.
+                // Which deadline ends the wait; the small `Expired` (not a
+                // `HeadRead`, which holds a whole request head) is what an idle
+                // connection keeps.
+                let (deadline, expired) = match drain_until {
+                    Some(until) => (Some(until), Expired::Drain),
+                    None => match (idle_at, max_duration_at) {
+                        (Some(i), Some(m)) if m < i => (Some(m), Expired::MaxDuration),
+                        (None, Some(m)) => (Some(m), Expired::MaxDuration),
+                        (i, _) => (i, Expired::Idle),
+                    },
+                };
+                let sleep = async {
+                    match deadline {
+                        Some(d) => tokio::time::sleep_until(d.into()).await,
+                        None => std::future::pending().await,
+                    }
+                };
+                tokio::select! {
+                    biased;
+                    // Polled in place (not `readable()`'s future): the
+                    // smallest idle state.
+                    ready = std::future::poll_fn(|cx| stream.poll_readable(cx)) => {
+                        if ready.is_err() {
+                            return HeadRead::Closed;
+                        }
+                    }
+                    _ = sleep => return expired.into(),
+                    _ = drain.idle_close() => return HeadRead::ListenerDrain,
+                }
+                buf.reserve(4096);
+                match crate::connection::read_now(stream, buf) {
+                    // Stale readiness (a just accepted socket is assumed
+                    // readable): wait again, with the deadlines, holding no buffer.
+                    None => *buf = BytesMut::new(),
+                    Some(Ok(0) | Err(_)) => return HeadRead::Closed,
+                    Some(Ok(_)) => head_started = Some(Instant::now()),
+                }
+                continue;
+            }
+            if buf.capacity() - buf.len() < 1024 {
+                buf.reserve(8192);
+            }
+            // Once a request started: the request headers timeout (if any), else
+            // the stream idle timeout.
+            let timeout = match hcm.request_headers_timeout {
+                Some(t) => Some(t.saturating_sub(head_started.unwrap_or(started).elapsed())),
+                None => hcm.stream_idle_timeout,
+            };
+            let read = match timeout {
+                Some(t) => match tokio::time::timeout(t, stream.read_buf(buf)).await {
+                    Ok(r) => r,
+                    Err(_) => return HeadRead::HeaderTimeout,
+                },
+                None => stream.read_buf(buf).await,
+            };
+            match read {
+                Ok(0) | Err(_) => return HeadRead::Closed,
+                Ok(_) => {}
+            }
         }
     }
 }
@@ -592,7 +690,9 @@ pub(crate) mod tests {
         let f = Fixture::new(IDLE);
         f.run(|mut client, stream, rt, worker, conn| async move {
             let started = Instant::now();
-            let task = tokio::task::spawn_local(serve(stream, BytesMut::new(), rt, worker, conn));
+            let task = tokio::task::spawn_local(async move {
+                serve(stream, BytesMut::new(), rt, worker, &conn).await
+            });
             let closed = closed_after(&mut client, started).await;
             let closed = closed.expect("closed at the idle timeout");
             assert!(closed >= Duration::from_millis(150), "{closed:?}");

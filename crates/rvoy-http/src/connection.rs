@@ -73,32 +73,40 @@ enum Codec {
 /// Serves an accepted connection with the HTTP connection manager: waits for
 /// the transport and the first byte (within `idle_timeout`), then runs the
 /// HTTP/1 or HTTP/2 codec.
-pub async fn serve(
-    transport: Transport<'_>,
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+pub fn serve<'a>(
+    transport: Transport<'a>,
     rt: Arc<HttpListenerRuntime>,
     worker: Rc<WorkerContext>,
     conn: ConnInfo,
-) {
-    let stats = &rt.stats.hcm;
-    if conn.tls {
-        stats.downstream_cx_ssl_total.inc();
-        stats.downstream_cx_ssl_active.inc();
-    }
-    stats.downstream_cx_active.inc();
-    let started = first_bytes(transport, &rt, conn.accepted).await;
-    stats.downstream_cx_active.dec();
-    match started {
-        Ok((stream, buf)) => match codec(&rt, &stream, &buf) {
-            Codec::Http1 => crate::conn_h1::serve(stream, buf, rt.clone(), worker, conn).await,
-            Codec::Http2 => {
+) -> impl Future<Output = ()> + 'a {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), and this
+    // future is what every idle connection holds.
+    async move {
+        let stats = &rt.stats.hcm;
+        if conn.tls {
+            stats.downstream_cx_ssl_total.inc();
+            stats.downstream_cx_ssl_active.inc();
+        }
+        stats.downstream_cx_active.inc();
+        let started = first_bytes(transport, &rt, conn.accepted).await;
+        stats.downstream_cx_active.dec();
+        // Matched in place (no binding of the whole result): what an idle
+        // HTTP/1 connection's future holds is its codec's state and little more.
+        match started {
+            Ok((stream, buf)) if codec(&rt, &stream, &buf) == Codec::Http1 => {
+                crate::conn_h1::serve(stream, buf, rt.clone(), worker, &conn).await
+            }
+            Ok((stream, buf)) => {
                 let io = Rewind::new(buf.freeze(), stream);
                 Box::pin(crate::conn_h2::serve(io, rt.clone(), worker, conn)).await
             }
-        },
-        Err(ended) => count_without_codec(&rt, ended, conn.accepted),
-    }
-    if conn.tls {
-        stats.downstream_cx_ssl_active.dec();
+            Err(ended) => count_without_codec(&rt, ended, conn.accepted),
+        }
+        if conn.tls {
+            stats.downstream_cx_ssl_active.dec();
+        }
     }
 }
 

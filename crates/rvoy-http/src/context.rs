@@ -134,23 +134,31 @@ impl Drain {
     /// Resolves when an idle connection should be closed: once the drain
     /// time is over.
     pub async fn idle_close(&self) {
-        let notified = self.notify.notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
         let start = match self.started.get() {
             Some(s) => *s,
-            None => {
-                notified.await;
-                match self.started.get() {
-                    Some(s) => *s,
-                    None => return std::future::pending().await,
-                }
-            }
+            None => self.wait_started().await,
         };
         // Envoy leaves idle connections alone while the drain ramps up (a
         // response on them says `connection: close`); they go when the
         // drain time is over.
         tokio::time::sleep_until((start.at + start.time).into()).await;
+    }
+
+    /// Waits for the drain to start. A future of its own, so that an idle
+    /// connection waiting in [`idle_close`](Self::idle_close) does not hold
+    /// the notification and the timer side by side.
+    async fn wait_started(&self) -> DrainStart {
+        let notified = self.notify.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        if let Some(s) = self.started.get() {
+            return *s;
+        }
+        notified.await;
+        match self.started.get() {
+            Some(s) => *s,
+            None => std::future::pending().await,
+        }
     }
 }
 

@@ -10,6 +10,26 @@ use std::task::{Context, Poll};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 
+/// Applies TCP keepalive settings (a listener's `tcp_keepalive` socket
+/// option, a cluster's `upstream_connection_options`) to a connected socket;
+/// unset values keep the system's defaults.
+pub fn set_tcp_keepalive(
+    stream: &TcpStream,
+    ka: rvoy_model::address::TcpKeepalive,
+) -> io::Result<()> {
+    let mut params = socket2::TcpKeepalive::new();
+    if let Some(t) = ka.time_secs {
+        params = params.with_time(std::time::Duration::from_secs(u64::from(t)));
+    }
+    if let Some(i) = ka.interval_secs {
+        params = params.with_interval(std::time::Duration::from_secs(u64::from(i)));
+    }
+    if let Some(p) = ka.probes {
+        params = params.with_retries(p);
+    }
+    socket2::SockRef::from(stream).set_tcp_keepalive(&params)
+}
+
 /// A connected stream socket.
 #[derive(Debug)]
 pub enum Stream {

@@ -41,13 +41,13 @@ pub use stream::ConnInfo;
 /// transport socket's handshake on ([`connection`]): HTTP/1 or HTTP/2 as
 /// `codec_type` says (`AUTO`: as ALPN says, else HTTP/2 when the client opens
 /// with the h2 preface).
-pub async fn serve_connection(
-    transport: Transport<'_>,
+pub fn serve_connection<'a>(
+    transport: Transport<'a>,
     rt: Arc<HttpListenerRuntime>,
     worker: Rc<WorkerContext>,
     conn: ConnInfo,
-) {
-    connection::serve(transport, rt, worker, conn).await
+) -> impl std::future::Future<Output = ()> + 'a {
+    connection::serve(transport, rt, worker, conn)
 }
 
 #[cfg(test)]
@@ -58,11 +58,14 @@ mod tests {
     }
 
     /// An idle keep-alive connection holds only its connection future: the
-    /// per-request state (~20 KiB of nested futures) and HTTP/2's codec are
+    /// per-request state (~10 KiB of nested futures) and HTTP/2's codec are
     /// boxed while they run, so thousands of idle connections stay cheap.
+    /// 952 bytes with Rust 1.95 (2,712 before the idle state was trimmed);
+    /// the bound catches a regression that puts a request's state back in.
     #[test]
     fn idle_connection_future_is_small() {
         let size = future_size(super::serve_connection);
-        assert!(size < 6 * 1024, "serve_connection future is {size} bytes");
+        eprintln!("serve_connection future: {size} bytes");
+        assert!(size <= 1152, "serve_connection future is {size} bytes");
     }
 }

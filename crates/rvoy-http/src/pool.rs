@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::BytesMut;
 use rvoy_model::cluster::{Cluster, TransportSocketChoice};
@@ -99,18 +99,7 @@ async fn connect_tcp(addr: SocketAddr, cluster: &Cluster) -> io::Result<TcpStrea
     let stream = socket.connect(addr).await?;
     stream.set_nodelay(true)?;
     if let Some(ka) = cluster.tcp_keepalive {
-        let sock = socket2::SockRef::from(&stream);
-        let mut params = socket2::TcpKeepalive::new();
-        if let Some(t) = ka.time_secs {
-            params = params.with_time(Duration::from_secs(u64::from(t)));
-        }
-        if let Some(i) = ka.interval_secs {
-            params = params.with_interval(Duration::from_secs(u64::from(i)));
-        }
-        if let Some(p) = ka.probes {
-            params = params.with_retries(p);
-        }
-        sock.set_tcp_keepalive(&params)?;
+        crate::io::set_tcp_keepalive(&stream, ka)?;
     }
     Ok(stream)
 }

@@ -367,14 +367,20 @@ async fn accept_loop(
         let Some(lr) = snap.listeners.get(index).cloned() else {
             continue;
         };
-        let worker = worker.clone();
-        tokio::task::spawn_local(async move {
-            serve_connection(worker_id, lr, snap, stream, remote, local, worker).await;
-        });
+        tokio::task::spawn_local(serve_connection(
+            worker_id,
+            lr,
+            snap,
+            stream,
+            remote,
+            local,
+            worker.clone(),
+        ));
     }
 }
 
-async fn serve_connection(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn serve_connection(
     worker_id: usize,
     lr: Arc<ListenerRuntime>,
     _snapshot: Arc<Snapshot>,
@@ -382,54 +388,77 @@ async fn serve_connection(
     remote: Option<SocketAddr>,
     local: Option<SocketAddr>,
     worker: Rc<WorkerContext>,
-) {
-    let stats = &lr.stats;
-    stats.connections_accepted_per_socket_event.record(1);
-    stats.downstream_cx_total.inc();
-    stats.downstream_cx_active.inc();
-    if let Some(w) = lr.worker_stats.get(worker_id) {
-        w.downstream_cx_total.inc();
-        w.downstream_cx_active.inc();
-    }
-    let started = Instant::now();
-    if let (Some(ka), Stream::Tcp(s)) = (lr.config.tcp_keepalive, &stream) {
-        let mut params = socket2::TcpKeepalive::new();
-        if let Some(t) = ka.time_secs {
-            params = params.with_time(Duration::from_secs(u64::from(t)));
+) -> impl Future<Output = ()> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), and this
+    // future is what every idle connection holds.
+    async move {
+        let stats = &lr.stats;
+        stats.connections_accepted_per_socket_event.record(1);
+        stats.downstream_cx_total.inc();
+        stats.downstream_cx_active.inc();
+        if let Some(w) = lr.worker_stats.get(worker_id) {
+            w.downstream_cx_total.inc();
+            w.downstream_cx_active.inc();
         }
-        if let Some(i) = ka.interval_secs {
-            params = params.with_interval(Duration::from_secs(u64::from(i)));
+        let started = Instant::now();
+        if let (Some(ka), Stream::Tcp(s)) = (lr.config.tcp_keepalive, &stream) {
+            let _ = rvoy_http::io::set_tcp_keepalive(s, ka);
         }
-        if let Some(p) = ka.probes {
-            params = params.with_retries(p);
-        }
-        let _ = socket2::SockRef::from(s).set_tcp_keepalive(&params);
-    }
-    let conn_id = rvoy_http::context::next_connection_id();
-    let mut info = crate::tcp_proxy::ConnectionInfo::new(conn_id, remote, local);
-    info.listener_name = Some(lr.config.name.clone());
-    if let Some(inspected) = listener_filters(&lr, &stream).await {
-        let facts = ConnectionFacts {
-            local,
-            remote,
-            direct_remote: remote,
-            server_name: &inspected.server_name,
-            transport_protocol: inspected.transport_protocol,
-            application_protocols: &inspected.alpn,
-        };
-        if !inspected.server_name.is_empty() {
-            info.requested_server_name = Some(inspected.server_name.clone());
-        }
-        match crate::snapshot::select_chain(&lr, &facts) {
-            None => {
-                stats.no_filter_chain_match.inc();
-                info.response_flags
-                    .set(rvoy_format::ResponseFlag::NoRouteFound);
-                info.response_code_details = Some("filter_chain_not_found");
-                drop(stream);
+        let conn_id = rvoy_http::context::next_connection_id();
+        // The connection's record for the listener's access logs and the TCP
+        // proxy: only built when one of them will read it (an HTTP connection
+        // on a listener without access logs needs none), and boxed, so that
+        // an idle connection's task stays small.
+        let mut info: Option<Box<crate::tcp_proxy::ConnectionInfo>> = None;
+        // Scoped: what the accept and the listener filters found is only
+        // needed to pick the chain, not by the idle connection's future.
+        let chain = {
+            let start_time = std::time::SystemTime::now();
+            let accepted = (conn_id, remote, local, started, start_time);
+            match listener_filters(&lr, &stream).await {
+                Some(inspected) => {
+                    let facts = ConnectionFacts {
+                        local,
+                        remote,
+                        direct_remote: remote,
+                        server_name: &inspected.server_name,
+                        transport_protocol: inspected.transport_protocol,
+                        application_protocols: &inspected.alpn,
+                    };
+                    let chain = crate::snapshot::select_chain(&lr, &facts);
+                    if chain.is_none() {
+                        stats.no_filter_chain_match.inc();
+                    }
+                    if !lr.access_logs.is_empty() || chain.is_some_and(|c| c.tcp.is_some()) {
+                        let mut record = connection_record(&lr, accepted);
+                        if !inspected.server_name.is_empty() {
+                            record.requested_server_name = Some(inspected.server_name.clone());
+                        }
+                        match chain {
+                            Some(c) => record.filter_chain_name = Some(c.name.clone()),
+                            None => {
+                                record
+                                    .response_flags
+                                    .set(rvoy_format::ResponseFlag::NoRouteFound);
+                                record.response_code_details = Some("filter_chain_not_found");
+                            }
+                        }
+                        info = Some(record);
+                    }
+                    chain
+                }
+                None => {
+                    if !lr.access_logs.is_empty() {
+                        info = Some(connection_record(&lr, accepted));
+                    }
+                    None
+                }
             }
+        };
+        match chain {
+            None => drop(stream),
             Some(chain) => {
-                info.filter_chain_name = Some(chain.name.clone());
                 let conn = ConnInfo {
                     id: conn_id,
                     remote,
@@ -449,30 +478,57 @@ async fn serve_connection(
                     // idle timer runs from the accept).
                     let transport = if chain.tls.is_some() {
                         rvoy_http::Transport::Handshake(Box::pin(transport(
-                            chain, stream, stats, &mut info,
+                            chain,
+                            stream,
+                            stats,
+                            info.as_deref_mut(),
                         )))
                     } else {
                         rvoy_http::Transport::Ready(stream)
                     };
                     rvoy_http::serve_connection(transport, http.clone(), worker, conn).await;
-                } else if let Some(tcp) = &chain.tcp
-                    && let Ok(stream) = transport(chain, stream, stats, &mut info).await
+                } else if let (Some(tcp), Some(record)) = (&chain.tcp, info.as_deref_mut())
+                    && let Ok(stream) = transport(chain, stream, stats, Some(&mut *record)).await
                 {
-                    Box::pin(crate::tcp_proxy::serve(stream, tcp, &worker, &mut info)).await;
+                    Box::pin(crate::tcp_proxy::serve(stream, tcp, &worker, record)).await;
                 }
             }
         }
+        if let Some(record) = info.as_deref_mut() {
+            record.end = Some(Instant::now());
+            rvoy_http::access_log::emit_info(&lr.access_logs, &*record);
+        }
+        stats.downstream_cx_active.dec();
+        stats.downstream_cx_destroy.inc();
+        if let Some(w) = lr.worker_stats.get(worker_id) {
+            w.downstream_cx_active.dec();
+        }
+        stats
+            .downstream_cx_length_ms
+            .record(started.elapsed().as_millis() as u64);
     }
-    info.end = Some(Instant::now());
-    rvoy_http::access_log::emit_info(&lr.access_logs, &info);
-    stats.downstream_cx_active.dec();
-    stats.downstream_cx_destroy.inc();
-    if let Some(w) = lr.worker_stats.get(worker_id) {
-        w.downstream_cx_active.dec();
-    }
-    stats
-        .downstream_cx_length_ms
-        .record(started.elapsed().as_millis() as u64);
+}
+
+/// An accepted connection: its id, peer and local addresses, and when.
+type Accepted = (
+    u64,
+    Option<SocketAddr>,
+    Option<SocketAddr>,
+    Instant,
+    std::time::SystemTime,
+);
+
+/// A connection's record for the listener's access logs and the TCP proxy,
+/// from its accept.
+fn connection_record(
+    lr: &ListenerRuntime,
+    (id, remote, local, start, start_time): Accepted,
+) -> Box<crate::tcp_proxy::ConnectionInfo> {
+    let mut record = Box::new(crate::tcp_proxy::ConnectionInfo::new(id, remote, local));
+    record.start = start;
+    record.start_time = start_time;
+    record.listener_name = Some(lr.config.name.clone());
+    record
 }
 
 /// Runs the listener filters (the TLS inspector) within
@@ -519,7 +575,7 @@ async fn transport(
     chain: &crate::snapshot::ChainRuntime,
     stream: Stream,
     stats: &crate::snapshot::ListenerStats,
-    info: &mut crate::tcp_proxy::ConnectionInfo,
+    info: Option<&mut crate::tcp_proxy::ConnectionInfo>,
 ) -> Result<Stream, TransportFailure> {
     let Some(tls) = &chain.tls else {
         return Ok(stream);
@@ -548,7 +604,10 @@ async fn transport(
                 "TLS handshake failed: {}",
                 f.error
             );
-            info.downstream_transport_failure_reason = (!f.reason.is_empty()).then_some(f.reason);
+            if let Some(info) = info {
+                info.downstream_transport_failure_reason =
+                    (!f.reason.is_empty()).then_some(f.reason);
+            }
             Err(TransportFailure::Failed)
         }
     }
@@ -561,11 +620,14 @@ mod tests {
     }
 
     /// What one accepted connection costs while idle (see rvoy-http's
-    /// `idle_connection_future_is_small`): TLS handshakes, listener filters
-    /// and tcp_proxy sessions are boxed where they run.
+    /// `idle_connection_future_is_small`): TLS handshakes, listener filters,
+    /// tcp_proxy sessions and each request's state are boxed where they run.
+    /// 1,288 bytes with Rust 1.95 (3,984 before the idle state was trimmed);
+    /// the bound catches a regression that puts a request's state back in.
     #[test]
     fn connection_future_is_small() {
         let size = future_size(super::serve_connection);
-        assert!(size < 8 * 1024, "serve_connection future is {size} bytes");
+        eprintln!("serve_connection future: {size} bytes");
+        assert!(size <= 1536, "serve_connection future is {size} bytes");
     }
 }
