@@ -60,6 +60,8 @@ fn main() {
     // decoded `FileDescriptorSet` used for code generation drops them.
     let mut raw_fds: Vec<u8> = Vec::new();
     let mut seen = std::collections::HashSet::new();
+    // Where each file's entry sits in `raw_fds`.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut failures = Vec::new();
     for file in &files {
         let mut compiler = protox::Compiler::new(&roots).expect("include roots exist");
@@ -73,10 +75,12 @@ fn main() {
             let decoded =
                 prost_types::FileDescriptorProto::decode(entry).expect("protox output decodes");
             if seen.insert(decoded.name().to_owned()) {
+                let start = raw_fds.len();
                 // Field 1 (file), wire type 2 (length-delimited).
                 raw_fds.push(0x0a);
                 prost::encoding::encode_varint(entry.len() as u64, &mut raw_fds);
                 raw_fds.extend_from_slice(entry);
+                spans.push((start, raw_fds.len()));
                 fds.file.push(decoded);
             }
         }
@@ -87,6 +91,8 @@ fn main() {
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));
     std::fs::write(out.join("envoy_api.fds"), &raw_fds).expect("write descriptor set");
+    std::fs::write(out.join("envoy_api_index.rs"), file_index(&fds, &spans))
+        .expect("write descriptor set index");
 
     let mut config = prost_build::Config::new();
     config
@@ -116,4 +122,78 @@ fn raw_file_entries(mut buf: &[u8]) -> Vec<&[u8]> {
         buf = rest;
     }
     out
+}
+
+/// The index of the embedded set that lets rvoy decode only part of it: each
+/// file's byte range and dependencies, and which file declares each message
+/// and enum (sorted by full name).
+fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) -> String {
+    use std::fmt::Write as _;
+    let by_name: std::collections::HashMap<&str, usize> = fds
+        .file
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (f.name(), i))
+        .collect();
+    let mut out = String::new();
+    out.push_str("/// Byte range of each file's entry in `FILE_DESCRIPTOR_SET`.\n");
+    out.push_str("pub(crate) const FILE_SPANS: &[(u32, u32)] = &[\n");
+    for (start, end) in spans {
+        let _ = writeln!(out, "    ({start}, {end}),");
+    }
+    out.push_str("];\n/// Each file's dependencies (indexes into `FILE_SPANS`).\n");
+    out.push_str("pub(crate) const FILE_DEPS: &[&[u16]] = &[\n");
+    for f in &fds.file {
+        let deps: Vec<String> = f
+            .dependency
+            .iter()
+            .map(|d| {
+                by_name
+                    .get(d.as_str())
+                    .expect("dependencies are in the set")
+                    .to_string()
+            })
+            .collect();
+        let _ = writeln!(out, "    &[{}],", deps.join(", "));
+    }
+    out.push_str("];\n");
+    let mut types: Vec<(String, usize)> = Vec::new();
+    for (i, f) in fds.file.iter().enumerate() {
+        let package = f.package();
+        let prefix = if package.is_empty() {
+            String::new()
+        } else {
+            format!("{package}.")
+        };
+        for e in &f.enum_type {
+            types.push((format!("{prefix}{}", e.name()), i));
+        }
+        for m in &f.message_type {
+            message_names(m, &prefix, i, &mut types);
+        }
+    }
+    types.sort();
+    out.push_str("/// Every message and enum, by full name, and the file that declares it.\n");
+    out.push_str("pub(crate) const TYPE_FILES: &[(&str, u16)] = &[\n");
+    for (name, file) in &types {
+        let _ = writeln!(out, "    ({name:?}, {file}),");
+    }
+    out.push_str("];\n");
+    out
+}
+
+fn message_names(
+    m: &prost_types::DescriptorProto,
+    prefix: &str,
+    file: usize,
+    out: &mut Vec<(String, usize)>,
+) {
+    let name = format!("{prefix}{}", m.name());
+    for e in &m.enum_type {
+        out.push((format!("{name}.{}", e.name()), file));
+    }
+    for nested in &m.nested_type {
+        message_names(nested, &format!("{name}."), file, out);
+    }
+    out.push((name, file));
 }
