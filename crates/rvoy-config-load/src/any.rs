@@ -15,6 +15,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use prost::Message as _;
+use prost::bytes::Bytes;
 use prost_reflect::{DynamicMessage, MessageDescriptor, ReflectMessage as _, Value};
 
 use crate::error::{ConfigError, ErrorKind, FieldPath};
@@ -34,7 +35,7 @@ pub struct Unpacked {
     /// The wire encoding `message` was decoded from (`None` for a TypedStruct,
     /// whose message was read from JSON): [`to_prost`] decodes it directly
     /// instead of encoding `message` again.
-    pub encoded: Option<Vec<u8>>,
+    pub encoded: Option<Bytes>,
     /// Unknown fields met in a TypedStruct (reported by the caller's policy).
     pub unknown_fields: Vec<ConfigError>,
 }
@@ -74,7 +75,7 @@ fn decode_typed_struct(value: &[u8]) -> Option<(String, Option<prost_types::Stru
 /// Returns `Ok(None)` when the pool does not know the type; the caller turns that
 /// into Envoy's "Didn't find a registered implementation" error.
 pub fn unpack(any: &prost_types::Any, path: &FieldPath) -> Result<Option<Unpacked>, ConfigError> {
-    unpack_parts(&any.type_url, &any.value, path)
+    unpack_parts(&any.type_url, Bytes::copy_from_slice(&any.value), path)
 }
 
 /// [`unpack`] for an Any held as a dynamic message (inside a config being
@@ -86,22 +87,24 @@ pub fn unpack_dynamic(
     let type_url = any.get_field_by_number(1);
     let value = any.get_field_by_number(2);
     let type_url = type_url.as_deref().and_then(Value::as_str).unwrap_or("");
+    // The payload is shared with the message, not copied.
     let value = value
         .as_deref()
         .and_then(Value::as_bytes)
-        .map_or(&[][..], |b| b.as_ref());
+        .cloned()
+        .unwrap_or_default();
     unpack_parts(type_url, value, path)
 }
 
 fn unpack_parts(
     type_url: &str,
-    value: &[u8],
+    value: Bytes,
     path: &FieldPath,
 ) -> Result<Option<Unpacked>, ConfigError> {
     let pool = &rvoy_api::descriptor_pool();
     let outer = type_name_of(type_url);
     if matches!(outer, TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS) {
-        let Some((inner_url, value)) = decode_typed_struct(value) else {
+        let Some((inner_url, value)) = decode_typed_struct(&value) else {
             return Err(ConfigError::new(
                 ErrorKind::Syntax,
                 path.clone(),
@@ -130,7 +133,7 @@ fn unpack_parts(
     let Some(desc) = pool.get_message_by_name(outer) else {
         return Ok(None);
     };
-    let message = decode_shared(&desc, value).map_err(|e| {
+    let message = decode_shared(&desc, &value).map_err(|e| {
         ConfigError::new(
             ErrorKind::Syntax,
             path.clone(),
@@ -141,7 +144,7 @@ fn unpack_parts(
         type_name: desc.full_name().to_owned(),
         type_url: type_url.to_owned(),
         message,
-        encoded: Some(value.to_vec()),
+        encoded: Some(value),
         unknown_fields: Vec::new(),
     }))
 }
@@ -218,13 +221,10 @@ pub(crate) fn decode_shared(
     desc: &MessageDescriptor,
     payload: &[u8],
 ) -> Result<Arc<DynamicMessage>, prost::DecodeError> {
-    let sharing = payload.len() >= SHARED_MIN_LEN && MEMO.with(|m| m.borrow().is_some());
-    if !sharing {
+    if !sharing(payload) {
         return DynamicMessage::decode(desc.clone(), payload).map(Arc::new);
     }
-    let mut hasher = DefaultHasher::new();
-    payload.hash(&mut hasher);
-    let hash = hasher.finish();
+    let hash = payload_hash(payload);
     let found = MEMO.with(|m| {
         let memo = m.borrow();
         memo.as_ref()?
@@ -238,15 +238,47 @@ pub(crate) fn decode_shared(
         return Ok(message);
     }
     let message = Arc::new(DynamicMessage::decode(desc.clone(), payload)?);
+    remember(hash, payload, message.clone());
+    Ok(message)
+}
+
+/// Whether `payload` is worth remembering under the [`SharedDecodes`] of
+/// this thread (none: nothing is).
+fn sharing(payload: &[u8]) -> bool {
+    payload.len() >= SHARED_MIN_LEN && MEMO.with(|m| m.borrow().is_some())
+}
+
+/// Records `message` as what `payload` decodes to: the JSON reader, which
+/// encodes each `Any` from the message it read, hands that message over so
+/// that the passes after it do not decode the payload again. The message
+/// must be what decoding `payload` gives (the fields it has, their values).
+pub(crate) fn remember_decoded(payload: &[u8], message: DynamicMessage) {
+    if sharing(payload) {
+        remember(payload_hash(payload), payload, Arc::new(message));
+    }
+}
+
+fn remember(hash: u64, payload: &[u8], message: Arc<DynamicMessage>) {
     MEMO.with(|m| {
         if let Some(memo) = m.borrow_mut().as_mut() {
             memo.by_hash
                 .entry(hash)
                 .or_default()
-                .push((payload.to_vec(), message.clone()));
+                .push((payload.to_vec(), message));
         }
     });
-    Ok(message)
+}
+
+/// The memo's key for a payload: its length and its ends. Hashing all of a
+/// big payload cost more than decoding it once; payloads that share the key
+/// are told apart by comparing them.
+fn payload_hash(payload: &[u8]) -> u64 {
+    const ENDS: usize = 256;
+    let mut hasher = DefaultHasher::new();
+    payload.len().hash(&mut hasher);
+    payload[..payload.len().min(ENDS)].hash(&mut hasher);
+    payload[payload.len().saturating_sub(ENDS)..].hash(&mut hasher);
+    hasher.finish()
 }
 
 /// Converts an unpacked message to its prost type.
@@ -255,7 +287,7 @@ pub fn to_prost<T: prost::Message + Default>(
     path: &FieldPath,
 ) -> Result<T, ConfigError> {
     let converted = match &unpacked.encoded {
-        Some(bytes) => T::decode(bytes.as_slice()),
+        Some(bytes) => T::decode(bytes.as_ref()),
         None => crate::wire::transcode(&unpacked.message),
     };
     converted.map_err(|e| {
@@ -361,6 +393,58 @@ mod tests {
         )
         .expect("converts");
         assert_eq!(back, rc);
+    }
+
+    /// The JSON reader hands the message it read for a big `Any` to the
+    /// guard: the passes after it open that message, not a decode of the
+    /// payload, and it reads the same as the decode would.
+    #[test]
+    fn the_json_reader_shares_what_it_read() {
+        use rvoy_api::envoy::extensions::filters::network::http_connection_manager::v3::HttpConnectionManager;
+        let routes = (0..100)
+            .map(|i| format!("{{match: {{prefix: /r{i}}}, route: {{cluster: c{i}}}}}"))
+            .collect::<Vec<_>>()
+            .join(", ");
+        // `codec_type: AUTO` is an explicit default: set in the message
+        // read, absent from the payload.
+        let yaml = format!(
+            "name: hcm\ntyped_config:\n  '@type': type.googleapis.com/{}\n  stat_prefix: x\n  codec_type: AUTO\n  route_config: {{virtual_hosts: [{{name: v, domains: ['*'], routes: [{routes}]}}]}}\n",
+            HttpConnectionManager::full_name()
+        );
+        let pool = &rvoy_api::descriptor_pool();
+        let desc = pool
+            .get_message_by_name("envoy.config.listener.v3.Filter")
+            .expect("Filter");
+        let node = crate::yaml::parse_yaml(&yaml).expect("yaml");
+        let shared = SharedDecodes::begin();
+        let parsed = proto_json::parse_message(pool, &node, &desc, None, FieldPath::root());
+        assert!(parsed.errors.is_empty(), "{:?}", parsed.errors);
+        let any = parsed
+            .message
+            .get_field_by_name("typed_config")
+            .expect("set");
+        let Value::Message(any) = &*any else {
+            panic!("an Any message")
+        };
+        let open = || {
+            unpack_dynamic(any, &FieldPath::root())
+                .expect("decodes")
+                .expect("known type")
+        };
+        let first = open();
+        assert!(Arc::ptr_eq(&first.message, &open().message), "shared");
+        let payload = first.encoded.clone().expect("a payload");
+        assert!(payload.len() >= SHARED_MIN_LEN);
+        let read: HttpConnectionManager = first.message.transcode_to().expect("transcodes");
+        let decoded = HttpConnectionManager::decode(payload.as_ref()).expect("decodes");
+        assert_eq!(read, decoded);
+        let codec_type = first
+            .message
+            .descriptor()
+            .get_field_by_name("codec_type")
+            .expect("codec_type");
+        assert!(!first.message.has_field(&codec_type), "a default is unset");
+        drop(shared.end());
     }
 
     #[test]

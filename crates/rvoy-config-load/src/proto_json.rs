@@ -93,7 +93,8 @@ pub fn parse_message(
     let mut reader = Reader {
         pool,
         file,
-        path: base,
+        base,
+        segs: Vec::new(),
         errors: Vec::new(),
         unknown: Vec::new(),
     };
@@ -108,12 +109,37 @@ pub fn parse_message(
 struct Reader<'a> {
     pool: &'a DescriptorPool,
     file: Option<Arc<str>>,
-    path: FieldPath,
+    /// Where the document sits.
+    base: FieldPath,
+    /// The way from `base` to the value being read; a [`FieldPath`] is made
+    /// of it only for an error (most fields have none).
+    segs: Vec<PathSeg>,
     errors: Vec<ConfigError>,
     unknown: Vec<ConfigError>,
 }
 
+/// One step of [`Reader::segs`]: a field as its descriptor, which costs no
+/// allocation to push.
+enum PathSeg {
+    Field(FieldDescriptor),
+    Name(&'static str),
+    Index(usize),
+    Key(Arc<str>),
+}
+
 impl Reader<'_> {
+    /// The path of the value being read.
+    fn path(&self) -> FieldPath {
+        let mut path = self.base.clone();
+        path.0.extend(self.segs.iter().map(|seg| match seg {
+            PathSeg::Field(field) => Seg::Field(field.name().into()),
+            PathSeg::Name(name) => Seg::Field((*name).into()),
+            PathSeg::Index(i) => Seg::Index(*i),
+            PathSeg::Key(key) => Seg::Key(key.clone()),
+        }));
+        path
+    }
+
     fn location(&self, pos: Pos) -> Option<Location> {
         match (&self.file, pos.line) {
             (Some(file), line) if line > 0 => Some(Location {
@@ -125,8 +151,7 @@ impl Reader<'_> {
     }
 
     fn error(&mut self, pos: Pos, message: impl Into<String>) {
-        let e =
-            ConfigError::new(ErrorKind::Type, self.path.clone(), message).at(self.location(pos));
+        let e = ConfigError::new(ErrorKind::Type, self.path(), message).at(self.location(pos));
         self.errors.push(e);
     }
 
@@ -200,18 +225,18 @@ impl Reader<'_> {
                         previous.name(),
                         oneof.name()
                     );
-                    self.path.push(Seg::Field(field.name().into()));
+                    self.segs.push(PathSeg::Field(field.clone()));
                     self.error(key.pos, message);
-                    self.path.pop();
+                    self.segs.pop();
                     continue;
                 }
                 oneofs_set.push((oneof, field.clone()));
             }
-            self.path.push(Seg::Field(field.name().into()));
+            self.segs.push(PathSeg::Field(field.clone()));
             if let Some(v) = self.field_value(value, &field) {
                 msg.set_field(&field, v);
             }
-            self.path.pop();
+            self.segs.pop();
         }
     }
 
@@ -226,7 +251,7 @@ impl Reader<'_> {
         );
         let e = ConfigError::new(
             ErrorKind::UnknownField,
-            self.path.clone(),
+            self.path(),
             format!("unknown field '{name}'"),
         )
         .at(self.location(pos))
@@ -246,9 +271,9 @@ impl Reader<'_> {
                     return None;
                 }
                 // Legacy syntax: a single element in place of a list of them.
-                self.path.push(Seg::Index(0));
+                self.segs.push(PathSeg::Index(0));
                 let one = self.single(node, &kind);
-                self.path.pop();
+                self.segs.pop();
                 return Some(PValue::List(one.into_iter().collect()));
             };
             let mut out = Vec::with_capacity(items.len());
@@ -277,14 +302,14 @@ impl Reader<'_> {
                 self.list_items(inner, kind, out, index);
                 continue;
             }
-            self.path.push(Seg::Index(*index));
+            self.segs.push(PathSeg::Index(*index));
             let value = if matches!(item.value, Value::Null) {
                 Some(null_item(kind))
             } else {
                 self.single(item, kind)
             };
             out.extend(value);
-            self.path.pop();
+            self.segs.pop();
             *index += 1;
         }
     }
@@ -304,7 +329,7 @@ impl Reader<'_> {
         let value_kind = entry.map_entry_value_field().kind();
         let mut out = HashMap::with_capacity(entries.len());
         for (key, value) in entries {
-            self.path.push(Seg::Key(key.name.as_str().into()));
+            self.segs.push(PathSeg::Key(key.name.as_str().into()));
             let map_key = match key_kind {
                 Kind::String => Some(MapKey::String(key.name.clone())),
                 Kind::Bool => match key.name.as_str() {
@@ -333,7 +358,7 @@ impl Reader<'_> {
                     }
                 }
             }
-            self.path.pop();
+            self.segs.pop();
         }
         Some(PValue::Map(out))
     }
@@ -485,7 +510,7 @@ impl Reader<'_> {
                         );
                         let err = ConfigError::new(
                             ErrorKind::UnknownField,
-                            self.path.clone(),
+                            self.path(),
                             format!("unknown value '{s}' for enum {}", e.full_name()),
                         )
                         .at(self.location(node.pos))
@@ -554,8 +579,10 @@ impl Reader<'_> {
         if matches!(inner_desc.full_name(), TYPED_STRUCT_UDPA | TYPED_STRUCT_XDS) {
             self.typed_struct_contents(node);
         }
+        let encoded = crate::wire::encode(&inner);
+        crate::any::remember_decoded(&encoded, inner);
         msg.set_field_by_number(1, PValue::String(type_url.clone()));
-        msg.set_field_by_number(2, PValue::Bytes(crate::wire::encode(&inner).into()));
+        msg.set_field_by_number(2, PValue::Bytes(encoded.into()));
     }
 
     /// Reads a TypedStruct's `value` as the message its `type_url` names (when the
@@ -570,9 +597,9 @@ impl Reader<'_> {
         };
         let empty = Node::new(Value::Map(Vec::new()), node.pos);
         let value = node.get("value").unwrap_or(&empty);
-        self.path.push(Seg::Field("value".into()));
+        self.segs.push(PathSeg::Name("value"));
         let _ = self.message(value, &desc);
-        self.path.pop();
+        self.segs.pop();
     }
 
     fn duration(&mut self, node: &Node, msg: &mut DynamicMessage) {
@@ -646,11 +673,11 @@ impl Reader<'_> {
         let value_desc = self.value_descriptor();
         let mut fields = HashMap::with_capacity(entries.len());
         for (key, value) in entries {
-            self.path.push(Seg::Key(key.name.as_str().into()));
+            self.segs.push(PathSeg::Key(key.name.as_str().into()));
             let mut v = DynamicMessage::new(value_desc.clone());
             self.value_kind(value, &mut v);
             fields.insert(MapKey::String(key.name.clone()), PValue::Message(v));
-            self.path.pop();
+            self.segs.pop();
         }
         msg.set_field_by_number(1, PValue::Map(fields));
     }
@@ -663,11 +690,11 @@ impl Reader<'_> {
         let value_desc = self.value_descriptor();
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            self.path.push(Seg::Index(i));
+            self.segs.push(PathSeg::Index(i));
             let mut v = DynamicMessage::new(value_desc.clone());
             self.value_kind(item, &mut v);
             out.push(PValue::Message(v));
-            self.path.pop();
+            self.segs.pop();
         }
         msg.set_field_by_number(1, PValue::List(out));
     }

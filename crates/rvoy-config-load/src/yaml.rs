@@ -17,6 +17,7 @@
 //! scalar rules. Alias expansion and nesting are bounded, so hostile input gives
 //! an error, not a hang or a stack overflow.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 
 use saphyr_parser::{Event, Parser, ScalarStyle, Span, Tag};
@@ -197,7 +198,7 @@ impl Builder {
                             Item::Node(node)
                         }
                     } else {
-                        let node = Node::new(self.scalar(&text, style, tag.as_deref()), pos);
+                        let node = Node::new(self.scalar(text, style, tag.as_deref()), pos);
                         if anchor != 0 {
                             self.anchors.insert(anchor, node.clone());
                         }
@@ -337,15 +338,15 @@ impl Builder {
         }
     }
 
-    fn scalar(&self, text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
+    fn scalar(&self, text: Cow<'_, str>, style: ScalarStyle, tag: Option<&Tag>) -> Value {
         if self.dialect == Dialect::Json {
-            return json_scalar(text, style);
+            return json_scalar(&text, style);
         }
         let forced_string = style != ScalarStyle::Plain || tag.is_some_and(is_non_specific_tag);
         if forced_string {
-            return Value::String(text.to_owned());
+            return Value::String(text.into_owned());
         }
-        resolve_plain(text)
+        resolve_plain(&text)
     }
 }
 
@@ -462,6 +463,10 @@ pub(crate) fn resolve_plain(text: &str) -> Value {
 
 /// yaml-cpp's `convert<bool>`: the four word pairs, in lower, Upper or UPPER case.
 fn yaml_cpp_bool(text: &str) -> Option<bool> {
+    // The longest word is "false": longer texts (most scalars) are not booleans.
+    if text.len() > "false".len() {
+        return None;
+    }
     let flexible = {
         let mut chars = text.chars();
         match chars.next() {

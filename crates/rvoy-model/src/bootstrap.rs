@@ -327,13 +327,12 @@ pub fn build(
                         continue;
                     }
                 }
-                for (route_path, cluster) in static_cluster_references(&built) {
-                    if !cluster_names.contains(cluster.as_ref()) {
-                        errors.push(ConfigError::semantic(
-                            FieldPath(path.0.iter().cloned().chain(route_path.0).collect()),
-                            format!("route: unknown cluster '{cluster}'"),
-                        ));
-                    }
+                let unknown = |c: &str| !cluster_names.contains(c);
+                for (route_path, cluster) in static_cluster_references(&built, unknown) {
+                    errors.push(ConfigError::semantic(
+                        FieldPath(path.0.iter().cloned().chain(route_path.0).collect()),
+                        format!("route: unknown cluster '{cluster}'"),
+                    ));
                 }
                 listeners.push(Arc::new(built));
             }
@@ -571,7 +570,11 @@ fn located(errors: Vec<ConfigError>, sources: &SourceMap) -> ConfigErrors {
     ConfigErrors(errors.into_iter().map(|e| sources.annotate(e)).collect())
 }
 
-fn static_cluster_references(l: &Listener) -> Vec<(FieldPath, Arc<str>)> {
+/// The clusters named statically by `l`'s routes that `pick` selects.
+fn static_cluster_references(
+    l: &Listener,
+    pick: impl Fn(&str) -> bool,
+) -> Vec<(FieldPath, Arc<str>)> {
     let mut out = Vec::new();
     for (i, fc) in l.filter_chains.iter().enumerate() {
         let NetworkFilter::HttpConnectionManager(hcm) = &fc.filter else {
@@ -587,7 +590,7 @@ fn static_cluster_references(l: &Listener) -> Vec<(FieldPath, Arc<str>)> {
             .index(0)
             .field("typed_config")
             .field("route_config");
-        for (p, c) in hcm.route_config.referenced_clusters() {
+        for (p, c) in hcm.route_config.referenced_clusters(&pick) {
             out.push((FieldPath(base.0.iter().cloned().chain(p.0).collect()), c));
         }
     }

@@ -14,7 +14,7 @@ use bytes::Bytes;
 use http::{HeaderName, StatusCode};
 use regex::Regex;
 use rvoy_api::envoy::config::route::v3 as pb;
-use rvoy_config_load::{ConfigError, FieldPath};
+use rvoy_config_load::{ConfigError, FieldPath, Seg};
 
 use crate::duration;
 use crate::extension::{self, Category};
@@ -676,35 +676,43 @@ impl RouteConfig {
         self.default_vhost.and_then(|i| self.virtual_hosts.get(i))
     }
 
-    /// Every cluster named statically by a route (for `validate_clusters`).
-    pub fn referenced_clusters(&self) -> Vec<(FieldPath, Arc<str>)> {
+    /// Every cluster named statically by a route that `pick` selects (for
+    /// `validate_clusters`: the unknown ones), in route order. Paths are built
+    /// only for the clusters picked.
+    pub fn referenced_clusters(&self, pick: impl Fn(&str) -> bool) -> Vec<(FieldPath, Arc<str>)> {
+        let route_path = |vi: usize, ri: usize| {
+            FieldPath::root()
+                .field("virtual_hosts")
+                .index(vi)
+                .field("routes")
+                .index(ri)
+                .field("route")
+        };
         let mut out = Vec::new();
         for (vi, vh) in self.virtual_hosts.iter().enumerate() {
             for (ri, r) in vh.routes.iter().enumerate() {
-                let base = FieldPath::root()
-                    .field("virtual_hosts")
-                    .index(vi)
-                    .field("routes")
-                    .index(ri);
-                if let RouteAction::Forward(f) = &r.action {
-                    match &f.cluster {
-                        ClusterSpecifier::Cluster(c) => {
-                            out.push((base.field("route").field("cluster"), c.clone()))
-                        }
-                        ClusterSpecifier::Weighted(w) => {
-                            for (ci, c) in w.clusters.iter().enumerate() {
-                                if let ClusterName::Static(n) = &c.name {
-                                    out.push((
-                                        base.field("route")
-                                            .field("weighted_clusters")
-                                            .field("clusters")
-                                            .index(ci),
-                                        n.clone(),
-                                    ));
-                                }
+                let RouteAction::Forward(f) = &r.action else {
+                    continue;
+                };
+                match &f.cluster {
+                    ClusterSpecifier::Cluster(c) if pick(c) => {
+                        out.push((route_path(vi, ri).field("cluster"), c.clone()))
+                    }
+                    ClusterSpecifier::Cluster(_) | ClusterSpecifier::Header(_) => {}
+                    ClusterSpecifier::Weighted(w) => {
+                        for (ci, c) in w.clusters.iter().enumerate() {
+                            if let ClusterName::Static(n) = &c.name
+                                && pick(n)
+                            {
+                                out.push((
+                                    route_path(vi, ri)
+                                        .field("weighted_clusters")
+                                        .field("clusters")
+                                        .index(ci),
+                                    n.clone(),
+                                ));
                             }
                         }
-                        ClusterSpecifier::Header(_) => {}
                     }
                 }
             }
@@ -779,19 +787,17 @@ pub fn build(
         .enumerate()
         .map(|(i, h)| header_name(h, &path.field("internal_only_headers").index(i)))
         .collect::<Result<_, _>>()?;
-    let request_headers = HeaderMutations::from_proto(
+    let request_headers = header_mutations(
         &rc.request_headers_to_add,
         &rc.request_headers_to_remove,
-        &path.field("request_headers_to_add"),
-        &path.field("request_headers_to_remove"),
-        true,
+        path,
+        Direction::Request,
     )?;
-    let response_headers = HeaderMutations::from_proto(
+    let response_headers = header_mutations(
         &rc.response_headers_to_add,
         &rc.response_headers_to_remove,
-        &path.field("response_headers_to_add"),
-        &path.field("response_headers_to_remove"),
-        false,
+        path,
+        Direction::Response,
     )?;
     let max_body = rc.max_direct_response_body_size_bytes.unwrap_or(4096);
     let built = RouteConfig {
@@ -863,13 +869,12 @@ fn virtual_host(
         .map(|r| retry_policy(r, &path.field("retry_policy"), diags).map(Arc::new))
         .transpose()?;
     let mut routes = Vec::with_capacity(vh.routes.len());
+    // One path extended in place for every route (not one built per route).
+    let mut route_path = path.field("routes");
     for (ri, r) in vh.routes.iter().enumerate() {
-        routes.push(route(
-            r,
-            &path.field("routes").index(ri),
-            retry_policy.as_ref(),
-            diags,
-        )?);
+        route_path.push(Seg::Index(ri));
+        routes.push(route(r, &route_path, retry_policy.as_ref(), diags)?);
+        route_path.pop();
     }
     Ok(VirtualHost {
         name: vh.name.clone(),
@@ -877,19 +882,17 @@ fn virtual_host(
         route_index: crate::route_index::RouteIndex::build(&routes),
         routes,
         require_tls,
-        request_headers: HeaderMutations::from_proto(
+        request_headers: header_mutations(
             &vh.request_headers_to_add,
             &vh.request_headers_to_remove,
-            &path.field("request_headers_to_add"),
-            &path.field("request_headers_to_remove"),
-            true,
+            path,
+            Direction::Request,
         )?,
-        response_headers: HeaderMutations::from_proto(
+        response_headers: header_mutations(
             &vh.response_headers_to_add,
             &vh.response_headers_to_remove,
-            &path.field("response_headers_to_add"),
-            &path.field("response_headers_to_remove"),
-            false,
+            path,
+            Direction::Response,
         )?,
         retry_policy,
         include_request_attempt_count: vh.include_request_attempt_count,
@@ -961,27 +964,65 @@ fn route(
         name: r.name.clone(),
         matcher,
         action,
-        request_headers: HeaderMutations::from_proto(
+        request_headers: header_mutations(
             &r.request_headers_to_add,
             &r.request_headers_to_remove,
-            &path.field("request_headers_to_add"),
-            &path.field("request_headers_to_remove"),
-            true,
+            path,
+            Direction::Request,
         )?,
-        response_headers: HeaderMutations::from_proto(
+        response_headers: header_mutations(
             &r.response_headers_to_add,
             &r.response_headers_to_remove,
-            &path.field("response_headers_to_add"),
-            &path.field("response_headers_to_remove"),
-            false,
+            path,
+            Direction::Response,
         )?,
         per_request_buffer_limit_bytes: r.per_request_buffer_limit_bytes,
-        per_filter: crate::http_filters::per_filter_configs(
-            &r.typed_per_filter_config,
-            &path.field("typed_per_filter_config"),
-            diags,
-        )?,
+        per_filter: if r.typed_per_filter_config.is_empty() {
+            PerFilterConfigs::default()
+        } else {
+            crate::http_filters::per_filter_configs(
+                &r.typed_per_filter_config,
+                &path.field("typed_per_filter_config"),
+                diags,
+            )?
+        },
     })
+}
+
+/// Which headers a level's `*_headers_to_add` / `*_headers_to_remove` change.
+#[derive(Clone, Copy)]
+enum Direction {
+    Request,
+    Response,
+}
+
+/// The header mutations of a route (or virtual host) at `path`. Their field
+/// paths are built only when there are mutations: a big route table has
+/// thousands of routes without any.
+fn header_mutations(
+    add: &[rvoy_api::envoy::config::core::v3::HeaderValueOption],
+    remove: &[String],
+    path: &FieldPath,
+    direction: Direction,
+) -> Result<HeaderMutations, ConfigError> {
+    if add.is_empty() && remove.is_empty() {
+        return Ok(HeaderMutations::default());
+    }
+    let (add_field, remove_field, request) = match direction {
+        Direction::Request => ("request_headers_to_add", "request_headers_to_remove", true),
+        Direction::Response => (
+            "response_headers_to_add",
+            "response_headers_to_remove",
+            false,
+        ),
+    };
+    HeaderMutations::from_proto(
+        add,
+        remove,
+        &path.field(add_field),
+        &path.field(remove_field),
+        request,
+    )
 }
 
 fn route_match(m: &pb::RouteMatch, path: &FieldPath) -> Result<RouteMatch, ConfigError> {
@@ -1211,10 +1252,14 @@ fn forward_action(
             .as_ref()
             .and_then(|m| duration::opt(&m.grpc_timeout_header_offset)),
         retry_policy,
-        mirror_policies: mirror_policies(
-            &a.request_mirror_policies,
-            &path.field("request_mirror_policies"),
-        )?,
+        mirror_policies: if a.request_mirror_policies.is_empty() {
+            Vec::new()
+        } else {
+            mirror_policies(
+                &a.request_mirror_policies,
+                &path.field("request_mirror_policies"),
+            )?
+        },
         priority_high: a.priority
             == rvoy_api::envoy::config::core::v3::RoutingPriority::High as i32,
         upgrades,
@@ -1270,19 +1315,17 @@ fn weighted(w: &pb::WeightedCluster, path: &FieldPath) -> Result<WeightedCluster
         clusters.push(ClusterWeight {
             name,
             weight,
-            request_headers: HeaderMutations::from_proto(
+            request_headers: header_mutations(
                 &c.request_headers_to_add,
                 &c.request_headers_to_remove,
-                &p.field("request_headers_to_add"),
-                &p.field("request_headers_to_remove"),
-                true,
+                &p,
+                Direction::Request,
             )?,
-            response_headers: HeaderMutations::from_proto(
+            response_headers: header_mutations(
                 &c.response_headers_to_add,
                 &c.response_headers_to_remove,
-                &p.field("response_headers_to_add"),
-                &p.field("response_headers_to_remove"),
-                false,
+                &p,
+                Direction::Response,
             )?,
             host_rewrite_literal: c
                 .host_rewrite_specifier

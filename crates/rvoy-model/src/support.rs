@@ -275,12 +275,14 @@ pub fn unknown_extensions(config: &DynamicMessage) -> Vec<ConfigError> {
 }
 
 fn unknown_in(msg: &DynamicMessage, path: &mut FieldPath, out: &mut Vec<ConfigError>) {
-    let optional = msg
-        .descriptor()
-        .get_field_by_name("is_optional")
-        .is_some_and(|f| {
-            msg.has_field(&f) && matches!(msg.get_field(&f).as_ref(), Value::Bool(true))
-        });
+    // Looked up only for an unregistered type (rare), not for every message.
+    let optional = || {
+        msg.descriptor()
+            .get_field_by_name("is_optional")
+            .is_some_and(|f| {
+                msg.has_field(&f) && matches!(msg.get_field(&f).as_ref(), Value::Bool(true))
+            })
+    };
     for (field, value) in msg.fields() {
         if !matches!(value, Value::Message(_) | Value::List(_) | Value::Map(_)) {
             continue;
@@ -290,7 +292,7 @@ fn unknown_in(msg: &DynamicMessage, path: &mut FieldPath, out: &mut Vec<ConfigEr
             Value::Message(m) if m.descriptor().full_name() == "google.protobuf.Any" => {
                 match rvoy_config_load::any::unpack_dynamic(m, path) {
                     Ok(Some(inner)) => unknown_in(&inner.message, path, out),
-                    Ok(None) if field.name() == "typed_config" && !optional => {
+                    Ok(None) if field.name() == "typed_config" && !optional() => {
                         out.push(unregistered(msg, m, path));
                     }
                     _ => {}
