@@ -4,8 +4,12 @@
 //!
 //! [`FrameIo`] wraps a connection's stream. It reads ahead (up to
 //! [`READ_AHEAD`] bytes, as Envoy reads a socket until it is empty before
-//! dispatching) and parses the header of every frame it reads and writes,
-//! never the payload beyond the few bytes it needs (pad length, error codes).
+//! dispatching) and parses the header of every frame as it hands it to the
+//! codec and as the codec writes it, never the payload beyond the few bytes
+//! it needs (pad length, error codes). Frames are counted in the order the
+//! codec processes them; on a server each RST_STREAM is the end of a
+//! hand-over, so the connection manager accounts for the reset stream
+//! before the next frame (Envoy's premature-reset check runs per stream).
 //! [`H2State`] keeps the counts Envoy keeps:
 //!
 //! * inbound floods: consecutive empty HEADERS/CONTINUATION/DATA frames,
@@ -490,7 +494,19 @@ impl FrameParser {
         }
     }
 
-    fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(&Frame)) {
+    fn feed(&mut self, data: &[u8], mut on: impl FnMut(&Frame)) {
+        self.feed_until(data, |f| {
+            on(f);
+            false
+        });
+    }
+
+    /// Feeds `data` until the end of a frame for which `on` returned true;
+    /// returns the bytes consumed (all of `data` when no frame stopped it).
+    fn feed_until(&mut self, data: &[u8], mut on: impl FnMut(&Frame) -> bool) -> usize {
+        let total = data.len();
+        let mut data = data;
+        let mut stop = false;
         while !data.is_empty() {
             if self.preface > 0 {
                 let n = self.preface.min(data.len());
@@ -502,6 +518,9 @@ impl FrameParser {
                 let n = self.skip.min(data.len());
                 self.skip -= n;
                 data = &data[n..];
+                if stop && self.skip == 0 {
+                    break;
+                }
                 continue;
             }
             let target = if self.want == 0 { 9 } else { self.want };
@@ -541,11 +560,15 @@ impl FrameParser {
                 4 => frame.code_hi = u32::from_be_bytes([h[9], h[10], h[11], h[12]]),
                 _ => {}
             }
-            on(&frame);
+            stop = on(&frame);
             self.skip = len as usize - (self.want - 9);
             self.have = 0;
             self.want = 0;
+            if stop && self.skip == 0 {
+                break;
+            }
         }
+        total - data.len()
     }
 }
 
@@ -559,6 +582,9 @@ pub struct FrameIo<T> {
     ahead: BytesMut,
     eof: bool,
     since_yield: usize,
+    /// The last hand-over stopped at a frame the connection must see
+    /// handled first: yield before the next one.
+    yield_next: bool,
 }
 
 impl<T> FrameIo<T> {
@@ -574,6 +600,7 @@ impl<T> FrameIo<T> {
             ahead: BytesMut::new(),
             eof: false,
             since_yield: 0,
+            yield_next: false,
         }
     }
 
@@ -624,13 +651,32 @@ impl<T: AsyncRead + Unpin> FrameIo<T> {
         }
         let got = self.ahead.len() - start;
         if got > 0 {
-            let state = &self.state;
-            state.rx_bytes.add(got as u64);
-            state.last_rx.set(Instant::now());
-            self.rx.feed(&self.ahead[start..], |f| state.on_inbound(f));
-            state.check_owed();
+            self.state.rx_bytes.add(got as u64);
+            self.state.last_rx.set(Instant::now());
         }
         Poll::Ready(Ok(got))
+    }
+
+    /// Hands the codec up to `max` read-ahead bytes, watching their frames
+    /// as it gets them (so limits fire in the order the codec sees frames,
+    /// as in Envoy, not when bytes are read ahead). A server hands over no
+    /// more than one RST_STREAM at a time and then yields, so the connection
+    /// manager sees each reset stream (premature-reset accounting) before the
+    /// codec reads on.
+    fn hand_over(&mut self, max: usize) -> BytesMut {
+        let state = &self.state;
+        let server = state.server;
+        let n = self.ahead.len().min(max);
+        let failed = state.failure.get().is_some();
+        let n = self.rx.feed_until(&self.ahead[..n], |f| {
+            state.on_inbound(f);
+            server && (f.ty == RST_STREAM || (!failed && state.failure.get().is_some()))
+        });
+        state.check_owed();
+        if n < self.ahead.len().min(max) {
+            self.yield_next = true;
+        }
+        self.ahead.split_to(n)
     }
 }
 
@@ -644,12 +690,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameIo<T> {
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
         }
+        if this.yield_next || (this.ahead.is_empty() && this.since_yield >= YIELD_EVERY) {
+            this.yield_next = false;
+            this.since_yield = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.ahead.is_empty() {
-            if this.since_yield >= YIELD_EVERY {
-                this.since_yield = 0;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
             match this.fill(cx) {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -658,14 +705,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameIo<T> {
                     return Poll::Pending;
                 }
             }
-            if this.aborted() {
-                this.ahead = BytesMut::new();
-                return Poll::Ready(Err(aborted_error()));
-            }
         }
-        let n = this.ahead.len().min(buf.remaining());
-        buf.put_slice(&this.ahead.split_to(n));
-        this.since_yield += n;
+        let part = this.hand_over(buf.remaining());
+        if this.aborted() {
+            this.ahead = BytesMut::new();
+            return Poll::Ready(Err(aborted_error()));
+        }
+        buf.put_slice(&part);
+        this.since_yield += part.len();
         if this.ahead.is_empty() {
             // Idle connections keep no read-ahead memory.
             this.ahead = BytesMut::new();
