@@ -29,6 +29,10 @@
 //! * streams the codec rejected as malformed before the connection manager
 //!   saw them (Envoy's `rx_messaging_error`), and GOAWAY from the peer.
 //!
+//! A server's first SETTINGS frame goes out as Envoy's (the same values,
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL` always, no `SETTINGS_MAX_HEADER_LIST_SIZE`,
+//! Envoy's order).
+//!
 //! When a limit is crossed the state records a [`Failure`]; for the ones that
 //! close the connection outright the wrapper fails every later read and
 //! write, so `h2` gives up on the connection without writing anything more.
@@ -585,6 +589,10 @@ pub struct FrameIo<T> {
     /// The last hand-over stopped at a frame the connection must see
     /// handled first: yield before the next one.
     yield_next: bool,
+    /// A server's first SETTINGS frame is still to be rewritten.
+    rewrite_settings: bool,
+    /// Rewritten bytes not yet written.
+    out: BytesMut,
 }
 
 impl<T> FrameIo<T> {
@@ -601,6 +609,8 @@ impl<T> FrameIo<T> {
             eof: false,
             since_yield: 0,
             yield_next: false,
+            rewrite_settings: server,
+            out: BytesMut::new(),
         }
     }
 
@@ -734,6 +744,89 @@ impl<T: AsyncWrite + Unpin> FrameIo<T> {
             n -= take;
         }
     }
+
+    /// Writes what is left of a rewritten frame; ready when nothing is.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let _ = self.out.split_to(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// A server's first write is `h2`'s SETTINGS frame: it goes out as
+    /// Envoy's instead ([`envoy_settings`]). Returns the bytes of `buf` it
+    /// took, if it rewrote them.
+    fn rewrite_settings(&mut self, buf: &[u8]) -> Option<usize> {
+        if !self.rewrite_settings {
+            return None;
+        }
+        self.rewrite_settings = false;
+        let (frame, settings) = split_settings(buf)?;
+        let rewritten = envoy_settings(settings);
+        self.state.tx_bytes.add(rewritten.len() as u64);
+        let state = &self.state;
+        self.tx.feed(frame, |f| state.on_outbound(f));
+        self.out = BytesMut::from(&rewritten[..]);
+        Some(frame.len())
+    }
+}
+
+/// `buf`'s leading SETTINGS frame (not an ACK) and its payload, if it is
+/// there whole.
+fn split_settings(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let head = buf.get(..9)?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    if head[3] != SETTINGS || head[4] & FLAG_ACK != 0 || len % 6 != 0 {
+        return None;
+    }
+    let frame = buf.get(..9 + len)?;
+    Some((frame, &frame[9..]))
+}
+
+const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+const SETTINGS_MAX_HEADER_LIST_SIZE: u16 = 0x6;
+const SETTINGS_ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
+
+/// The SETTINGS frame Envoy's server sends for the parameters `h2` chose:
+/// `SETTINGS_ENABLE_CONNECT_PROTOCOL` always (0 without `allow_connect`),
+/// no `SETTINGS_MAX_HEADER_LIST_SIZE` (Envoy enforces its header limits
+/// without advertising them), in Envoy's order (header table size, connect
+/// protocol, concurrent streams, initial window size, then the rest).
+fn envoy_settings(payload: &[u8]) -> Vec<u8> {
+    let mut entries: Vec<(u16, [u8; 4])> = payload
+        .chunks_exact(6)
+        .map(|e| (u16::from_be_bytes([e[0], e[1]]), [e[2], e[3], e[4], e[5]]))
+        .filter(|(id, _)| *id != SETTINGS_MAX_HEADER_LIST_SIZE)
+        .collect();
+    if !entries
+        .iter()
+        .any(|(id, _)| *id == SETTINGS_ENABLE_CONNECT_PROTOCOL)
+    {
+        entries.push((SETTINGS_ENABLE_CONNECT_PROTOCOL, [0; 4]));
+    }
+    let rank = |id: u16| match id {
+        SETTINGS_HEADER_TABLE_SIZE => 0,
+        SETTINGS_ENABLE_CONNECT_PROTOCOL => 1,
+        SETTINGS_MAX_CONCURRENT_STREAMS => 2,
+        SETTINGS_INITIAL_WINDOW_SIZE => 3,
+        _ => 4,
+    };
+    entries.sort_by_key(|(id, _)| rank(*id));
+    let len = entries.len() * 6;
+    let mut f = Vec::with_capacity(9 + len);
+    f.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    f.extend_from_slice(&[SETTINGS, 0, 0, 0, 0, 0]);
+    for (id, value) in entries {
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&value);
+    }
+    f
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
@@ -745,6 +838,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
         let this = self.get_mut();
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
+        }
+        std::task::ready!(this.poll_out(cx))?;
+        if let Some(n) = this.rewrite_settings(buf) {
+            let _ = this.poll_out(cx)?;
+            return Poll::Ready(Ok(n));
         }
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
@@ -761,6 +859,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
         let this = self.get_mut();
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
+        }
+        std::task::ready!(this.poll_out(cx))?;
+        if this.rewrite_settings {
+            // `h2` writes its control frames from the first buffer.
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            return Pin::new(this).poll_write(cx, first);
         }
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
@@ -779,11 +883,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_out(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_out(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

@@ -24,27 +24,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{T, hcm, static_cluster, vhost};
+use common::{H2Frames, T, hcm, static_cluster, targets, vhost};
 use rvoy_testkit::process::workspace_root;
 use rvoy_testkit::raw::{RawConn, Request};
 use rvoy_testkit::{Binary, HyperClient, Ports, Proxy, ProxyBuilder};
-
-/// The binaries to run each scenario against: rvoy, then Envoy when installed.
-fn targets() -> Vec<Binary> {
-    let mut t = vec![Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into())];
-    match Binary::envoy() {
-        Some(e) => t.push(e),
-        None => eprintln!("Envoy is not installed: running against rvoy only"),
-    }
-    t
-}
 
 /// The admin block of every config here.
 const ADMIN: &str =
@@ -415,45 +405,26 @@ struct Seen {
 /// Reads frames from `s` until EOF/error or `deadline`.
 fn read_frames(mut s: TcpStream, deadline: Instant) -> Seen {
     let mut seen = Seen::default();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
+    let mut reader = H2Frames::default();
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
     while Instant::now() < deadline {
-        match s.read(&mut chunk) {
-            Ok(0) => {
-                seen.closed = true;
-                break;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => {
-                seen.closed = true;
-                break;
-            }
-        }
-        while buf.len() >= 9 {
-            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
-            }
-            let payload = &buf[9..9 + len];
-            match buf[3] {
+        let Some(frames) = reader.read(&mut s) else {
+            seen.closed = true;
+            break;
+        };
+        for f in frames {
+            match f.kind {
                 0x1 => seen.headers += 1,
                 0x3 => seen.resets += 1,
-                0x7 if len >= 8 => {
+                0x7 if f.payload.len() >= 8 => {
                     let w = |i: usize| {
-                        u32::from_be_bytes(payload[i..i + 4].try_into().expect("4 bytes"))
+                        u32::from_be_bytes(f.payload[i..i + 4].try_into().expect("4 bytes"))
                     };
                     seen.goaways.push((w(0) & 0x7fff_ffff, w(4)));
                 }
                 _ => {}
             }
-            buf.drain(..9 + len);
         }
     }
     seen
