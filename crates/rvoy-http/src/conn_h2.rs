@@ -9,8 +9,10 @@
 //!   `stream_error_on_invalid_http_message` off an invalid request closes
 //!   the whole connection, as Envoy does;
 //! * rapid reset (CVE-2023-44487): streams reset before they got a response
-//!   within a second of opening are counted, and a connection where they are
-//!   half of the streams is closed (`downstream_rq_too_many_premature_resets`);
+//!   within a second of opening are counted, one RST_STREAM at a time as the
+//!   codec reads them, and a connection where they are half of the streams
+//!   is aborted (`downstream_rq_too_many_premature_resets`); streams a
+//!   connection close ends count as reset by the client, as in Envoy;
 //! * Envoy's drain sequence at `idle_timeout`, at `max_connection_duration`
 //!   and on drain (listener drain, health check failure): a GOAWAY with the
 //!   last stream id 2^31-1, `drain_timeout` later the final GOAWAY (the last
@@ -44,8 +46,10 @@ use crate::upstream_h2::send_all;
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// Streams reset by the client before they were accepted that the codec
-/// holds at most (beyond: GOAWAY `ENHANCE_YOUR_CALM`). Above what one read
-/// batch can carry, so Envoy's premature-reset accounting decides first.
+/// holds at most (beyond: GOAWAY `ENHANCE_YOUR_CALM`). The codec gets no
+/// more than one RST_STREAM before the connection accepts what it has
+/// ([`FrameIo`]), so this never binds before Envoy's premature-reset
+/// accounting does.
 const PENDING_ACCEPT_RESETS: usize = 2048;
 
 /// Envoy's `overload.premature_reset_total_stream_count`.
@@ -1107,7 +1111,8 @@ pub struct H2Downstream {
 }
 
 impl H2Downstream {
-    /// Whether the client reset the stream.
+    /// Whether the client reset the stream, or its connection is gone (Envoy
+    /// counts the streams a connection close resets as reset by the peer).
     fn peer_reset(&mut self) -> bool {
         if self.reset_by_peer {
             return true;
@@ -1117,7 +1122,7 @@ impl H2Downstream {
             Some(s) => s.poll_reset(&mut cx),
             None => self.respond.poll_reset(&mut cx),
         };
-        if let std::task::Poll::Ready(Ok(_)) = polled {
+        if polled.is_ready() {
             self.reset_by_peer = true;
         }
         self.reset_by_peer
@@ -1143,7 +1148,7 @@ impl Downstream for H2Downstream {
                 Ok(Some(chunk))
             }
             Some(Err(e)) => {
-                if e.is_reset() && e.is_remote() {
+                if (e.is_reset() && e.is_remote()) || e.is_io() {
                     self.reset_by_peer = true;
                 }
                 Err(DownstreamError::Reset)
@@ -1173,13 +1178,12 @@ impl Downstream for H2Downstream {
 
     async fn closed(&mut self) {
         let respond = &mut self.respond;
-        let reset = match self.send.as_mut() {
+        // A reset, or an error: the connection is gone.
+        let _ = match self.send.as_mut() {
             Some(send) => std::future::poll_fn(|cx| send.poll_reset(cx)).await,
             None => std::future::poll_fn(|cx| respond.poll_reset(cx)).await,
         };
-        if reset.is_ok() {
-            self.reset_by_peer = true;
-        }
+        self.reset_by_peer = true;
     }
 
     async fn send_continue(&mut self) -> Result<(), DownstreamError> {

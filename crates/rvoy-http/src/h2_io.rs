@@ -4,8 +4,12 @@
 //!
 //! [`FrameIo`] wraps a connection's stream. It reads ahead (up to
 //! [`READ_AHEAD`] bytes, as Envoy reads a socket until it is empty before
-//! dispatching) and parses the header of every frame it reads and writes,
-//! never the payload beyond the few bytes it needs (pad length, error codes).
+//! dispatching) and parses the header of every frame as it hands it to the
+//! codec and as the codec writes it, never the payload beyond the few bytes
+//! it needs (pad length, error codes). Frames are counted in the order the
+//! codec processes them; on a server each RST_STREAM is the end of a
+//! hand-over, so the connection manager accounts for the reset stream
+//! before the next frame (Envoy's premature-reset check runs per stream).
 //! [`H2State`] keeps the counts Envoy keeps:
 //!
 //! * inbound floods: consecutive empty HEADERS/CONTINUATION/DATA frames,
@@ -24,6 +28,10 @@
 //!   connection's byte counters;
 //! * streams the codec rejected as malformed before the connection manager
 //!   saw them (Envoy's `rx_messaging_error`), and GOAWAY from the peer.
+//!
+//! A server's first SETTINGS frame goes out as Envoy's (the same values,
+//! `SETTINGS_ENABLE_CONNECT_PROTOCOL` always, no `SETTINGS_MAX_HEADER_LIST_SIZE`,
+//! Envoy's order).
 //!
 //! When a limit is crossed the state records a [`Failure`]; for the ones that
 //! close the connection outright the wrapper fails every later read and
@@ -490,7 +498,19 @@ impl FrameParser {
         }
     }
 
-    fn feed(&mut self, mut data: &[u8], mut on: impl FnMut(&Frame)) {
+    fn feed(&mut self, data: &[u8], mut on: impl FnMut(&Frame)) {
+        self.feed_until(data, |f| {
+            on(f);
+            false
+        });
+    }
+
+    /// Feeds `data` until the end of a frame for which `on` returned true;
+    /// returns the bytes consumed (all of `data` when no frame stopped it).
+    fn feed_until(&mut self, data: &[u8], mut on: impl FnMut(&Frame) -> bool) -> usize {
+        let total = data.len();
+        let mut data = data;
+        let mut stop = false;
         while !data.is_empty() {
             if self.preface > 0 {
                 let n = self.preface.min(data.len());
@@ -502,6 +522,9 @@ impl FrameParser {
                 let n = self.skip.min(data.len());
                 self.skip -= n;
                 data = &data[n..];
+                if stop && self.skip == 0 {
+                    break;
+                }
                 continue;
             }
             let target = if self.want == 0 { 9 } else { self.want };
@@ -541,11 +564,15 @@ impl FrameParser {
                 4 => frame.code_hi = u32::from_be_bytes([h[9], h[10], h[11], h[12]]),
                 _ => {}
             }
-            on(&frame);
+            stop = on(&frame);
             self.skip = len as usize - (self.want - 9);
             self.have = 0;
             self.want = 0;
+            if stop && self.skip == 0 {
+                break;
+            }
         }
+        total - data.len()
     }
 }
 
@@ -559,6 +586,13 @@ pub struct FrameIo<T> {
     ahead: BytesMut,
     eof: bool,
     since_yield: usize,
+    /// The last hand-over stopped at a frame the connection must see
+    /// handled first: yield before the next one.
+    yield_next: bool,
+    /// A server's first SETTINGS frame is still to be rewritten.
+    rewrite_settings: bool,
+    /// Rewritten bytes not yet written.
+    out: BytesMut,
 }
 
 impl<T> FrameIo<T> {
@@ -574,6 +608,9 @@ impl<T> FrameIo<T> {
             ahead: BytesMut::new(),
             eof: false,
             since_yield: 0,
+            yield_next: false,
+            rewrite_settings: server,
+            out: BytesMut::new(),
         }
     }
 
@@ -624,13 +661,32 @@ impl<T: AsyncRead + Unpin> FrameIo<T> {
         }
         let got = self.ahead.len() - start;
         if got > 0 {
-            let state = &self.state;
-            state.rx_bytes.add(got as u64);
-            state.last_rx.set(Instant::now());
-            self.rx.feed(&self.ahead[start..], |f| state.on_inbound(f));
-            state.check_owed();
+            self.state.rx_bytes.add(got as u64);
+            self.state.last_rx.set(Instant::now());
         }
         Poll::Ready(Ok(got))
+    }
+
+    /// Hands the codec up to `max` read-ahead bytes, watching their frames
+    /// as it gets them (so limits fire in the order the codec sees frames,
+    /// as in Envoy, not when bytes are read ahead). A server hands over no
+    /// more than one RST_STREAM at a time and then yields, so the connection
+    /// manager sees each reset stream (premature-reset accounting) before the
+    /// codec reads on.
+    fn hand_over(&mut self, max: usize) -> BytesMut {
+        let state = &self.state;
+        let server = state.server;
+        let n = self.ahead.len().min(max);
+        let failed = state.failure.get().is_some();
+        let n = self.rx.feed_until(&self.ahead[..n], |f| {
+            state.on_inbound(f);
+            server && (f.ty == RST_STREAM || (!failed && state.failure.get().is_some()))
+        });
+        state.check_owed();
+        if n < self.ahead.len().min(max) {
+            self.yield_next = true;
+        }
+        self.ahead.split_to(n)
     }
 }
 
@@ -644,12 +700,13 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameIo<T> {
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
         }
+        if this.yield_next || (this.ahead.is_empty() && this.since_yield >= YIELD_EVERY) {
+            this.yield_next = false;
+            this.since_yield = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
         if this.ahead.is_empty() {
-            if this.since_yield >= YIELD_EVERY {
-                this.since_yield = 0;
-                cx.waker().wake_by_ref();
-                return Poll::Pending;
-            }
             match this.fill(cx) {
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -658,14 +715,14 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameIo<T> {
                     return Poll::Pending;
                 }
             }
-            if this.aborted() {
-                this.ahead = BytesMut::new();
-                return Poll::Ready(Err(aborted_error()));
-            }
         }
-        let n = this.ahead.len().min(buf.remaining());
-        buf.put_slice(&this.ahead.split_to(n));
-        this.since_yield += n;
+        let part = this.hand_over(buf.remaining());
+        if this.aborted() {
+            this.ahead = BytesMut::new();
+            return Poll::Ready(Err(aborted_error()));
+        }
+        buf.put_slice(&part);
+        this.since_yield += part.len();
         if this.ahead.is_empty() {
             // Idle connections keep no read-ahead memory.
             this.ahead = BytesMut::new();
@@ -687,6 +744,89 @@ impl<T: AsyncWrite + Unpin> FrameIo<T> {
             n -= take;
         }
     }
+
+    /// Writes what is left of a rewritten frame; ready when nothing is.
+    fn poll_out(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        while !self.out.is_empty() {
+            let n = std::task::ready!(Pin::new(&mut self.inner).poll_write(cx, &self.out))?;
+            if n == 0 {
+                return Poll::Ready(Err(io::ErrorKind::WriteZero.into()));
+            }
+            let _ = self.out.split_to(n);
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// A server's first write is `h2`'s SETTINGS frame: it goes out as
+    /// Envoy's instead ([`envoy_settings`]). Returns the bytes of `buf` it
+    /// took, if it rewrote them.
+    fn rewrite_settings(&mut self, buf: &[u8]) -> Option<usize> {
+        if !self.rewrite_settings {
+            return None;
+        }
+        self.rewrite_settings = false;
+        let (frame, settings) = split_settings(buf)?;
+        let rewritten = envoy_settings(settings);
+        self.state.tx_bytes.add(rewritten.len() as u64);
+        let state = &self.state;
+        self.tx.feed(frame, |f| state.on_outbound(f));
+        self.out = BytesMut::from(&rewritten[..]);
+        Some(frame.len())
+    }
+}
+
+/// `buf`'s leading SETTINGS frame (not an ACK) and its payload, if it is
+/// there whole.
+fn split_settings(buf: &[u8]) -> Option<(&[u8], &[u8])> {
+    let head = buf.get(..9)?;
+    let len = usize::from(head[0]) << 16 | usize::from(head[1]) << 8 | usize::from(head[2]);
+    if head[3] != SETTINGS || head[4] & FLAG_ACK != 0 || len % 6 != 0 {
+        return None;
+    }
+    let frame = buf.get(..9 + len)?;
+    Some((frame, &frame[9..]))
+}
+
+const SETTINGS_HEADER_TABLE_SIZE: u16 = 0x1;
+const SETTINGS_MAX_CONCURRENT_STREAMS: u16 = 0x3;
+const SETTINGS_INITIAL_WINDOW_SIZE: u16 = 0x4;
+const SETTINGS_MAX_HEADER_LIST_SIZE: u16 = 0x6;
+const SETTINGS_ENABLE_CONNECT_PROTOCOL: u16 = 0x8;
+
+/// The SETTINGS frame Envoy's server sends for the parameters `h2` chose:
+/// `SETTINGS_ENABLE_CONNECT_PROTOCOL` always (0 without `allow_connect`),
+/// no `SETTINGS_MAX_HEADER_LIST_SIZE` (Envoy enforces its header limits
+/// without advertising them), in Envoy's order (header table size, connect
+/// protocol, concurrent streams, initial window size, then the rest).
+fn envoy_settings(payload: &[u8]) -> Vec<u8> {
+    let mut entries: Vec<(u16, [u8; 4])> = payload
+        .chunks_exact(6)
+        .map(|e| (u16::from_be_bytes([e[0], e[1]]), [e[2], e[3], e[4], e[5]]))
+        .filter(|(id, _)| *id != SETTINGS_MAX_HEADER_LIST_SIZE)
+        .collect();
+    if !entries
+        .iter()
+        .any(|(id, _)| *id == SETTINGS_ENABLE_CONNECT_PROTOCOL)
+    {
+        entries.push((SETTINGS_ENABLE_CONNECT_PROTOCOL, [0; 4]));
+    }
+    let rank = |id: u16| match id {
+        SETTINGS_HEADER_TABLE_SIZE => 0,
+        SETTINGS_ENABLE_CONNECT_PROTOCOL => 1,
+        SETTINGS_MAX_CONCURRENT_STREAMS => 2,
+        SETTINGS_INITIAL_WINDOW_SIZE => 3,
+        _ => 4,
+    };
+    entries.sort_by_key(|(id, _)| rank(*id));
+    let len = entries.len() * 6;
+    let mut f = Vec::with_capacity(9 + len);
+    f.extend_from_slice(&(len as u32).to_be_bytes()[1..]);
+    f.extend_from_slice(&[SETTINGS, 0, 0, 0, 0, 0]);
+    for (id, value) in entries {
+        f.extend_from_slice(&id.to_be_bytes());
+        f.extend_from_slice(&value);
+    }
+    f
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
@@ -698,6 +838,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
         let this = self.get_mut();
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
+        }
+        std::task::ready!(this.poll_out(cx))?;
+        if let Some(n) = this.rewrite_settings(buf) {
+            let _ = this.poll_out(cx)?;
+            return Poll::Ready(Ok(n));
         }
         let r = Pin::new(&mut this.inner).poll_write(cx, buf);
         if let Poll::Ready(Ok(n)) = r {
@@ -714,6 +859,12 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
         let this = self.get_mut();
         if this.aborted() {
             return Poll::Ready(Err(aborted_error()));
+        }
+        std::task::ready!(this.poll_out(cx))?;
+        if this.rewrite_settings {
+            // `h2` writes its control frames from the first buffer.
+            let first = bufs.iter().find(|b| !b.is_empty()).map_or(&[][..], |b| b);
+            return Pin::new(this).poll_write(cx, first);
         }
         let r = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
         if let Poll::Ready(Ok(n)) = r {
@@ -732,11 +883,15 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for FrameIo<T> {
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_out(cx))?;
+        Pin::new(&mut this.inner).poll_flush(cx)
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+        let this = self.get_mut();
+        std::task::ready!(this.poll_out(cx))?;
+        Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
 

@@ -170,14 +170,17 @@ impl Idle {
     }
 }
 
-/// Identifies a pool: cluster, host address and the transport socket the
-/// host uses (endpoints of one address with different transport sockets
-/// never share a connection).
+/// Identifies a pool: one per host of a cluster (endpoints with the same
+/// address are hosts of their own, and never share a connection).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct PoolKey {
     pub cluster: Arc<str>,
     pub address: HostAddress,
     pub transport_socket: TransportSocketChoice,
+    /// The host itself (where it lives): two hosts of a cluster with the same
+    /// address have a pool each, as in Envoy. A pooled connection holds its
+    /// host, so the identity is not reused while the pool has connections.
+    host: usize,
 }
 
 impl PoolKey {
@@ -187,6 +190,7 @@ impl PoolKey {
             cluster: cluster.name.clone(),
             address: host.address.clone(),
             transport_socket: host.transport_socket,
+            host: std::ptr::from_ref(host) as usize,
         }
     }
 }

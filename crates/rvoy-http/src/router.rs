@@ -1425,7 +1425,13 @@ async fn exchange_h1<D: Downstream>(
     mut prefix: Option<Bytes>,
     trailers: Option<HeaderMap>,
 ) -> Result<UpstreamResponse, AttemptFailure> {
-    let mut conn = h1_connection(worker, cluster, host, info).await?;
+    // A client that goes away while the connection is made cancels the
+    // request (Envoy cancels its pending pool request).
+    let mut conn = tokio::select! {
+        biased;
+        c = h1_connection(worker, cluster, host, info) => c?,
+        _ = ds.closed() => return Err(AttemptFailure::Downstream),
+    };
     conn.requests += 1;
     rvoy_upstream::host::HostStats::inc(&host.stats.rq_total);
     let streaming_body = body.is_none();

@@ -480,6 +480,7 @@ fn serve(
     let health_failed = Arc::new(AtomicBool::new(false));
     let config = Arc::new(config);
     let secrets = rvoy_tls::SecretManager::new();
+    secrets.set_stats(store.scope(""));
     let snap = snapshot::build(
         1,
         config.clone(),

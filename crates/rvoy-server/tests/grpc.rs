@@ -12,10 +12,11 @@
 //!   per call. The Python used is `$RVOY_TEST_PYTHON`, else `<workspace>/.envoy/bin/python3`
 //!   when it imports `grpc`, else `python3`; without grpcio the test prints why and passes.
 //! * Rapid reset: a hand-written h2c client (raw frames, so the test controls every byte)
-//!   sends 2000 HEADERS each followed at once by RST_STREAM(CANCEL) to a route whose
-//!   upstream never answers; the proxy must close the connection after 250 premature
-//!   resets (Envoy's `overload.premature_reset_total_stream_count` 500, half of it),
-//!   count it in `http.ingress.downstream_rq_too_many_premature_resets`, and serve a fresh
+//!   sends 2000 HEADERS each reset with RST_STREAM(CANCEL) (each at once, or in writes of
+//!   100 HEADERS then their 100 resets) to a route whose upstream never answers; the proxy
+//!   must abort the connection after 250 premature
+//!   resets (Envoy's `overload.premature_reset_total_stream_count` 500, half of it) with
+//!   no GOAWAY, count it in `http.ingress.downstream_rq_too_many_premature_resets`, and serve a fresh
 //!   connection normally afterwards.
 //!
 //! Everything listens on and connects to 127.0.0.1; every wait and loop is bounded.
@@ -23,27 +24,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use common::{T, hcm, static_cluster, vhost};
+use common::{H2Frames, T, hcm, static_cluster, targets, vhost};
 use rvoy_testkit::process::workspace_root;
 use rvoy_testkit::raw::{RawConn, Request};
 use rvoy_testkit::{Binary, HyperClient, Ports, Proxy, ProxyBuilder};
-
-/// The binaries to run each scenario against: rvoy, then Envoy when installed.
-fn targets() -> Vec<Binary> {
-    let mut t = vec![Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into())];
-    match Binary::envoy() {
-        Some(e) => t.push(e),
-        None => eprintln!("Envoy is not installed: running against rvoy only"),
-    }
-    t
-}
 
 /// The admin block of every config here.
 const ADMIN: &str =
@@ -414,53 +405,46 @@ struct Seen {
 /// Reads frames from `s` until EOF/error or `deadline`.
 fn read_frames(mut s: TcpStream, deadline: Instant) -> Seen {
     let mut seen = Seen::default();
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 16384];
+    let mut reader = H2Frames::default();
     s.set_read_timeout(Some(Duration::from_millis(100)))
         .expect("timeout");
     while Instant::now() < deadline {
-        match s.read(&mut chunk) {
-            Ok(0) => {
-                seen.closed = true;
-                break;
-            }
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) => {}
-            Err(_) => {
-                seen.closed = true;
-                break;
-            }
-        }
-        while buf.len() >= 9 {
-            let len = usize::from(buf[0]) << 16 | usize::from(buf[1]) << 8 | usize::from(buf[2]);
-            if buf.len() < 9 + len {
-                break;
-            }
-            let payload = &buf[9..9 + len];
-            match buf[3] {
+        let Some(frames) = reader.read(&mut s) else {
+            seen.closed = true;
+            break;
+        };
+        for f in frames {
+            match f.kind {
                 0x1 => seen.headers += 1,
                 0x3 => seen.resets += 1,
-                0x7 if len >= 8 => {
+                0x7 if f.payload.len() >= 8 => {
                     let w = |i: usize| {
-                        u32::from_be_bytes(payload[i..i + 4].try_into().expect("4 bytes"))
+                        u32::from_be_bytes(f.payload[i..i + 4].try_into().expect("4 bytes"))
                     };
                     seen.goaways.push((w(0) & 0x7fff_ffff, w(4)));
                 }
                 _ => {}
             }
-            buf.drain(..9 + len);
         }
     }
     seen
 }
 
-/// Opens an h2c connection to `addr`, sends `RAPID_STREAMS` HEADERS each followed by
-/// RST_STREAM(CANCEL), and reads until the proxy closes (bounded).
-fn rapid_reset(addr: SocketAddr) -> Seen {
+/// How the attacking client orders its frames.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Attack {
+    /// Each HEADERS followed at once by its RST_STREAM (the codec reads both before the
+    /// connection manager can accept the stream).
+    Paired,
+    /// A write of 100 HEADERS, then a write of their 100 RST_STREAMs (the streams are
+    /// accepted and waiting for the upstream when their resets come).
+    HeadersThenResets,
+}
+
+/// Opens an h2c connection to `addr`, sends `RAPID_STREAMS` HEADERS each reset with
+/// RST_STREAM(CANCEL) as `attack` orders them, and reads until the proxy closes
+/// (bounded).
+fn rapid_reset(addr: SocketAddr, attack: Attack) -> Seen {
     let mut s = TcpStream::connect_timeout(&addr, T).expect("connect");
     s.set_write_timeout(Some(Duration::from_secs(5)))
         .expect("timeout");
@@ -473,14 +457,27 @@ fn rapid_reset(addr: SocketAddr) -> Seen {
     let block = request_block("/blackhole");
     let mut written = 0;
     'batches: for batch in 0..RAPID_STREAMS / 100 {
-        let mut bytes = Vec::new();
+        let (mut heads, mut resets) = (Vec::new(), Vec::new());
         for i in 0..100 {
             let id = 2 * (batch * 100 + i) + 1;
-            bytes.extend(frame(0x1, 0x5, id, &block));
-            bytes.extend(frame(0x3, 0, id, &8u32.to_be_bytes()));
+            heads.extend(frame(0x1, 0x5, id, &block));
+            let reset = frame(0x3, 0, id, &8u32.to_be_bytes());
+            match attack {
+                Attack::Paired => heads.extend(reset),
+                Attack::HeadersThenResets => resets.extend(reset),
+            }
         }
-        if s.write_all(&bytes).is_err() || Instant::now() >= deadline {
-            break 'batches;
+        for bytes in [heads, resets] {
+            if bytes.is_empty() {
+                continue;
+            }
+            if s.write_all(&bytes).is_err() || Instant::now() >= deadline {
+                break 'batches;
+            }
+            if attack == Attack::HeadersThenResets {
+                // Let the proxy read the HEADERS on their own.
+                std::thread::sleep(Duration::from_millis(20));
+            }
         }
         written += 100;
     }
@@ -489,15 +486,12 @@ fn rapid_reset(addr: SocketAddr) -> Seen {
     seen
 }
 
-/// rvoy does not yet count streams reset before its codec accepted them as premature
-/// resets (they are swallowed by the `h2` crate's pending-accept-reset queue,
-/// `max_pending_accept_reset_streams` in `rvoy-http/src/conn_h2.rs`), so the Envoy-only
-/// assertions of the rapid-reset scenario are skipped for rvoy. Set to `false` once fixed.
-const RVOY_SKIPS_PREMATURE_RESETS: bool = true;
-
 /// The counters the rapid-reset scenario compares (between rvoy and Envoy).
 const RAPID_COUNTERS: &[&str] = &[
     "http.ingress.downstream_cx_total",
+    "http.ingress.downstream_cx_destroy_active_rq",
+    "http.ingress.downstream_cx_destroy_local_active_rq",
+    "http.ingress.downstream_rq_tx_reset",
     "http.ingress.downstream_cx_http2_total",
     "http.ingress.downstream_cx_protocol_error",
     "http.ingress.downstream_cx_destroy_local",
@@ -510,7 +504,7 @@ const RAPID_COUNTERS: &[&str] = &[
 ];
 
 /// The rapid-reset scenario against `binary`: what the client saw, the counters.
-fn rapid_reset_scenario(binary: &Binary) -> (Seen, BTreeMap<String, u64>) {
+fn rapid_reset_scenario(binary: &Binary, attack: Attack) -> (Seen, BTreeMap<String, u64>) {
     // The upstream accepts connections into its backlog and never answers.
     let blackhole = TcpListener::bind("127.0.0.1:0").expect("bind");
     let mut ports = Ports::new();
@@ -533,7 +527,7 @@ fn rapid_reset_scenario(binary: &Binary) -> (Seen, BTreeMap<String, u64>) {
         .start()
         .expect("proxy starts and listens");
     let who = binary.name();
-    let seen = rapid_reset(proxy.addr("listener"));
+    let seen = rapid_reset(proxy.addr("listener"), attack);
     // A fresh connection is served normally.
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -573,7 +567,7 @@ fn rapid_reset_scenario(binary: &Binary) -> (Seen, BTreeMap<String, u64>) {
         .filter(|(k, _)| k.starts_with("http.ingress.downstream_") || k.starts_with("http2."))
         .map(|(k, v)| (k.clone(), *v))
         .collect();
-    eprintln!("{who}: client saw {seen:?}\n{who}: counters {all:#?}");
+    eprintln!("{who} {attack:?}: client saw {seen:?}\n{who}: counters {all:#?}");
     // What rvoy and Envoy both do: the attack connection is closed by the proxy as a
     // protocol error, no attacking stream got a response, no flood limit fired.
     assert!(seen.closed, "{who}: connection not closed: {seen:?}");
@@ -587,21 +581,27 @@ fn rapid_reset_scenario(binary: &Binary) -> (Seen, BTreeMap<String, u64>) {
     assert_eq!(stat("http.ingress.downstream_cx_destroy_local"), 1, "{who}");
     // Envoy's premature-reset accounting: the connection is aborted (no GOAWAY) right at
     // the 250th premature reset, and every attacking stream up to it is a request reset
-    // by the client. KNOWN rvoy DIFFERENCE, skipped for rvoy only (see
-    // `RVOY_SKIPS_PREMATURE_RESETS`): rvoy's h2 codec drops streams reset before the
-    // server accepted them, so they never reach the premature-reset count; rvoy closes
-    // later, on its RST_STREAM rate limit, with GOAWAY(0, INTERNAL_ERROR).
-    if matches!(binary, Binary::Envoy(_)) || !RVOY_SKIPS_PREMATURE_RESETS {
-        assert_eq!(seen.goaways, vec![], "{who}: {seen:?}");
-        assert_eq!(
-            stat("http.ingress.downstream_rq_too_many_premature_resets"),
-            1,
-            "{who}"
-        );
-        assert_eq!(stat("http.ingress.downstream_rq_rx_reset"), 250, "{who}");
-        assert_eq!(stat("http.ingress.downstream_rq_total"), 253, "{who}");
-        assert_eq!(stat("http2.rx_reset"), 250, "{who}");
-    }
+    // by the client.
+    assert_eq!(seen.goaways, vec![], "{who}: {seen:?}");
+    assert_eq!(
+        stat("http.ingress.downstream_rq_too_many_premature_resets"),
+        1,
+        "{who}"
+    );
+    // Requests: the attacking streams opened (up to the close), and the three fresh ones;
+    // the streams still open when the connection closes are reset by it (counted as
+    // reset by the peer, as the client's resets are).
+    let opened = match attack {
+        Attack::Paired => 250,
+        Attack::HeadersThenResets => 300,
+    };
+    assert_eq!(stat("http.ingress.downstream_rq_rx_reset"), opened, "{who}");
+    assert_eq!(
+        stat("http.ingress.downstream_rq_total"),
+        opened + 3,
+        "{who}"
+    );
+    assert_eq!(stat("http2.rx_reset"), 250, "{who}");
     let picked = RAPID_COUNTERS
         .iter()
         .map(|k| ((*k).to_owned(), s.get(*k).copied().unwrap_or(0)))
@@ -609,11 +609,11 @@ fn rapid_reset_scenario(binary: &Binary) -> (Seen, BTreeMap<String, u64>) {
     (seen, picked)
 }
 
-#[test]
-fn rapid_reset_closes_the_connection_like_envoy() {
+/// Runs the rapid-reset scenario on every target and compares rvoy with Envoy.
+fn rapid_reset_differential(attack: Attack) {
     let mut runs = Vec::new();
     for b in targets() {
-        runs.push((b.name(), rapid_reset_scenario(&b)));
+        runs.push((b.name(), rapid_reset_scenario(&b, attack)));
     }
     if let [(_, (rvoy_seen, rvoy)), (_, (envoy_seen, envoy))] = &runs[..] {
         assert_eq!(
@@ -621,12 +621,19 @@ fn rapid_reset_closes_the_connection_like_envoy() {
             "counters: rvoy (left) and Envoy (right) differ"
         );
         assert_eq!(
-            (rvoy_seen.closed, rvoy_seen.headers),
-            (envoy_seen.closed, envoy_seen.headers),
+            (&rvoy_seen.goaways, rvoy_seen.closed, rvoy_seen.headers),
+            (&envoy_seen.goaways, envoy_seen.closed, envoy_seen.headers),
             "what the client saw: rvoy {rvoy_seen:?}, Envoy {envoy_seen:?}"
         );
-        if !RVOY_SKIPS_PREMATURE_RESETS {
-            assert_eq!(rvoy_seen.goaways, envoy_seen.goaways);
-        }
     }
+}
+
+#[test]
+fn rapid_reset_closes_the_connection_like_envoy() {
+    rapid_reset_differential(Attack::Paired);
+}
+
+#[test]
+fn rapid_reset_of_accepted_streams_closes_the_connection_like_envoy() {
+    rapid_reset_differential(Attack::HeadersThenResets);
 }

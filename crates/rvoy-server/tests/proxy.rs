@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{T, hcm, ports_for, start, start_with, static_cluster, vhost};
+use common::{ADMIN, T, hcm, ports_for, start, start_with, stat, static_cluster, vhost};
 use rvoy_testkit::echo::{pattern_bytes, sha256_hex};
 use rvoy_testkit::raw::{RawConn, RawResponse, Request, send_once};
 use rvoy_testkit::{EchoServer, HyperClient, Ports};
@@ -963,4 +963,31 @@ fn round_robin_over_two_static_endpoints() {
         assert_eq!(r.status, 200);
     }
     assert_eq!((a.requests().len(), b.requests().len()), (2, 2));
+}
+
+/// Two endpoints of a cluster with the same address are two hosts, each with its own
+/// connection pool (as in Envoy): round robin over them opens one upstream connection
+/// per host, and each is reused by its host's requests.
+#[test]
+fn hosts_with_the_same_address_have_a_pool_each() {
+    let echo = EchoServer::start("backend").expect("echo");
+    let endpoint = "      - endpoint: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:backend}}}}}";
+    let cluster = format!("{}\n{endpoint}", static_cluster("backend", "backend", ""));
+    let routes = r#"- match: {prefix: "/"}
+  route: {cluster: backend}"#;
+    let config = format!(
+        "{ADMIN}{}",
+        hcm(&vhost("v", "[\"*\"]", routes), "", &cluster)
+    );
+    let proxy = start(&config, &ports_for(&[&echo]));
+    let mut c = RawConn::connect(proxy.addr("listener")).expect("connect");
+    for _ in 0..4 {
+        c.send(&Request::get("/", "example.com").to_bytes())
+            .expect("send");
+        let r = c.read_response().expect("response");
+        assert_eq!(r.status, 200, "{}", r.body_str());
+    }
+    assert_eq!(echo.requests().len(), 4);
+    assert_eq!(stat(&proxy, "cluster.backend.upstream_cx_total"), Some(2));
+    assert_eq!(echo.connections(), 2);
 }

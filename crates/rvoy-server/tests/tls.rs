@@ -966,3 +966,150 @@ fn transport_socket_matches_config_errors() {
         "{text}"
     );
 }
+
+/// Writes the SDS file `sds.yaml` (replacing it atomically, as a rotation does) with
+/// `body` as its content.
+fn replace_sds_file(pki: &Pki, body: &str) {
+    let tmp = pki.dir.join("sds.yaml.tmp");
+    std::fs::write(&tmp, body).expect("sds file");
+    std::fs::rename(&tmp, pki.dir.join("sds.yaml")).expect("atomic replace");
+}
+
+/// An SDS file with `server_cert` from `chain` and `key` of the PKI, at `version`.
+fn sds_file(pki: &Pki, version: &str, chain: &str, key: &str) -> String {
+    format!(
+        r#"version_info: "{version}"
+resources:
+- "@type": type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret
+  name: server_cert
+  tls_certificate:
+    certificate_chain: {{filename: {}}}
+    private_key: {{filename: {}}}
+"#,
+        pki.path(chain),
+        pki.path(key)
+    )
+}
+
+/// The `sds.server_cert.*` counters and the `version` gauge (`update_time` checked to
+/// be set, its value being a time).
+fn sds_stats(admin: u16) -> Vec<(String, u64)> {
+    let body = admin_get(admin, "/stats?filter=^sds\\.server_cert\\.");
+    let mut out = Vec::new();
+    for line in body.lines() {
+        let Some((name, value)) = line.split_once(": ") else {
+            continue;
+        };
+        let Ok(value) = value.trim().parse::<u64>() else {
+            continue;
+        };
+        if name == "sds.server_cert.update_time" {
+            assert!(value > 1_600_000_000_000, "{line}");
+            continue;
+        }
+        out.push((name.to_owned(), value));
+    }
+    out
+}
+
+/// The SDS scenario against `binary`: the secret's stats after the first read, after a
+/// key rotation (certificate files replaced), after an accepted update, after one the listener refuses (a key that does not match the
+/// certificate) and after an unreadable file.
+fn sds_stats_scenario(binary: Binary) -> Vec<Vec<(String, u64)>> {
+    let pki = Pki::new();
+    pki.leaf("one", "one.localhost", &["localhost"], false);
+    pki.leaf("two", "two.localhost", &["localhost"], false);
+    pki.leaf("three", "three.localhost", &["localhost"], false);
+    replace_sds_file(&pki, &sds_file(&pki, "v1", "one.crt", "one.key"));
+    let common = "tls_certificate_sds_secret_configs:\n              - name: server_cert\n                sds_config: {path_config_source: {path: CERTS/sds.yaml}, resource_api_version: V3}";
+    // Envoy's SDS needs a node identity.
+    let config = format!(
+        "node: {{id: sds-stats, cluster: tls}}\n{}",
+        single_chain(common, "", "ok")
+    );
+    let proxy = start(binary, &config, &pki);
+    let admin = proxy.port("admin");
+    let counter = |name: &str| stat(admin, &format!("sds.server_cert.{name}")).unwrap_or(0);
+    let mut seen = vec![sds_stats(admin)];
+    // A key rotation: the certificate files replaced, the SDS file unchanged.
+    for (from, to) in [("two.key", "one.key"), ("two.crt", "one.crt")] {
+        std::fs::copy(pki.dir.join(from), pki.dir.join("new.tmp")).expect("copy");
+        std::fs::rename(pki.dir.join("new.tmp"), pki.dir.join(to)).expect("mv");
+    }
+    let port = proxy.port("listener");
+    assert!(
+        wait_until(Duration::from_secs(10), || {
+            s_client(&pki, port, &["-servername", "localhost"])
+                .subject_cn
+                .as_deref()
+                == Some("two.localhost")
+        }),
+        "the rotated certificate is never served"
+    );
+    seen.push(sds_stats(admin));
+    let steps: [(String, &str, u64); 3] = [
+        (
+            sds_file(&pki, "v2", "two.crt", "two.key"),
+            "update_success",
+            2,
+        ),
+        (
+            sds_file(&pki, "v3", "three.crt", "two.key"),
+            "update_rejected",
+            1,
+        ),
+        ("resources: [".to_owned(), "update_failure", 1),
+    ];
+    for (body, counter_name, value) in steps {
+        replace_sds_file(&pki, &body);
+        assert!(
+            wait_until(Duration::from_secs(10), || counter(counter_name) >= value),
+            "{counter_name} never reached {value}: {:?}",
+            sds_stats(admin)
+        );
+        seen.push(sds_stats(admin));
+    }
+    seen
+}
+
+#[test]
+fn sds_secret_stats_count_updates_like_envoy() {
+    if !tools() {
+        return;
+    }
+    let ours = sds_stats_scenario(rvoy());
+    let get = |step: &[(String, u64)], name: &str| {
+        step.iter()
+            .find(|(n, _)| n == &format!("sds.server_cert.{name}"))
+            .map(|(_, v)| *v)
+    };
+    // attempt, success, rejected, failure after each step.
+    let expected = [
+        (1, 1, 0, 0),
+        // A key rotation is no update.
+        (1, 1, 0, 0),
+        (2, 2, 0, 0),
+        (3, 2, 1, 0),
+        (4, 2, 1, 1),
+    ];
+    for (step, (attempt, success, rejected, failure)) in ours.iter().zip(expected) {
+        assert_eq!(get(step, "update_attempt"), Some(attempt), "{step:?}");
+        assert_eq!(get(step, "update_success"), Some(success), "{step:?}");
+        assert_eq!(get(step, "update_rejected"), Some(rejected), "{step:?}");
+        assert_eq!(get(step, "update_failure"), Some(failure), "{step:?}");
+        assert_eq!(get(step, "key_rotation_failed"), Some(0), "{step:?}");
+        assert_eq!(get(step, "init_fetch_timeout"), Some(0), "{step:?}");
+    }
+    // The version is the accepted `version_info`'s hash: it moved once.
+    assert_eq!(get(&ours[0], "version"), get(&ours[1], "version"));
+    assert_ne!(get(&ours[1], "version"), get(&ours[2], "version"));
+    assert_eq!(get(&ours[2], "version"), get(&ours[4], "version"));
+    match Binary::envoy() {
+        Some(envoy) => {
+            let theirs = sds_stats_scenario(envoy);
+            eprintln!("Envoy's sds.server_cert.* after each step: {theirs:?}");
+            assert_eq!(ours, theirs, "Envoy disagrees");
+        }
+        None => eprintln!("differential part skipped: Envoy is not installed"),
+    }
+}

@@ -4,6 +4,11 @@
 //! secrets name; when any of them changes the contexts using it rebuild their
 //! rustls configs, which new connections pick up while open ones continue.
 //!
+//! Each secret read from a file has Envoy's `sds.<name>.*` stats: a change of
+//! the SDS file is an update attempt (accepted, rejected by the contexts, or
+//! failed to parse); a change of only the certificate files it names is a key
+//! rotation (`key_rotation_failed` when a context refuses it).
+//!
 //! The manager also keeps (weakly) every live TLS context, for `/certs`.
 //! Its lock is taken at config build, by the watcher and by `/certs` only,
 //! never on the request path.
@@ -18,6 +23,7 @@ use rvoy_api::envoy::extensions::transport_sockets::tls::v3 as pb;
 use rvoy_api::envoy::service::discovery::v3::DiscoveryResponse;
 use rvoy_config_load::FieldPath;
 use rvoy_model::tls::{SecretOrigin, SecretRef, SecretValue, Source, ValidationContext};
+use rvoy_stats::{Counter, Gauge, GaugeImportMode, HistogramUnit, Scope};
 
 use crate::TlsError;
 use crate::certs::ContextCerts;
@@ -34,14 +40,82 @@ pub trait ManagedContext: Send + Sync + std::fmt::Debug {
 
 #[derive(Debug)]
 struct SdsFile {
+    /// The SDS file and the files its secrets name.
     fingerprint: u64,
+    /// The SDS file alone.
+    file_fingerprint: u64,
     secrets: HashMap<String, SecretValue>,
+}
+
+/// Envoy's `sds.<secret>.*` stats of one file-based secret.
+#[derive(Debug)]
+struct SdsStats {
+    /// The SDS file the secret comes from.
+    path: PathBuf,
+    update_attempt: Counter,
+    update_success: Counter,
+    update_failure: Counter,
+    update_rejected: Counter,
+    key_rotation_failed: Counter,
+    /// xxHash64 of the accepted `version_info`.
+    version: Gauge,
+    /// When the last update was accepted (ms since the epoch).
+    update_time: Gauge,
+}
+
+impl SdsStats {
+    fn new(scope: &Scope, name: &str, path: &Path) -> Self {
+        let s = scope.scope(&format!("sds.{name}."));
+        // Created with the others, as Envoy does (never incremented here).
+        s.counter("init_fetch_timeout");
+        s.histogram("update_duration", HistogramUnit::Milliseconds);
+        SdsStats {
+            path: path.to_path_buf(),
+            update_attempt: s.counter("update_attempt"),
+            update_success: s.counter("update_success"),
+            update_failure: s.counter("update_failure"),
+            update_rejected: s.counter("update_rejected"),
+            key_rotation_failed: s.counter("key_rotation_failed"),
+            version: s.gauge("version", GaugeImportMode::NeverImport),
+            update_time: s.gauge("update_time", GaugeImportMode::NeverImport),
+        }
+    }
+
+    fn accepted(&self, version_info: &str) {
+        self.update_success.inc();
+        self.version.set(xxhash64(version_info.as_bytes()));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.update_time.set(now);
+    }
+}
+
+/// What a change of an SDS file (or of the files its secrets name) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Update {
+    /// The SDS file changed and every context took it.
+    Accepted,
+    /// The SDS file changed and a context refused it.
+    Rejected,
+    /// The SDS file changed and could not be read.
+    Failed,
+    /// Only the named files changed, and a context refused them.
+    RotationFailed,
+    /// Only the named files changed, and the contexts took them.
+    Rotated,
 }
 
 #[derive(Debug, Default)]
 struct Inner {
     files: HashMap<PathBuf, SdsFile>,
     contexts: Vec<Weak<dyn ManagedContext>>,
+    /// `sds.*` stats go here once set.
+    scope: Option<Scope>,
+    /// By secret name.
+    stats: HashMap<String, SdsStats>,
+    /// `version_info` of each SDS file's last accepted read.
+    versions: HashMap<PathBuf, String>,
 }
 
 /// Secrets by name and the contexts that use them.
@@ -110,8 +184,20 @@ fn read_fingerprint(path: &Path, secrets: Option<&HashMap<String, SecretValue>>)
     h.finish()
 }
 
+/// A hash of the SDS file alone.
+fn file_fingerprint(path: &Path) -> u64 {
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    std::fs::read(path).ok().hash(&mut h);
+    h.finish()
+}
+
 /// Reads an SDS file: a `DiscoveryResponse` whose resources are `Secret`s.
 pub fn read_sds_file(path: &Path) -> Result<HashMap<String, SecretValue>, TlsError> {
+    read_sds_response(path).map(|(_, secrets)| secrets)
+}
+
+/// [`read_sds_file`], with the response's `version_info`.
+fn read_sds_response(path: &Path) -> Result<(String, HashMap<String, SecretValue>), TlsError> {
     let err = |m: String| TlsError::Secret(format!("{}: {m}", path.display()));
     let text = std::fs::read_to_string(path).map_err(|e| err(e.to_string()))?;
     let lower = path.to_string_lossy().to_ascii_lowercase();
@@ -168,7 +254,71 @@ pub fn read_sds_file(path: &Path) -> Result<HashMap<String, SecretValue>, TlsErr
             rvoy_model::tls::secret_value(&secret, &p, true).map_err(|e| err(e.to_string()))?;
         out.insert(secret.name.clone(), value);
     }
-    Ok(out)
+    Ok((response.version_info, out))
+}
+
+/// xxHash64 (seed 0) of `data`: Envoy's hash of a config version.
+fn xxhash64(data: &[u8]) -> u64 {
+    const P1: u64 = 0x9E37_79B1_85EB_CA87;
+    const P2: u64 = 0xC2B2_AE3D_27D4_EB4F;
+    const P3: u64 = 0x1656_67B1_9E37_79F9;
+    const P4: u64 = 0x85EB_CA77_C2B2_AE63;
+    const P5: u64 = 0x27D4_EB2F_1656_67C5;
+    fn round(acc: u64, lane: u64) -> u64 {
+        acc.wrapping_add(lane.wrapping_mul(P2))
+            .rotate_left(31)
+            .wrapping_mul(P1)
+    }
+    fn merge(acc: u64, v: u64) -> u64 {
+        (acc ^ round(0, v)).wrapping_mul(P1).wrapping_add(P4)
+    }
+    let u64_at = |b: &[u8]| {
+        let mut a = [0u8; 8];
+        a.copy_from_slice(&b[..8]);
+        u64::from_le_bytes(a)
+    };
+    let mut rest = data;
+    let mut h = if data.len() >= 32 {
+        let mut v = [P1.wrapping_add(P2), P2, 0, 0u64.wrapping_sub(P1)];
+        while rest.len() >= 32 {
+            for (i, lane) in v.iter_mut().enumerate() {
+                *lane = round(*lane, u64_at(&rest[i * 8..]));
+            }
+            rest = &rest[32..];
+        }
+        let mut h = v[0]
+            .rotate_left(1)
+            .wrapping_add(v[1].rotate_left(7))
+            .wrapping_add(v[2].rotate_left(12))
+            .wrapping_add(v[3].rotate_left(18));
+        for lane in v {
+            h = merge(h, lane);
+        }
+        h
+    } else {
+        P5
+    };
+    h = h.wrapping_add(data.len() as u64);
+    while rest.len() >= 8 {
+        h ^= round(0, u64_at(rest));
+        h = h.rotate_left(27).wrapping_mul(P1).wrapping_add(P4);
+        rest = &rest[8..];
+    }
+    if rest.len() >= 4 {
+        let w = u32::from_le_bytes([rest[0], rest[1], rest[2], rest[3]]);
+        h ^= u64::from(w).wrapping_mul(P1);
+        h = h.rotate_left(23).wrapping_mul(P2).wrapping_add(P3);
+        rest = &rest[4..];
+    }
+    for b in rest {
+        h ^= u64::from(*b).wrapping_mul(P5);
+        h = h.rotate_left(11).wrapping_mul(P1);
+    }
+    h ^= h >> 33;
+    h = h.wrapping_mul(P2);
+    h ^= h >> 29;
+    h = h.wrapping_mul(P3);
+    h ^ (h >> 32)
 }
 
 impl SecretManager {
@@ -186,15 +336,31 @@ impl SecretManager {
         };
         let mut inner = lock(&self.inner);
         if !inner.files.contains_key(path) {
-            let secrets = read_sds_file(path)?;
+            let (version, secrets) = read_sds_response(path)?;
             let fp = fingerprint(path, Some(&secrets));
             inner.files.insert(
                 path.clone(),
                 SdsFile {
                     fingerprint: fp,
+                    file_fingerprint: file_fingerprint(path),
                     secrets,
                 },
             );
+            inner.versions.insert(path.clone(), version);
+        }
+        let found = inner
+            .files
+            .get(path)
+            .is_some_and(|f| f.secrets.contains_key(&r.name));
+        if found
+            && !inner.stats.contains_key(&r.name)
+            && let Some(scope) = &inner.scope
+        {
+            // The secret's subscription starts with the file's first read.
+            let stats = SdsStats::new(scope, &r.name, path);
+            stats.update_attempt.inc();
+            stats.accepted(inner.versions.get(path).map_or("", String::as_str));
+            inner.stats.insert(r.name.clone(), stats);
         }
         inner
             .files
@@ -208,6 +374,29 @@ impl SecretManager {
                     path.display()
                 ))
             })
+    }
+
+    /// Where the `sds.<secret>.*` stats of the secrets read from now on go.
+    pub fn set_stats(&self, scope: Scope) {
+        lock(&self.inner).scope = Some(scope);
+    }
+
+    /// Counts an SDS file's update in the stats of its secrets.
+    fn count(&self, path: &Path, update: Update) {
+        let inner = lock(&self.inner);
+        let version = inner.versions.get(path).map_or("", String::as_str);
+        for stats in inner.stats.values().filter(|s| s.path == path) {
+            if matches!(update, Update::Accepted | Update::Rejected | Update::Failed) {
+                stats.update_attempt.inc();
+            }
+            match update {
+                Update::Accepted => stats.accepted(version),
+                Update::Rejected => stats.update_rejected.inc(),
+                Update::Failed => stats.update_failure.inc(),
+                Update::RotationFailed => stats.key_rotation_failed.inc(),
+                Update::Rotated => {}
+            }
+        }
     }
 
     /// Keeps a context for reloads and `/certs` (until it is dropped).
@@ -243,26 +432,30 @@ impl SecretManager {
                 inner
                     .files
                     .get(&path)
-                    .map(|f| (f.fingerprint, f.secrets.clone()))
+                    .map(|f| (f.fingerprint, f.file_fingerprint, f.secrets.clone()))
             };
-            let Some((old_fp, old_secrets)) = old else {
+            let Some((old_fp, old_file_fp, old_secrets)) = old else {
                 continue;
             };
             if fingerprint(&path, Some(&old_secrets)) == old_fp {
                 continue;
             }
-            match read_sds_file(&path) {
-                Ok(secrets) => {
+            let file_fp = file_fingerprint(&path);
+            let sds_changed = file_fp != old_file_fp;
+            match read_sds_response(&path) {
+                Ok((version, secrets)) => {
                     let fp = fingerprint(&path, Some(&secrets));
                     let mut inner = lock(&self.inner);
                     inner.files.insert(
                         path.clone(),
                         SdsFile {
                             fingerprint: fp,
+                            file_fingerprint: file_fp,
                             secrets,
                         },
                     );
-                    changed.push(path);
+                    inner.versions.insert(path.clone(), version);
+                    changed.push((path, sds_changed));
                 }
                 Err(e) => {
                     rvoy_log::warn!(
@@ -275,23 +468,47 @@ impl SecretManager {
                     let fp = fingerprint(&path, Some(&old_secrets));
                     if let Some(f) = lock(&self.inner).files.get_mut(&path) {
                         f.fingerprint = fp;
+                        f.file_fingerprint = file_fp;
                     }
+                    self.count(
+                        &path,
+                        if sds_changed {
+                            Update::Failed
+                        } else {
+                            Update::RotationFailed
+                        },
+                    );
                 }
             }
         }
         let mut rebuilt = 0;
+        let mut refused: Vec<&Path> = Vec::new();
         for ctx in self.contexts() {
-            if !changed.iter().any(|p| ctx.uses_file(p)) {
+            let mut uses = changed.iter().filter(|(p, _)| ctx.uses_file(p)).peekable();
+            if uses.peek().is_none() {
                 continue;
             }
             match ctx.reload(self) {
                 Ok(()) => rebuilt += 1,
-                Err(e) => rvoy_log::warn!(
-                    rvoy_log::Component::Secret,
-                    "TLS context not updated from SDS: {}",
-                    e
-                ),
+                Err(e) => {
+                    refused.extend(uses.map(|(p, _)| p.as_path()));
+                    rvoy_log::warn!(
+                        rvoy_log::Component::Secret,
+                        "TLS context not updated from SDS: {}",
+                        e
+                    );
+                }
             }
+        }
+        for (path, sds_changed) in &changed {
+            let ok = !refused.contains(&path.as_path());
+            let update = match (sds_changed, ok) {
+                (true, true) => Update::Accepted,
+                (true, false) => Update::Rejected,
+                (false, true) => Update::Rotated,
+                (false, false) => Update::RotationFailed,
+            };
+            self.count(path, update);
         }
         rebuilt
     }
@@ -309,5 +526,18 @@ impl SecretManager {
                 }
             })
             .map(|_| ())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::xxhash64;
+
+    #[test]
+    fn xxhash64_matches_the_reference() {
+        // Envoy's `sds.<name>.version` for an empty `version_info`.
+        assert_eq!(xxhash64(b""), 17241709254077376921);
+        assert_eq!(xxhash64(b"a"), 0xD24E_C4F1_A98C_6E5B);
+        assert_eq!(xxhash64(b"abc"), 0x44BC_2CF5_AD77_0999);
     }
 }

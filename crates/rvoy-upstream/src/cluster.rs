@@ -168,9 +168,18 @@ impl Cluster {
         if same {
             return false;
         }
+        // Hosts that stay keep their identity (and their connection pools);
+        // each existing host is kept once (endpoints may repeat an address).
+        let mut kept = vec![false; current.hosts.len()];
         for h in hosts.iter_mut() {
-            if let Some(existing) = current.hosts.iter().find(|e| e.same_endpoint(h)) {
-                *h = existing.clone();
+            let existing = current
+                .hosts
+                .iter()
+                .enumerate()
+                .position(|(i, e)| !kept[i] && e.same_endpoint(h));
+            if let Some(i) = existing {
+                kept[i] = true;
+                *h = current.hosts[i].clone();
             } else {
                 self.transport_socket(h.transport_socket)
                     .total_match_count

@@ -21,6 +21,16 @@ pub fn binary() -> Binary {
     }
 }
 
+/// The binaries a differential test runs against: rvoy, then Envoy when installed.
+pub fn targets() -> Vec<Binary> {
+    let mut t = vec![Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into())];
+    match Binary::envoy() {
+        Some(e) => t.push(e),
+        None => eprintln!("Envoy is not installed: running against rvoy only"),
+    }
+    t
+}
+
 /// Whether the binary under test is Envoy.
 pub fn is_envoy() -> bool {
     matches!(binary(), Binary::Envoy(_))
@@ -152,3 +162,53 @@ pub fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
 /// The admin listener, to put before a bootstrap from [`hcm`].
 pub const ADMIN: &str =
     "admin: {address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}}\n";
+
+/// One HTTP/2 frame read by [`H2Frames`].
+#[derive(Debug)]
+pub struct RawFrame {
+    pub kind: u8,
+    pub flags: u8,
+    pub stream: u32,
+    pub payload: Vec<u8>,
+}
+
+/// Whole HTTP/2 frames from a raw connection (a read timeout is no data).
+#[derive(Default)]
+pub struct H2Frames {
+    buf: Vec<u8>,
+}
+
+impl H2Frames {
+    /// One read of `s`: the frames it completed, or `None` once the connection is
+    /// closed (EOF or error).
+    pub fn read(&mut self, s: &mut std::net::TcpStream) -> Option<Vec<RawFrame>> {
+        use std::io::Read;
+        let mut chunk = [0u8; 16384];
+        match s.read(&mut chunk) {
+            Ok(0) => return None,
+            Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return None,
+        }
+        let mut frames = Vec::new();
+        while self.buf.len() >= 9 {
+            let b = &self.buf;
+            let len = usize::from(b[0]) << 16 | usize::from(b[1]) << 8 | usize::from(b[2]);
+            if b.len() < 9 + len {
+                break;
+            }
+            frames.push(RawFrame {
+                kind: b[3],
+                flags: b[4],
+                stream: u32::from_be_bytes([b[5], b[6], b[7], b[8]]) & 0x7fff_ffff,
+                payload: b[9..9 + len].to_vec(),
+            });
+            self.buf.drain(..9 + len);
+        }
+        Some(frames)
+    }
+}
