@@ -1020,7 +1020,18 @@ fn sds_stats_scenario(binary: Binary) -> Vec<Vec<(String, u64)>> {
     pki.leaf("one", "one.localhost", &["localhost"], false);
     pki.leaf("two", "two.localhost", &["localhost"], false);
     pki.leaf("three", "three.localhost", &["localhost"], false);
-    replace_sds_file(&pki, &sds_file(&pki, "v1", "one.crt", "one.key"));
+    // The first secret's certificate and key in one file, so that the key
+    // rotation below replaces both with one rename: replacing two files one
+    // after the other shows the watcher a key that does not match its
+    // certificate in between, and Envoy counts that as `key_rotation_failed`
+    // whenever its watch fires there.
+    let pem = |name: &str| {
+        let mut both = std::fs::read(pki.dir.join(format!("{name}.crt"))).expect("crt");
+        both.extend(std::fs::read(pki.dir.join(format!("{name}.key"))).expect("key"));
+        both
+    };
+    std::fs::write(pki.dir.join("live.pem"), pem("one")).expect("live.pem");
+    replace_sds_file(&pki, &sds_file(&pki, "v1", "live.pem", "live.pem"));
     let common = "tls_certificate_sds_secret_configs:\n              - name: server_cert\n                sds_config: {path_config_source: {path: CERTS/sds.yaml}, resource_api_version: V3}";
     // Envoy's SDS needs a node identity.
     let config = format!(
@@ -1031,11 +1042,9 @@ fn sds_stats_scenario(binary: Binary) -> Vec<Vec<(String, u64)>> {
     let admin = proxy.port("admin");
     let counter = |name: &str| stat(admin, &format!("sds.server_cert.{name}")).unwrap_or(0);
     let mut seen = vec![sds_stats(admin)];
-    // A key rotation: the certificate files replaced, the SDS file unchanged.
-    for (from, to) in [("two.key", "one.key"), ("two.crt", "one.crt")] {
-        std::fs::copy(pki.dir.join(from), pki.dir.join("new.tmp")).expect("copy");
-        std::fs::rename(pki.dir.join("new.tmp"), pki.dir.join(to)).expect("mv");
-    }
+    // A key rotation: the certificate file replaced, the SDS file unchanged.
+    std::fs::write(pki.dir.join("new.tmp"), pem("two")).expect("new.tmp");
+    std::fs::rename(pki.dir.join("new.tmp"), pki.dir.join("live.pem")).expect("mv");
     let port = proxy.port("listener");
     assert!(
         wait_until(Duration::from_secs(10), || {
