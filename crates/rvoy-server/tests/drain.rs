@@ -34,11 +34,15 @@
 //! Every loop is bounded in count and time; every socket operation has a
 //! timeout. Both runs' facts are printed side by side (`--nocapture`).
 
+mod common;
+
 use std::collections::{BTreeMap, HashSet};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+use common::stat;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -202,19 +206,6 @@ fn admin(proxy: &Proxy, method: &str, path: &str) -> RawResponse {
     let req = Request::new(method, path).header("host", "admin").body(b"");
     send_once(proxy.addr("admin"), &req.to_bytes())
         .unwrap_or_else(|e| panic!("admin {method} {path}: {e}"))
-}
-
-/// The value of counter/gauge `name` in `/stats` (`None` when absent).
-fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
-    let r = admin(
-        proxy,
-        "GET",
-        &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
-    );
-    r.body_str().lines().find_map(|l| {
-        let (k, v) = l.split_once(": ")?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    })
 }
 
 fn stats(proxy: &Proxy) -> BTreeMap<&'static str, Option<u64>> {

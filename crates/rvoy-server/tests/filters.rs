@@ -8,7 +8,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{T, binary, indent, is_envoy, ports_for, start};
+use common::{T, binary, indent, is_envoy, ports_for, start, stat};
 use rvoy_testkit::echo::pattern_bytes;
 use rvoy_testkit::raw::{RawConn, RawResponse, Request, send_once};
 use rvoy_testkit::{DiffRequest, Differential, EchoServer, HyperClient, Proxy, ProxyBuilder};
@@ -109,19 +109,6 @@ fn admin(proxy: &Proxy, method: &str, path: &str) -> RawResponse {
         .header("Host", "admin")
         .header("Content-Length", "0");
     send_once(proxy.addr("admin"), &req.to_bytes()).expect("an admin response")
-}
-
-/// The value of counter/gauge `name` in `/stats` (`None` when absent).
-fn stat(proxy: &Proxy, name: &str) -> Option<u64> {
-    let r = admin(
-        proxy,
-        "GET",
-        &format!("/stats?filter=^{}$", name.replace('.', "\\.")),
-    );
-    r.body_str().lines().find_map(|l| {
-        let (k, v) = l.split_once(": ")?;
-        (k == name).then(|| v.trim().parse().ok()).flatten()
-    })
 }
 
 /// The access log lines on stdout, after waiting (bounded) for at least `n`.
