@@ -129,6 +129,74 @@ fn proxied_request_headers_and_bodies() {
     );
 }
 
+/// The headers Envoy strips, trusts or adds on the way in and out
+/// (`x-envoy-*` from external clients, `x-forwarded-*`, `te`, legacy hop-by-hop
+/// headers on responses), as an edge proxy and as an internal hop.
+#[test]
+fn forwarded_and_internal_headers() {
+    let requests = |d: Differential| {
+        d.upstream("backend")
+            .request(req(
+                "envoy headers from a client",
+                Request::get("/", "example.com")
+                    .header("x-envoy-retry-on", "5xx")
+                    .header("x-envoy-max-retries", "3")
+                    .header("x-envoy-upstream-rq-timeout-ms", "100")
+                    .header("x-envoy-internal", "true")
+                    .header("x-envoy-decorator-operation", "op")
+                    .header("x-envoy-downstream-service-node", "n")
+                    .header("x-envoy-expected-rq-timeout-ms", "5")
+                    .header("x-forwarded-client-cert", "By=spiffe://x")
+                    .header("proxy-connection", "keep-alive"),
+            ))
+            .request(req(
+                "forwarded for and proto",
+                Request::get("/", "example.com")
+                    .header("x-forwarded-for", "10.0.0.1, 1.2.3.4")
+                    .header("x-forwarded-proto", "https"),
+            ))
+            .request(req(
+                "one forwarded-for entry",
+                Request::get("/", "example.com").header("x-forwarded-for", "10.1.2.3"),
+            ))
+            .request(req(
+                "te without trailers",
+                Request::get("/", "example.com").header("te", "gzip"),
+            ))
+            .request(req(
+                "te with trailers",
+                Request::get("/", "example.com").header("te", "gzip, trailers"),
+            ))
+            .request(req(
+                "upgrade without connection token",
+                Request::get("/", "example.com").header("upgrade", "foo"),
+            ))
+            .request(req(
+                "connection naming a forwarded header",
+                Request::get("/", "example.com")
+                    .header("connection", "x-forwarded-proto")
+                    .header("x-forwarded-proto", "https"),
+            ))
+            .request(req(
+                "ten connection tokens",
+                Request::get("/", "example.com").header("connection", "a,b,c,d,e,f,g,h,i,j"),
+            ))
+            .request(req(
+                "legacy hop-by-hop response headers",
+                Request::get("/", "example.com").header(
+                    "x-echo-set-header",
+                    "keep-alive=timeout%3D5&proxy-connection=close&x-envoy-upstream-service-time=1",
+                ),
+            ))
+    };
+    check(requests(diff(&proxied("", ""))));
+    check(requests(diff(&proxied("", "use_remote_address: true"))));
+    check(requests(diff(&proxied(
+        "",
+        "use_remote_address: true\nxff_num_trusted_hops: 1",
+    ))));
+}
+
 #[test]
 fn route_matching_and_virtual_hosts() {
     let routes = r#"- match: {path: "/exact"}

@@ -171,6 +171,11 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     }
     let framing = request_framing(&headers)?;
     let (close, keep_alive, upgrade_token) = connection_tokens(&headers);
+    let upgrading =
+        method == Method::CONNECT || (upgrade_token && headers.contains_key(http::header::UPGRADE));
+    if !upgrading && !connection_nominations_allowed(&headers) {
+        return Err(HeadError::bad("http1.connection_header_rejected"));
+    }
     let close = close || (version == Version::HTTP_10 && !keep_alive);
     let expect_continue = headers
         .get(http::header::EXPECT)
@@ -278,6 +283,52 @@ fn trim_ows(v: &[u8]) -> &[u8] {
         .rposition(|b| *b != b' ' && *b != b'\t')
         .map_or(start, |e| e + 1);
     &v[start..end]
+}
+
+/// Envoy's HTTP/1 codec check of what a (non-upgrade) request's `connection`
+/// header nominates as hop-by-hop (`Utility::sanitizeConnectionHeader`): at most
+/// nine tokens; never `x-forwarded-for`, `-host` or `-proto` (removing them
+/// would hide where the request came from) nor a pseudo-header; and a
+/// nominated `te` shorter than 256 bytes. A request that breaks it gets 400.
+fn connection_nominations_allowed(headers: &HeaderMap) -> bool {
+    const MAX_NOMINATED: usize = 10;
+    const MAX_TE_LEN: usize = 256;
+    let mut values = headers.get_all(http::header::CONNECTION).iter().peekable();
+    if values.peek().is_none() {
+        return true;
+    }
+    let mut tokens = 0;
+    for v in values {
+        for token in v.as_bytes().split(|b| *b == b',') {
+            if token.is_empty() {
+                continue;
+            }
+            tokens += 1;
+            if tokens >= MAX_NOMINATED {
+                return false;
+            }
+            let t = trim_ows(token);
+            let forbidden = t.starts_with(b":")
+                || [
+                    &b"x-forwarded-for"[..],
+                    b"x-forwarded-host",
+                    b"x-forwarded-proto",
+                ]
+                .iter()
+                .any(|f| t.eq_ignore_ascii_case(f));
+            if forbidden {
+                return false;
+            }
+            if t.eq_ignore_ascii_case(b"te")
+                && headers
+                    .get(http::header::TE)
+                    .is_some_and(|te| te.len() >= MAX_TE_LEN)
+            {
+                return false;
+            }
+        }
+    }
+    true
 }
 
 /// (`close`, `keep-alive`, `upgrade`) tokens of the Connection header(s).
@@ -575,6 +626,35 @@ mod tests {
         assert_eq!(status("PRI / HTTP/2.0\r\n\r\n"), 400);
         let known = req("PROPFIND / HTTP/1.1\r\nHost: e\r\n\r\n").expect("a known method");
         assert_eq!(known.expect("complete").method.as_str(), "PROPFIND");
+    }
+
+    #[test]
+    fn connection_nominations_as_envoys_codec_checks_them() {
+        let details = |connection: &str, extra: &str| {
+            let raw =
+                format!("GET / HTTP/1.1\r\nHost: e\r\nConnection: {connection}\r\n{extra}\r\n");
+            req(&raw).err().map(|e| (e.status.as_u16(), e.details))
+        };
+        let rejected = Some((400, "http1.connection_header_rejected"));
+        for bad in [
+            "x-forwarded-for",
+            "X-Forwarded-Proto",
+            "close, x-forwarded-host",
+            ":path",
+        ] {
+            assert_eq!(details(bad, ""), rejected, "{bad}");
+        }
+        assert_eq!(details("a,b,c,d,e,f,g,h,i,j", ""), rejected);
+        assert_eq!(details("a,b,c,d,e,f,g,h,i", ""), None);
+        assert_eq!(details("a,,b", ""), None);
+        let long_te = format!("TE: {}\r\n", "x".repeat(256));
+        assert_eq!(details("te", &long_te), rejected);
+        assert_eq!(details("keep-alive, x-drop, te", "TE: trailers\r\n"), None);
+        // An upgrade request is the upgrade's business, not this check's.
+        assert_eq!(
+            details("upgrade, x-forwarded-for", "Upgrade: websocket\r\n"),
+            None
+        );
     }
 
     #[test]
