@@ -12,6 +12,7 @@ class Stat:
     comm: str
     ppid: int
     cpu_ticks: int  # utime + stime (all threads)
+    utime_ticks: int  # utime alone: user space
     reaped_ticks: int  # cutime + cstime: children this process has waited for
     start: int  # start time in ticks since boot: (pid, start) names a process uniquely
 
@@ -30,6 +31,7 @@ def stat(pid):
         comm=raw[raw.index("(") + 1:close],
         ppid=int(fields[1]),
         cpu_ticks=int(fields[11]) + int(fields[12]),
+        utime_ticks=int(fields[11]),
         reaped_ticks=int(fields[13]) + int(fields[14]),
         start=int(fields[19]),
     )
@@ -62,6 +64,11 @@ def cpu_seconds(pids):
         if st is not None:
             ticks += st.cpu_ticks
     return ticks / CLK_TCK
+
+
+def user_seconds(pids):
+    """utime of `pids` (threads included), in seconds: the user-space part of cpu_seconds."""
+    return sum(st.utime_ticks for st in map(stat, pids) if st is not None) / CLK_TCK
 
 
 def status_kb(pids, field):

@@ -154,7 +154,7 @@ class Haproxy(Proxy):
         return version_of([self.binary, "-v"])
 
 
-ALL = ["direct", "rvoy", "envoy", "nginx", "haproxy"]
+ALL = ["direct", "rvoy", "envoy", "nginx", "haproxy", "rvoy-base"]
 
 
 def make(name):
@@ -164,6 +164,12 @@ def make(name):
     if name == "rvoy":
         binary = find_rvoy()
         hint = "build it: cargo build --release -p rvoy-server (or set RVOY_BIN)"
+        cls = EnvoyLike
+    elif name == "rvoy-base":
+        # A second rvoy build (RVOY_BASE_BIN), to measure a change against its base in one
+        # suite: `-p rvoy,rvoy-base`.
+        binary = os.environ.get("RVOY_BASE_BIN")
+        hint = "set RVOY_BASE_BIN to the rvoy binary to compare with"
         cls = EnvoyLike
     elif name == "envoy":
         binary = find_envoy()

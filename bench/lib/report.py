@@ -11,9 +11,9 @@ import suite
 BEGIN = "<!-- BEGIN bench/render output: do not edit by hand -->"
 END = "<!-- END bench/render output -->"
 DOC = os.path.join(REPO_DIR, "docs", "performance.md")
-ORDER = ["direct", "rvoy", "envoy", "nginx", "haproxy"]
-LABEL = {"direct": "no proxy", "rvoy": "rvoy", "envoy": "Envoy", "nginx": "nginx",
-         "haproxy": "HAProxy"}
+ORDER = ["direct", "rvoy", "rvoy-base", "envoy", "nginx", "haproxy"]
+LABEL = {"direct": "no proxy", "rvoy": "rvoy", "rvoy-base": "rvoy (base)", "envoy": "Envoy",
+         "nginx": "nginx", "haproxy": "HAProxy"}
 PEERS = ["nginx", "haproxy"]
 
 

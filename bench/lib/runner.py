@@ -76,11 +76,13 @@ class Window:
         self.self0 = os.times()
         self.cores0 = procfs.cores()
         self.proxy0 = procfs.cpu_seconds(self.proxy_pids)
+        self.proxy_user0 = procfs.user_seconds(self.proxy_pids)
         self.upstream0 = procfs.cpu_seconds(self.upstream_pids)
         return self
 
     def __exit__(self, *exc):
         self.proxy_cpu = procfs.cpu_seconds(self.proxy_pids) - self.proxy0
+        self.proxy_user = procfs.user_seconds(self.proxy_pids) - self.proxy_user0
         self.upstream_cpu = procfs.cpu_seconds(self.upstream_pids) - self.upstream0
         self.cores1 = procfs.cores()
         t = os.times()
@@ -245,7 +247,8 @@ def load_phases(settings, res, sc, port, ppids, upids, ports, rundir, perf_out, 
     sampler.start()
     perf = None
     if perf_out and measure_proxy:
-        perf = subprocess.Popen(["taskset", "-c", str(cpu), "perf", "record", "-g", "-F", "999",
+        perf = subprocess.Popen(["taskset", "-c", str(cpu), "perf", "record", "--call-graph", os.environ.get("BENCH_PERF_CALL_GRAPH", "fp"),
+                                 "-F", "999",
                                  "-p", str(ppids[0]), "-o", os.path.join(rundir, "perf.data"),
                                  "--", "sleep", str(settings.duration)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -279,6 +282,8 @@ def load_phases(settings, res, sc, port, ppids, upids, ports, rundir, perf_out, 
     if measure_proxy:
         res["proxy_cpu_pct"] = w.pct(w.proxy_cpu)
         res["cpu_us_per_req"] = round(w.proxy_cpu * 1e6 / n, 2) if n else None
+        # the user-space part of it (the rest is the kernel: sockets, TCP, wake-ups)
+        res["user_us_per_req"] = round(w.proxy_user * 1e6 / n, 2) if n else None
         res["rss_load_kb"] = rss_peak
         res["hwm_kb"] = procfs.status_kb(ppids, "VmHWM")
     foreign = [w.pct(w.foreign)]
@@ -316,7 +321,7 @@ def load_phases(settings, res, sc, port, ppids, upids, ports, rundir, perf_out, 
     if res["errors"] or res["non2xx"] or res["paced_errors"]:
         flags.append("ERRORS")
     res["flags"] = flags
-    log(f"{res['proxy']} {sc.name}: {res['rps']} req/s, {res.get('cpu_us_per_req')} us/req "
+    log(f"{res['proxy']} {sc.name}: {res['rps']} req/s, {res.get('cpu_us_per_req')} us/req (user {res.get('user_us_per_req')}) "
         f"(proxy {res.get('proxy_cpu_pct')}% cpu, core {res['proxy_core_busy_pct']}%), "
         f"p50/p99 {res['p50_ms']}/{res['p99_ms']} ms at {sc.rate}/s, foreign "
         f"{res['foreign_cpu_pct']}% {flags}")

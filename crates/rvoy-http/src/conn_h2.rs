@@ -268,7 +268,10 @@ pub async fn serve(
                 let stream_state = state.clone();
                 shared.open.set(shared.open.get() + 1);
                 state.stats.streams_active.inc();
-                tokio::task::spawn_local(async move {
+                // Boxed: the task then holds a pointer, not the stream's ~10 KiB
+                // state, which tokio would otherwise copy into the task and
+                // again when it writes the finished stage.
+                tokio::task::spawn_local(Box::pin(async move {
                     let started = Instant::now();
                     let responded = serve_stream(
                         request,
@@ -286,7 +289,7 @@ pub async fn serve(
                     let premature = !responded
                         && started.elapsed().as_secs() <= PREMATURE_RESET_MIN_LIFETIME_SECS;
                     stream_shared.stream_closed(premature, &stream_rt, &stream_state);
-                });
+                }));
             }
             Some(Err(e)) => {
                 if e.is_go_away()

@@ -198,7 +198,7 @@ type WorkerLb = (Arc<Cluster>, Rc<LbState>);
 pub struct WorkerContext {
     pub h1_pools: H1Pools,
     pub h2_pools: H2Pools,
-    lb: RefCell<HashMap<usize, WorkerLb>>,
+    lb: RefCell<HashMap<usize, WorkerLb, crate::pool::FastHash>>,
     pub date: DateCache,
     pub worker_id: usize,
     next_stream_id: Cell<u64>,

@@ -106,9 +106,16 @@ fn xff_address(headers: &HeaderMap, hops_from_end: usize) -> Option<IpAddr> {
     all.get(idx)?.parse().ok()
 }
 
-fn append_xff(headers: &mut HeaderMap, ip: IpAddr) {
+/// Appends `ip` to `x-forwarded-for`; `present` says whether the request may
+/// carry one already.
+fn append_xff(headers: &mut HeaderMap, ip: IpAddr, present: bool) {
     let ip = ip.to_string();
-    let new = match headers.get(&X_FORWARDED_FOR) {
+    let existing = if present {
+        headers.get(&X_FORWARDED_FOR)
+    } else {
+        None
+    };
+    let new = match existing {
         Some(existing) if !existing.is_empty() => {
             let mut s = existing.as_bytes().to_vec();
             s.push(b',');
@@ -159,6 +166,65 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
     headers.contains_key(UPGRADE) && crate::h1::parse::connection_tokens(headers).2
 }
 
+/// Which of the headers the forwarding logic strips or consults a request or
+/// response carries, found in one pass over its names.
+///
+/// Most requests carry none of them, and each `HeaderMap` lookup of a custom
+/// name hashes the whole name: one scan of the (few) names present replaces
+/// some thirty lookups. A flag that is clear means the header is absent; a
+/// set flag means it may be present (a later removal can take it away).
+#[derive(Clone, Copy, Default, Debug)]
+struct Present {
+    connection: bool,
+    upgrade: bool,
+    te: bool,
+    transfer_encoding: bool,
+    /// `keep-alive` or `proxy-connection`.
+    legacy_hop_by_hop: bool,
+    /// Any `x-envoy-*` header.
+    x_envoy: bool,
+    x_forwarded_for: bool,
+    x_forwarded_proto: bool,
+    x_request_id: bool,
+    x_forwarded_client_cert: bool,
+    /// A name of the route configuration's `internal_only_headers`.
+    internal_only: bool,
+}
+
+impl Present {
+    fn scan(headers: &HeaderMap, internal_only: &[HeaderName]) -> Present {
+        let mut p = Present::default();
+        for name in headers.keys() {
+            if name == CONNECTION {
+                p.connection = true;
+            } else if name == UPGRADE {
+                p.upgrade = true;
+            } else if name == TE {
+                p.te = true;
+            } else if name == TRANSFER_ENCODING {
+                p.transfer_encoding = true;
+            } else {
+                let s = name.as_str();
+                if s.starts_with("x-envoy-") {
+                    p.x_envoy = true;
+                } else if s.starts_with("x-forwarded-") {
+                    p.x_forwarded_for |= s == X_FORWARDED_FOR.as_str();
+                    p.x_forwarded_proto |= s == X_FORWARDED_PROTO.as_str();
+                    p.x_forwarded_client_cert |= s == X_FORWARDED_CLIENT_CERT.as_str();
+                } else if s == X_REQUEST_ID.as_str() {
+                    p.x_request_id = true;
+                } else if s == KEEP_ALIVE.as_str() || s == PROXY_CONNECTION.as_str() {
+                    p.legacy_hop_by_hop = true;
+                }
+                if !internal_only.is_empty() && internal_only.contains(name) {
+                    p.internal_only = true;
+                }
+            }
+        }
+        p
+    }
+}
+
 /// Envoy's `mutateRequestHeaders`, run once per request before routing.
 pub fn mutate_request(
     headers: &mut HeaderMap,
@@ -167,41 +233,52 @@ pub fn mutate_request(
     internal_only_headers: &[HeaderName],
     new_request_id: impl FnOnce() -> HeaderValue,
 ) -> Forwarding {
-    if !is_upgrade(headers) {
-        // Headers the client nominated as hop-by-hop go with `connection`
-        // (`te` is handled by `sanitize_te`).
-        let nominated: Vec<HeaderName> = headers
-            .get_all(CONNECTION)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(','))
-            .map(str::trim)
-            .filter(|t| {
-                !t.is_empty()
-                    && !t.eq_ignore_ascii_case("te")
-                    && !t.eq_ignore_ascii_case("close")
-                    && !t.eq_ignore_ascii_case("keep-alive")
-            })
-            .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
-            .collect();
-        for name in nominated {
-            headers.remove(name);
+    let present = Present::scan(headers, internal_only_headers);
+    if (present.connection || present.upgrade || present.te) && !is_upgrade(headers) {
+        if present.connection {
+            // Headers the client nominated as hop-by-hop go with `connection`
+            // (`te` is handled by `sanitize_te`).
+            let nominated: Vec<HeaderName> = headers
+                .get_all(CONNECTION)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .flat_map(|v| v.split(','))
+                .map(str::trim)
+                .filter(|t| {
+                    !t.is_empty()
+                        && !t.eq_ignore_ascii_case("te")
+                        && !t.eq_ignore_ascii_case("close")
+                        && !t.eq_ignore_ascii_case("keep-alive")
+                })
+                .filter_map(|t| HeaderName::from_bytes(t.as_bytes()).ok())
+                .collect();
+            for name in nominated {
+                headers.remove(name);
+            }
+            headers.remove(CONNECTION);
         }
-        headers.remove(CONNECTION);
         headers.remove(UPGRADE);
         sanitize_te(headers);
     }
-    headers.remove(&X_ENVOY_INTERNAL);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
-    headers.remove(TRANSFER_ENCODING);
+    if present.x_envoy {
+        headers.remove(&X_ENVOY_INTERNAL);
+    }
+    if present.legacy_hop_by_hop {
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
+    }
+    if present.transfer_encoding {
+        headers.remove(TRANSFER_ENCODING);
+    }
 
     let scheme: &'static str = if peer.tls { "https" } else { "http" };
     let mut final_remote: Option<SocketAddr> = None;
     let mut allow_trusted_checks = false;
+    // Whether `x-forwarded-proto` may be present: set once it is inserted.
+    let mut has_xfp = present.x_forwarded_proto;
     if hcm.use_remote_address {
-        allow_trusted_checks = !headers.contains_key(&X_FORWARDED_FOR);
-        if hcm.xff_num_trusted_hops > 0 {
+        allow_trusted_checks = !present.x_forwarded_for || !headers.contains_key(&X_FORWARDED_FOR);
+        if hcm.xff_num_trusted_hops > 0 && present.x_forwarded_for {
             final_remote = xff_address(headers, hcm.xff_num_trusted_hops as usize - 1)
                 .map(|ip| SocketAddr::new(ip, 0));
         }
@@ -212,17 +289,18 @@ pub fn mutate_request(
             match peer.remote {
                 Some(r) if is_loopback(r.ip()) => {
                     if let Some(local) = peer.machine_address {
-                        append_xff(headers, local);
+                        append_xff(headers, local, present.x_forwarded_for);
                     }
                 }
-                Some(r) => append_xff(headers, r.ip()),
+                Some(r) => append_xff(headers, r.ip(), present.x_forwarded_for),
                 None => {}
             }
         }
-        if hcm.xff_num_trusted_hops == 0 || !headers.contains_key(&X_FORWARDED_PROTO) {
+        if hcm.xff_num_trusted_hops == 0 || !has_xfp || !headers.contains_key(&X_FORWARDED_PROTO) {
             headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
+            has_xfp = true;
         }
-    } else {
+    } else if present.x_forwarded_for {
         // Envoy's default original-IP detection: the XFF entry
         // `xff_num_trusted_hops` from the end names the client.
         if let Some(ip) = xff_address(headers, hcm.xff_num_trusted_hops as usize) {
@@ -236,7 +314,7 @@ pub fn mutate_request(
             allow_trusted_checks = single;
         }
     }
-    if !headers.contains_key(&X_FORWARDED_PROTO) {
+    if !has_xfp || !headers.contains_key(&X_FORWARDED_PROTO) {
         headers.insert(X_FORWARDED_PROTO.clone(), HeaderValue::from_static(scheme));
     }
 
@@ -248,7 +326,7 @@ pub fn mutate_request(
     let edge = !internal && hcm.use_remote_address;
     if internal {
         headers.insert(X_ENVOY_INTERNAL.clone(), HeaderValue::from_static("true"));
-    } else {
+    } else if present.x_envoy || present.internal_only {
         clean_internal_headers(headers, edge, internal_only_headers);
     }
     if edge
@@ -259,25 +337,21 @@ pub fn mutate_request(
     }
     if hcm.generate_request_id {
         let force = edge && !hcm.preserve_external_request_id;
-        if force || !headers.contains_key(&X_REQUEST_ID) {
+        if force || !present.x_request_id || !headers.contains_key(&X_REQUEST_ID) {
             headers.insert(X_REQUEST_ID.clone(), new_request_id());
         }
     }
     if let Some(via) = &hcm.via {
         append_comma(headers, &VIA, via);
     }
-    match hcm.forward_client_cert {
-        ForwardClientCert::ForwardOnly | ForwardClientCert::AlwaysForwardOnly => {
-            if !peer.tls && hcm.forward_client_cert == ForwardClientCert::ForwardOnly {
-                headers.remove(&X_FORWARDED_CLIENT_CERT);
-            }
-        }
-        ForwardClientCert::AppendForward => {
-            if !peer.tls {
-                headers.remove(&X_FORWARDED_CLIENT_CERT);
-            }
-        }
-        ForwardClientCert::Sanitize | ForwardClientCert::SanitizeSet => {
+    if present.x_forwarded_client_cert {
+        let strip = match hcm.forward_client_cert {
+            ForwardClientCert::ForwardOnly => !peer.tls,
+            ForwardClientCert::AlwaysForwardOnly => false,
+            ForwardClientCert::AppendForward => !peer.tls,
+            ForwardClientCert::Sanitize | ForwardClientCert::SanitizeSet => true,
+        };
+        if strip {
             headers.remove(&X_FORWARDED_CLIENT_CERT);
         }
     }
@@ -338,14 +412,18 @@ pub fn mutate_response(
     request_id: Option<&HeaderValue>,
     hcm: &HttpConnectionManager,
 ) {
-    let response_upgrade = is_upgrade(headers);
-    if !(request_upgrade && response_upgrade) {
+    let present = Present::scan(headers, &[]);
+    if (present.connection || present.upgrade) && !(request_upgrade && is_upgrade(headers)) {
         headers.remove(CONNECTION);
         headers.remove(UPGRADE);
     }
-    headers.remove(TRANSFER_ENCODING);
-    headers.remove(&KEEP_ALIVE);
-    headers.remove(&PROXY_CONNECTION);
+    if present.transfer_encoding {
+        headers.remove(TRANSFER_ENCODING);
+    }
+    if present.legacy_hop_by_hop {
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
+    }
     if hcm.always_set_request_id_in_response
         && let Some(id) = request_id
     {

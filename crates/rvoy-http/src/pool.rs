@@ -172,7 +172,7 @@ impl Idle {
 
 /// Identifies a pool: one per host of a cluster (endpoints with the same
 /// address are hosts of their own, and never share a connection).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct PoolKey {
     pub cluster: Arc<str>,
     pub address: HostAddress,
@@ -195,10 +195,24 @@ impl PoolKey {
     }
 }
 
+impl std::hash::Hash for PoolKey {
+    /// The host alone: it tells pools apart (equal keys have the same host),
+    /// and hashing a pointer is cheaper than hashing the cluster's name.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.host.hash(state);
+    }
+}
+
+/// The hasher of the per-worker maps keyed by pointers or pool keys: fast, and
+/// enough for keys no client chooses.
+pub type FastHash = foldhash::fast::FixedState;
+
 /// A worker's HTTP/1 pools.
 #[derive(Debug, Default)]
 pub struct H1Pools {
-    idle: RefCell<HashMap<PoolKey, Vec<Idle>>>,
+    /// A host's list stays (empty) once its last connection is taken, so the
+    /// next `put` does not allocate it again; `reclaim` drops empty lists.
+    idle: RefCell<HashMap<PoolKey, Vec<Idle>, FastHash>>,
 }
 
 impl H1Pools {
@@ -215,9 +229,6 @@ impl H1Pools {
             found = Some(entry.conn);
             break;
         }
-        if list.is_empty() {
-            idle.remove(key);
-        }
         found
     }
 
@@ -227,10 +238,17 @@ impl H1Pools {
             // Idle connections keep no buffer memory.
             conn.read_buf = BytesMut::new();
         }
-        self.idle.borrow_mut().entry(key).or_default().push(Idle {
+        let idle = Idle {
             conn,
             since: Instant::now(),
-        });
+        };
+        let mut pools = self.idle.borrow_mut();
+        match pools.get_mut(&key) {
+            Some(list) => list.push(idle),
+            None => {
+                pools.insert(key, vec![idle]);
+            }
+        }
     }
 
     /// Closes the idle connections their cluster's `idle_timeout` has run

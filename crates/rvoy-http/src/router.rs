@@ -1158,7 +1158,9 @@ async fn attempt_once<D: Downstream>(
     // state is stored once in this future, not copied into each wrapper.
     let exchange = std::pin::pin!(async {
         if h2 {
-            crate::upstream_h2::exchange(
+            // Boxed: the HTTP/2 exchange's state (~4 KiB) would otherwise
+            // size every request's future, HTTP/1 upstreams' too.
+            Box::pin(crate::upstream_h2::exchange(
                 ds,
                 req,
                 info,
@@ -1172,7 +1174,7 @@ async fn attempt_once<D: Downstream>(
                 body,
                 prefix,
                 trailers,
-            )
+            ))
             .await
         } else {
             exchange_h1(

@@ -59,7 +59,7 @@ pub(crate) fn reset_flag_and_details(reason: &str) -> (ResponseFlag, &'static st
 /// A worker's HTTP/2 upstream connections, one per cluster and host.
 #[derive(Debug, Default)]
 pub struct H2Pools {
-    conns: RefCell<HashMap<PoolKey, PooledH2>>,
+    conns: RefCell<HashMap<PoolKey, PooledH2, pool::FastHash>>,
 }
 
 /// One pooled connection: its handle and how it is used.
