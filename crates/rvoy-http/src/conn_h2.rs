@@ -271,25 +271,28 @@ pub async fn serve(
                 // Boxed: the task then holds a pointer, not the stream's ~10 KiB
                 // state, which tokio would otherwise copy into the task and
                 // again when it writes the finished stage.
-                tokio::task::spawn_local(Box::pin(async move {
-                    let started = Instant::now();
-                    let responded = serve_stream(
-                        request,
-                        respond,
-                        &stream_rt,
-                        stream_worker,
-                        conn,
-                        &stream_state,
-                        &stream_shared,
-                    )
-                    .await;
-                    stream_state.stats.streams_active.dec();
-                    stream_shared.open.set(stream_shared.open.get() - 1);
-                    stream_shared.last_closed.set(Instant::now());
-                    let premature = !responded
-                        && started.elapsed().as_secs() <= PREMATURE_RESET_MIN_LIFETIME_SECS;
-                    stream_shared.stream_closed(premature, &stream_rt, &stream_state);
-                }));
+                tokio::task::spawn_local(Box::into_pin(Box::write(
+                    Box::new_uninit(),
+                    async move {
+                        let started = Instant::now();
+                        let responded = serve_stream(
+                            request,
+                            respond,
+                            &stream_rt,
+                            stream_worker,
+                            conn,
+                            &stream_state,
+                            &stream_shared,
+                        )
+                        .await;
+                        stream_state.stats.streams_active.dec();
+                        stream_shared.open.set(stream_shared.open.get() - 1);
+                        stream_shared.last_closed.set(Instant::now());
+                        let premature = !responded
+                            && started.elapsed().as_secs() <= PREMATURE_RESET_MIN_LIFETIME_SECS;
+                        stream_shared.stream_closed(premature, &stream_rt, &stream_state);
+                    },
+                )));
             }
             Some(Err(e)) => {
                 if e.is_go_away()

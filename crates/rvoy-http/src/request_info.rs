@@ -49,7 +49,7 @@ pub struct RequestInfo {
     pub request_headers: Option<HeaderMap>,
     pub request_headers_bytes: u64,
     pub response_status: Option<http::StatusCode>,
-    pub response_code_details: Option<String>,
+    pub response_code_details: Option<&'static str>,
     pub response_flags: ResponseFlags,
     pub response_headers: Option<HeaderMap>,
     pub response_trailers: Option<HeaderMap>,
@@ -142,7 +142,7 @@ impl RequestInfo {
     pub fn downstream_disconnected(&mut self) {
         self.set_flag(ResponseFlag::DownstreamConnectionTermination);
         if self.response_code_details.is_none() || self.response_status.is_none() {
-            self.response_code_details = Some("downstream_remote_disconnect".to_owned());
+            self.response_code_details = Some("downstream_remote_disconnect");
         }
     }
 
@@ -270,7 +270,7 @@ impl StreamInfo for RequestInfo {
     }
 
     fn response_code_details(&self) -> Option<&str> {
-        self.response_code_details.as_deref()
+        self.response_code_details
     }
 
     fn response_flags(&self) -> ResponseFlags {

@@ -112,7 +112,7 @@ impl ResponseDeadline {
                 "upstream_per_try_idle_timeout"
             }
         };
-        info.response_code_details = Some(details.to_owned());
+        info.response_code_details = Some(details);
         if let Some(h) = &info.upstream_host {
             rvoy_upstream::host::HostStats::inc(&h.stats.rq_timeout);
         }
@@ -725,7 +725,7 @@ pub async fn forward<D: Downstream>(
                     match redirect.apply(req, rc, rt) {
                         Ok(()) => {
                             info.response_status = Some(resp.status);
-                            info.response_code_details = Some("internal_redirect".to_owned());
+                            info.response_code_details = Some("internal_redirect");
                             cluster.stats.rq_codes.inc(status);
                             stats.upstream_internal_redirect_succeeded_total.inc();
                             discard(resp, worker, &cluster);
@@ -1646,9 +1646,8 @@ async fn send_response<D: Downstream>(
     let code = status.as_u16();
     let stats = &cluster.stats.traffic;
     cluster.stats.rq_codes.inc(code);
-    stats
-        .upstream_rq_time
-        .record(start.elapsed().as_millis() as u64);
+    let upstream_ms = start.elapsed().as_millis() as u64;
+    stats.upstream_rq_time.record(upstream_ms);
     if let Some(h) = &info.upstream_host {
         if code >= 500 {
             rvoy_upstream::host::HostStats::inc(&h.stats.rq_error);
@@ -1660,15 +1659,19 @@ async fn send_response<D: Downstream>(
         .request_headers
         .as_ref()
         .is_some_and(forwarding::is_upgrade);
-    let request_id = info
-        .request_id
-        .as_deref()
-        .and_then(|s| HeaderValue::from_str(s).ok());
+    // Only `always_set_request_id_in_response` writes it back.
+    let request_id = if rt.hcm.always_set_request_id_in_response {
+        info.request_id
+            .as_deref()
+            .and_then(|s| HeaderValue::from_str(s).ok())
+    } else {
+        None
+    };
     let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
     if !suppress && status != StatusCode::SWITCHING_PROTOCOLS {
         headers.insert(
             names::X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
-            HeaderValue::from(start.elapsed().as_millis() as u64),
+            HeaderValue::from(upstream_ms),
         );
     }
     if vhost.include_attempt_count_in_response {
@@ -1686,7 +1689,7 @@ async fn send_response<D: Downstream>(
         headers.insert(http::header::DATE, worker.date.now());
     }
     info.response_status = Some(status);
-    info.response_code_details = Some("via_upstream".to_owned());
+    info.response_code_details = Some("via_upstream");
     if let Some(g) = headers
         .get("grpc-status")
         .and_then(|v| v.to_str().ok())

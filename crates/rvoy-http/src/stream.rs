@@ -502,7 +502,7 @@ async fn on_stream_timeout<D: Downstream>(
         StreamTimeout::MaxDuration => hcm_stats.downstream_rq_max_duration_reached.inc(),
     }
     if timers.response_started() {
-        info.response_code_details = Some(kind.details().to_owned());
+        info.response_code_details = Some(kind.details());
         return StreamOutcome {
             close: true,
             reset: true,
@@ -767,7 +767,7 @@ pub async fn send_local<D: Downstream>(
     if close {
         ds.set_close();
     }
-    info.response_code_details = Some(reply.details.to_owned());
+    info.response_code_details = Some(reply.details);
     let rendered = local_reply::render(reply, &rt.hcm, info);
     let mut headers = rendered.headers;
     let is_head = info.method == Method::HEAD;

@@ -781,7 +781,7 @@ async fn handle(
         }
         info.request_headers = Some(request_headers);
         info.response_status = Some(resp.status);
-        info.response_code_details = Some("admin_filter_response".to_owned());
+        info.response_code_details = Some("admin_filter_response");
         info.response_headers = Some(headers.clone());
         info.bytes_sent = resp.body.len() as u64;
         info.end = Some(Instant::now());

@@ -337,6 +337,15 @@ async fn accept_loop(
     let held = snapshot.load().listeners.get(index).cloned();
     let (_no_stop, no_stop_rx) = tokio::sync::watch::channel(false);
     let mut listener_stop = held.as_ref().map_or(no_stop_rx, |l| l.stop.subscribe());
+    // A socket bound to one address (not a wildcard, not transparent) accepts
+    // connections to that address only: their local address is known without
+    // a getsockname() per connection.
+    let fixed_local = match &listener {
+        L::Tcp(l) => l.local_addr().ok().filter(|a| {
+            !a.ip().is_unspecified() && !held.as_ref().is_some_and(|h| h.config.transparent)
+        }),
+        L::Unix(_) => None,
+    };
     loop {
         if *stop.borrow() || *listener_stop.borrow() {
             break;
@@ -345,7 +354,7 @@ async fn accept_loop(
             r = async {
                 match &listener {
                     L::Tcp(l) => l.accept().await.map(|(s, peer)| {
-                        let local = s.local_addr().ok();
+                        let local = fixed_local.or_else(|| s.local_addr().ok());
                         let _ = s.set_nodelay(true);
                         (Stream::Tcp(s), Some(peer), local)
                     }),

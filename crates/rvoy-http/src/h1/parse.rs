@@ -8,6 +8,8 @@
 //! malformed `Content-Length`, 400 for `Content-Length` with chunked encoding,
 //! 501 for transfer codings other than chunked).
 
+use std::mem::MaybeUninit;
+
 use bytes::Bytes;
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
@@ -118,16 +120,19 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
         details: "http1.headers_too_large",
     };
     // httparse wants one slot more than the limit to tell "too many" apart.
-    let mut slots = [httparse::EMPTY_HEADER; 128];
+    // The slots are left uninitialised: zeroing 4 KiB per request cost more
+    // than parsing a small head.
+    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
     let mut big_slots;
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers < slots.len() {
+    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers < slots.len() {
         &mut slots[..limits.max_headers + 1]
     } else {
-        big_slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
+        big_slots = Vec::with_capacity(limits.max_headers + 1);
+        big_slots.resize_with(limits.max_headers + 1, MaybeUninit::uninit);
         &mut big_slots
     };
-    let mut req = httparse::Request::new(slots);
-    let status = req.parse(buf);
+    let mut req = httparse::Request::new(&mut []);
+    let status = req.parse_with_uninit_headers(buf, slots);
     let head_len = match status {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => {
@@ -438,21 +443,30 @@ pub enum ResponseError {
     TooLarge,
 }
 
+/// The header slots a response head is parsed with first.
+const FEW_RESPONSE_HEADERS: usize = 32;
+
 /// Parses a response head from the start of `buf`.
 pub fn parse_response(
     buf: &[u8],
     limits: HeadLimits,
 ) -> Result<Option<ResponseHead>, ResponseError> {
-    let mut slots = [httparse::EMPTY_HEADER; 128];
-    let mut big_slots;
-    let slots: &mut [httparse::Header<'_>] = if limits.max_headers < slots.len() {
-        &mut slots[..limits.max_headers + 1]
-    } else {
-        big_slots = vec![httparse::EMPTY_HEADER; limits.max_headers + 1];
-        &mut big_slots
-    };
+    // httparse has no uninitialised-slots parse for responses: most heads fit
+    // in a few slots, so those are tried (and zeroed) first, and the full
+    // `max_headers + 1` only for a head with more headers.
+    let mut few = [httparse::EMPTY_HEADER; FEW_RESPONSE_HEADERS];
+    let mut slots_buf;
+    let wanted = limits.max_headers + 1;
+    let mut slots: &mut [httparse::Header<'_>] = &mut few[..wanted.min(FEW_RESPONSE_HEADERS)];
     let mut resp = httparse::Response::new(slots);
-    let head_len = match resp.parse(buf) {
+    let mut parsed = resp.parse(buf);
+    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) && wanted > FEW_RESPONSE_HEADERS {
+        slots_buf = vec![httparse::EMPTY_HEADER; wanted];
+        slots = &mut slots_buf;
+        resp = httparse::Response::new(slots);
+        parsed = resp.parse(buf);
+    }
+    let head_len = match parsed {
         Ok(httparse::Status::Complete(_)) if resp.headers.len() > limits.max_headers => {
             return Err(ResponseError::TooLarge);
         }
@@ -691,6 +705,34 @@ mod tests {
             .expect("ok")
             .expect("complete");
         assert!(!h.close);
+    }
+
+    #[test]
+    fn response_header_count_limits() {
+        let head = |n: usize| {
+            let mut raw = String::from("HTTP/1.1 200 OK\r\n");
+            for i in 0..n {
+                raw.push_str(&format!("x-h{i}: {i}\r\n"));
+            }
+            raw.push_str("\r\n");
+            raw
+        };
+        let limits = |max_headers| HeadLimits {
+            max_head_bytes: 60 * 1024,
+            max_headers,
+        };
+        // More headers than the first, small set of slots: parsed in full.
+        let big = parse_response(head(90).as_bytes(), limits(100)).expect("parsed");
+        assert_eq!(big.expect("complete").headers.len(), 90);
+        assert_eq!(
+            parse_response(head(101).as_bytes(), limits(100)).err(),
+            Some(ResponseError::TooLarge)
+        );
+        assert!(parse_response(head(20).as_bytes(), limits(20)).is_ok());
+        assert_eq!(
+            parse_response(head(21).as_bytes(), limits(20)).err(),
+            Some(ResponseError::TooLarge)
+        );
     }
 
     #[test]
