@@ -1210,15 +1210,7 @@ impl Downstream for H2Downstream {
         headers: &mut HeaderMap,
         end_stream: bool,
     ) -> Result<(), DownstreamError> {
-        for h in [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "transfer-encoding",
-            "upgrade",
-        ] {
-            headers.remove(h);
-        }
+        crate::forwarding::strip_connection_specific(headers);
         let status = if self.upgrade && status == StatusCode::SWITCHING_PROTOCOLS {
             // The upgrade succeeded: over HTTP/2 that is a 200 (RFC 8441).
             headers.remove("sec-websocket-accept");
@@ -1228,7 +1220,13 @@ impl Downstream for H2Downstream {
         };
         let mut resp = http::Response::new(());
         *resp.status_mut() = status;
-        *resp.headers_mut() = headers.clone();
+        // h2 takes the map; a copy stays behind only for what reads the sent
+        // headers later (access logs and the other formatters).
+        *resp.headers_mut() = if self.rt.needs_timings() {
+            headers.clone()
+        } else {
+            std::mem::take(headers)
+        };
         self.state.queued(1, 0);
         let send = self
             .respond

@@ -57,7 +57,10 @@ pub trait Downstream {
     fn take_trailers(&mut self) -> Option<HeaderMap>;
     /// Sends `100 Continue`.
     async fn send_continue(&mut self) -> Result<(), DownstreamError>;
-    /// Sends the response head. `end_stream`: no body follows.
+    /// Sends the response head. `end_stream`: no body follows. An HTTP/2
+    /// downstream hands the map to its codec and leaves `headers` empty when
+    /// nothing reads the sent headers later
+    /// ([`HttpListenerRuntime::needs_timings`](crate::context::HttpListenerRuntime::needs_timings)).
     async fn send_head(
         &mut self,
         status: StatusCode,

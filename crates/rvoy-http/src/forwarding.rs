@@ -413,17 +413,9 @@ pub fn mutate_response(
     hcm: &HttpConnectionManager,
 ) {
     let present = Present::scan(headers, &[]);
-    if (present.connection || present.upgrade) && !(request_upgrade && is_upgrade(headers)) {
-        headers.remove(CONNECTION);
-        headers.remove(UPGRADE);
-    }
-    if present.transfer_encoding {
-        headers.remove(TRANSFER_ENCODING);
-    }
-    if present.legacy_hop_by_hop {
-        headers.remove(&KEEP_ALIVE);
-        headers.remove(&PROXY_CONNECTION);
-    }
+    let upgraded =
+        (present.connection || present.upgrade) && request_upgrade && is_upgrade(headers);
+    strip_hop_by_hop(headers, present, upgraded);
     if hcm.always_set_request_id_in_response
         && let Some(id) = request_id
     {
@@ -433,6 +425,34 @@ pub fn mutate_response(
         append_comma(headers, &VIA, via);
     }
     set_server(headers, hcm);
+}
+
+/// Removes the HTTP/1 connection-specific headers HTTP/2 forbids
+/// (`connection`, `keep-alive`, `proxy-connection`, `transfer-encoding`,
+/// `upgrade`), looking up only those present.
+pub fn strip_connection_specific(headers: &mut HeaderMap) {
+    let present = Present::scan(headers, &[]);
+    strip_hop_by_hop(headers, present, false);
+}
+
+/// Removes the hop-by-hop headers `present` found, keeping `connection` and
+/// `upgrade` on a successful upgrade.
+fn strip_hop_by_hop(headers: &mut HeaderMap, present: Present, upgraded: bool) {
+    if !upgraded {
+        if present.connection {
+            headers.remove(CONNECTION);
+        }
+        if present.upgrade {
+            headers.remove(UPGRADE);
+        }
+    }
+    if present.transfer_encoding {
+        headers.remove(TRANSFER_ENCODING);
+    }
+    if present.legacy_hop_by_hop {
+        headers.remove(&KEEP_ALIVE);
+        headers.remove(&PROXY_CONNECTION);
+    }
 }
 
 /// Applies `server_header_transformation`.
