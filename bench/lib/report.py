@@ -151,6 +151,17 @@ def summary_tables(res):
         rows.append(row)
     out.append(table(["scenario"] + [LABEL[p] for p in proxied], rows))
 
+    if any(res.med(s, p, "user_us_per_req") is not None for s in load for p in proxied):
+        out.append("\n### Of which user space (µs per request)\n")
+        out.append("utime alone: the proxy's own work. The rest of the figure above is the kernel's "
+                   "(socket calls, TCP, loopback delivery, waking the peers), which every proxy "
+                   "pays and which grows when the peers sleep between requests.\n")
+        rows = []
+        for s in load:
+            rows.append([s] + [value_or_status(res, s, p, fmt(res.med(s, p, "user_us_per_req")))
+                               for p in proxied])
+        out.append(table(["scenario"] + [LABEL[p] for p in proxied], rows))
+
     out.append("\n### Requests per second at saturation (×Envoy)\n")
     out.append("On two cores this mostly tells which side ran out of CPU first (PROXY_SATURATED / "
                "LOADGEN_SATURATED in the details).\n")
