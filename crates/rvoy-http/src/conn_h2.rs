@@ -1222,7 +1222,7 @@ impl Downstream for H2Downstream {
         *resp.status_mut() = status;
         // h2 takes the map; a copy stays behind only for what reads the sent
         // headers later (access logs and the other formatters).
-        *resp.headers_mut() = if self.rt.needs_timings() {
+        *resp.headers_mut() = if self.rt.formats_stream_info() {
             headers.clone()
         } else {
             std::mem::take(headers)

@@ -56,9 +56,10 @@ pub struct HttpListenerRuntime {
 }
 
 impl HttpListenerRuntime {
-    /// Whether anything can read a request's timing points: access logs,
-    /// local reply formats, or header values with command operators.
-    pub fn needs_timings(&self) -> bool {
+    /// Whether anything formats a request's stream info once it was sent (its
+    /// timing points, the response headers as sent): access logs, local reply
+    /// formats, or header values with command operators.
+    pub fn formats_stream_info(&self) -> bool {
         !self.access_logs.is_empty()
             || !self.listener_access_logs.is_empty()
             || self.hcm.local_reply.body_format.is_some()

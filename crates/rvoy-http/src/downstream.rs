@@ -60,7 +60,7 @@ pub trait Downstream {
     /// Sends the response head. `end_stream`: no body follows. An HTTP/2
     /// downstream hands the map to its codec and leaves `headers` empty when
     /// nothing reads the sent headers later
-    /// ([`HttpListenerRuntime::needs_timings`](crate::context::HttpListenerRuntime::needs_timings)).
+    /// ([`HttpListenerRuntime::formats_stream_info`](crate::context::HttpListenerRuntime::formats_stream_info)).
     async fn send_head(
         &mut self,
         status: StatusCode,

@@ -409,17 +409,18 @@ fn clean_internal_headers(headers: &mut HeaderMap, edge: bool, internal_only: &[
 pub fn mutate_response(
     headers: &mut HeaderMap,
     request_upgrade: bool,
-    request_id: Option<&HeaderValue>,
+    request_id: Option<&str>,
     hcm: &HttpConnectionManager,
 ) {
     let present = Present::scan(headers, &[]);
     let upgraded =
         (present.connection || present.upgrade) && request_upgrade && is_upgrade(headers);
     strip_hop_by_hop(headers, present, upgraded);
+    // The request's id becomes a header value only when it is written back.
     if hcm.always_set_request_id_in_response
-        && let Some(id) = request_id
+        && let Some(id) = request_id.and_then(|id| HeaderValue::from_str(id).ok())
     {
-        headers.insert(X_REQUEST_ID.clone(), id.clone());
+        headers.insert(X_REQUEST_ID.clone(), id);
     }
     if let Some(via) = &hcm.via {
         append_comma(headers, &VIA, via);

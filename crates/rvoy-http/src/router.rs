@@ -1659,14 +1659,6 @@ async fn send_response<D: Downstream>(
         .request_headers
         .as_ref()
         .is_some_and(forwarding::is_upgrade);
-    // Only `always_set_request_id_in_response` writes it back.
-    let request_id = if rt.hcm.always_set_request_id_in_response {
-        info.request_id
-            .as_deref()
-            .and_then(|s| HeaderValue::from_str(s).ok())
-    } else {
-        None
-    };
     let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
     if !suppress && status != StatusCode::SWITCHING_PROTOCOLS {
         headers.insert(
@@ -1684,7 +1676,12 @@ async fn send_response<D: Downstream>(
         apply_mutations(&w.response_headers, &mut headers, info);
     }
     finalize_response_headers(&mut headers, route, vhost, rc, info);
-    forwarding::mutate_response(&mut headers, request_upgrade, request_id.as_ref(), &rt.hcm);
+    forwarding::mutate_response(
+        &mut headers,
+        request_upgrade,
+        info.request_id.as_deref(),
+        &rt.hcm,
+    );
     if !headers.contains_key(http::header::DATE) {
         headers.insert(http::header::DATE, worker.date.now());
     }

@@ -106,7 +106,7 @@ pub async fn handle<D: Downstream>(
         _ => stats.downstream_rq_http1_total.inc(),
     }
     let mut info = RequestInfo::new(req.protocol, conn.id, conn.remote, conn.local);
-    info.record_timings = rt.needs_timings();
+    info.record_timings = rt.formats_stream_info();
     let stream_id = worker.next_id();
     rvoy_log::stream_log!(
         rvoy_log::Component::Http,
@@ -774,12 +774,7 @@ pub async fn send_local<D: Downstream>(
     if !headers.contains_key(http::header::DATE) {
         headers.insert(http::header::DATE, worker.date.now());
     }
-    forwarding::mutate_response(
-        &mut headers,
-        false,
-        request_id_value(info).as_ref(),
-        &rt.hcm,
-    );
+    forwarding::mutate_response(&mut headers, false, info.request_id.as_deref(), &rt.hcm);
     info.response_status = Some(rendered.status);
     let end = rendered.body.is_empty() || is_head;
     info.mark(|t| &mut t.first_downstream_tx);
@@ -799,12 +794,6 @@ pub async fn send_local<D: Downstream>(
         reset: !ok,
         redirected: false,
     }
-}
-
-fn request_id_value(info: &RequestInfo) -> Option<HeaderValue> {
-    info.request_id
-        .as_deref()
-        .and_then(|s| HeaderValue::from_str(s).ok())
 }
 
 /// The `Host`/`:authority` of a request (HTTP/1 keeps it in the headers).

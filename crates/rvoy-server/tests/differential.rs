@@ -197,6 +197,35 @@ fn forwarded_and_internal_headers() {
     ))));
 }
 
+/// `always_set_request_id_in_response`: the request's id comes back on
+/// proxied responses and on local replies alike.
+#[test]
+fn request_id_written_back_to_responses() {
+    let routes = r#"- match: {path: "/local"}
+  direct_response: {status: 503, body: {inline_string: "local"}}
+- match: {prefix: "/"}
+  route: {cluster: backend}"#;
+    let config = hcm(
+        &vhost("v", ALL, routes),
+        "always_set_request_id_in_response: true",
+        &static_cluster("backend", "backend", ""),
+    );
+    check(
+        diff(&config)
+            .upstream("backend")
+            .request(req(
+                "proxied, client id",
+                Request::get("/", "example.com").header("x-request-id", "fixed-id"),
+            ))
+            .request(get("proxied, generated id", "/"))
+            .request(req(
+                "local reply, client id",
+                Request::get("/local", "example.com").header("x-request-id", "fixed-id"),
+            ))
+            .request(get("local reply, generated id", "/local")),
+    );
+}
+
 #[test]
 fn route_matching_and_virtual_hosts() {
     let routes = r#"- match: {path: "/exact"}
