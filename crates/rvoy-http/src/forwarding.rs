@@ -460,19 +460,73 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, present: Present, upgraded: bool) {
 pub fn set_server(headers: &mut HeaderMap, hcm: &HttpConnectionManager) {
     match hcm.server_header {
         ServerHeader::Overwrite => {
-            if let Ok(v) = HeaderValue::from_str(&hcm.server_name) {
-                headers.insert(http::header::SERVER, v);
+            if let Some(v) = &hcm.server_value {
+                headers.insert(http::header::SERVER, v.clone());
             }
         }
         ServerHeader::AppendIfAbsent => {
             if !headers.contains_key(http::header::SERVER)
-                && let Ok(v) = HeaderValue::from_str(&hcm.server_name)
+                && let Some(v) = &hcm.server_value
             {
-                headers.insert(http::header::SERVER, v);
+                headers.insert(http::header::SERVER, v.clone());
             }
         }
         ServerHeader::PassThrough => {}
     }
+}
+
+/// The decimal digits of 0..=999, back to back (`0123456789101112…999`): the
+/// header values of small numbers are slices of it.
+static SMALL_NUMBERS: [u8; 2890] = {
+    let mut out = [0u8; 2890];
+    let mut n = 0;
+    let mut at = 0;
+    while n < 1000 {
+        if n >= 100 {
+            out[at] = b'0' + (n / 100) as u8;
+            at += 1;
+        }
+        if n >= 10 {
+            out[at] = b'0' + (n / 10 % 10) as u8;
+            at += 1;
+        }
+        out[at] = b'0' + (n % 10) as u8;
+        at += 1;
+        n += 1;
+    }
+    out
+};
+
+thread_local! {
+    /// The last few larger numbers made into header values on this thread
+    /// (route timeouts repeat request after request), by `n % 8`.
+    static LARGER_NUMBERS: std::cell::RefCell<[Option<(u64, HeaderValue)>; 8]> =
+        const { std::cell::RefCell::new([const { None }; 8]) };
+}
+
+/// `n` in decimal as a header value (`x-envoy-upstream-service-time`,
+/// `x-envoy-expected-rq-timeout-ms`, `x-envoy-attempt-count`, ...) without
+/// allocating for numbers below 1,000 or for one seen recently.
+pub fn decimal_value(n: u64) -> HeaderValue {
+    if n < 1000 {
+        let (start, len) = match n {
+            0..10 => (n as usize, 1),
+            10..100 => (10 + (n as usize - 10) * 2, 2),
+            _ => (190 + (n as usize - 100) * 3, 3),
+        };
+        let digits = bytes::Bytes::from_static(&SMALL_NUMBERS).slice(start..start + len);
+        return HeaderValue::from_maybe_shared(digits).unwrap_or_else(|_| HeaderValue::from(n));
+    }
+    LARGER_NUMBERS
+        .try_with(|cache| {
+            let mut cache = cache.borrow_mut();
+            let slot = &mut cache[(n % 8) as usize];
+            match slot {
+                Some((m, v)) if *m == n => v.clone(),
+                _ => slot.insert((n, HeaderValue::from(n))).1.clone(),
+            }
+        })
+        .unwrap_or_else(|_| HeaderValue::from(n))
 }
 
 /// A random version 4 UUID, as Envoy's request id extension generates.
@@ -503,6 +557,13 @@ pub fn new_uuid() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decimal_values_match_their_numbers() {
+        for n in (0..1200).chain([9_999, 15_000, 15_000, 15_008, 15_000, u64::MAX]) {
+            assert_eq!(decimal_value(n), n.to_string().as_str(), "{n}");
+        }
+    }
 
     #[test]
     fn uuid_shape() {

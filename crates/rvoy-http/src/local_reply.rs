@@ -157,7 +157,10 @@ pub fn render(reply: LocalReply, hcm: &HttpConnectionManager, info: &mut Request
     }
     // Envoy's order on the wire: content-length, content-type.
     if !body.is_empty() {
-        headers.insert(CONTENT_LENGTH, HeaderValue::from(body.len()));
+        headers.insert(
+            CONTENT_LENGTH,
+            crate::forwarding::decimal_value(body.len() as u64),
+        );
     }
     if let Some(ct) = content_type {
         headers.insert(CONTENT_TYPE, ct);

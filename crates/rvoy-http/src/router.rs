@@ -459,7 +459,7 @@ pub async fn forward<D: Downstream>(
         if let Some(t) = expected {
             headers.insert(
                 names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
-                HeaderValue::from(t.as_millis() as u64),
+                forwarding::decimal_value(t.as_millis() as u64),
             );
         }
     }
@@ -598,7 +598,7 @@ pub async fn forward<D: Downstream>(
         if attempts_header {
             attempt_headers.insert(
                 names::X_ENVOY_ATTEMPT_COUNT.clone(),
-                HeaderValue::from(attempt),
+                forwarding::decimal_value(u64::from(attempt)),
             );
         }
         if attempt > 1 && vhost.include_is_timeout_retry_header {
@@ -613,7 +613,7 @@ pub async fn forward<D: Downstream>(
             if let Some(t) = left {
                 attempt_headers.insert(
                     names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
-                    HeaderValue::from(t.as_millis() as u64),
+                    forwarding::decimal_value(t.as_millis() as u64),
                 );
             }
         }
@@ -875,7 +875,7 @@ pub async fn forward<D: Downstream>(
     if vhost.include_attempt_count_in_response {
         reply.headers.insert(
             names::X_ENVOY_ATTEMPT_COUNT.clone(),
-            HeaderValue::from(attempt),
+            forwarding::decimal_value(u64::from(attempt)),
         );
     }
     send_local(ds, reply, info, rt, worker, false, grpc).await
@@ -1663,13 +1663,13 @@ async fn send_response<D: Downstream>(
     if !suppress && status != StatusCode::SWITCHING_PROTOCOLS {
         headers.insert(
             names::X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
-            HeaderValue::from(upstream_ms),
+            forwarding::decimal_value(upstream_ms),
         );
     }
     if vhost.include_attempt_count_in_response {
         headers.insert(
             names::X_ENVOY_ATTEMPT_COUNT.clone(),
-            HeaderValue::from(attempt),
+            forwarding::decimal_value(u64::from(attempt)),
         );
     }
     if let Some(w) = weighted {
@@ -1749,17 +1749,23 @@ async fn send_response<D: Downstream>(
             let mut trailers: Option<HeaderMap>;
             if !end {
                 loop {
-                    let read = match tokio::select! {
-                        biased;
-                        r = deadline.read(upstream_h1::read_body(&mut conn, &mut decoder)) => r,
-                        _ = ds.closed() => {
-                            close_h1(conn, cluster, true);
-                            info.downstream_disconnected();
-                            return StreamOutcome {
-                                close: true,
-                                reset: true, redirected: false };
-                        }
-                    } {
+                    // What is already buffered needs no waiting and no timers
+                    // (a small response's body came with its head).
+                    let read = match upstream_h1::decode_buffered(&mut conn, &mut decoder) {
+                        Some(r) => Ok(r),
+                        None => tokio::select! {
+                            biased;
+                            r = deadline.read(upstream_h1::read_body(&mut conn, &mut decoder)) => r,
+                            _ = ds.closed() => {
+                                close_h1(conn, cluster, true);
+                                info.downstream_disconnected();
+                                return StreamOutcome {
+                                    close: true,
+                                    reset: true, redirected: false };
+                            }
+                        },
+                    };
+                    let read = match read {
                         Ok(r) => r,
                         Err(kind) => {
                             ResponseDeadline::on_timeout(kind, info, cluster);

@@ -3,6 +3,7 @@
 //! route selection, then a direct response, a redirect, or the router; and at
 //! the end, response stats and access logs.
 
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -557,27 +558,27 @@ fn needs_tls_redirect(vhost: &VirtualHost, req: &Request) -> bool {
 }
 
 /// The host used for virtual host selection, after the port/dot options.
-fn routing_host(req: &Request, rt: &HttpListenerRuntime) -> String {
+fn routing_host<'r>(req: &'r Request, rt: &HttpListenerRuntime) -> Cow<'r, str> {
     let hcm = &rt.hcm;
-    let mut host = req.authority.clone().unwrap_or_default();
+    let mut host = Cow::Borrowed(req.authority.as_deref().unwrap_or_default());
     if hcm.strip_trailing_host_dot {
         let (h, port) = match route::strip_port(&host) {
-            Some(h) => (h.to_owned(), Some(host[h.len()..].to_owned())),
-            None => (host.clone(), None),
+            Some(h) => (h, &host[h.len()..]),
+            None => (&*host, ""),
         };
         if let Some(stripped) = h.strip_suffix('.') {
-            host = format!("{stripped}{}", port.unwrap_or_default());
+            host = Cow::Owned(format!("{stripped}{port}"));
         }
     }
     if hcm.strip_any_host_port {
         if let Some(h) = route::strip_port(&host) {
-            host = h.to_owned();
+            host = Cow::Owned(h.to_owned());
         }
     } else if hcm.strip_matching_host_port
         && let (Some(h), Some(lp)) = (route::strip_port(&host), rt.listener_port)
         && host[h.len() + 1..].parse::<u16>().ok() == Some(lp)
     {
-        host = h.to_owned();
+        host = Cow::Owned(h.to_owned());
     }
     host
 }

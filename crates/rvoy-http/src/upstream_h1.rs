@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::h1::body::{BodyDecoder, Decoded};
@@ -156,7 +156,7 @@ pub async fn read_response_head(
         if !conn.read_buf.is_empty() {
             match parse::parse_response(&conn.read_buf, limits) {
                 Ok(Some(head)) => {
-                    let _ = conn.read_buf.split_to(head.head_len);
+                    conn.read_buf.advance(head.head_len);
                     return Ok(head);
                 }
                 Ok(None) => {}
@@ -167,6 +167,20 @@ pub async fn read_response_head(
         if read_more(conn).await? == 0 {
             return Err(UpstreamError::Terminated);
         }
+    }
+}
+
+/// The next piece of the response body if the bytes already read hold it
+/// (`None`: [`read_body`] has to wait for more).
+pub fn decode_buffered(
+    conn: &mut H1Conn,
+    decoder: &mut BodyDecoder,
+) -> Option<Result<Body, UpstreamError>> {
+    match decoder.decode(&mut conn.read_buf) {
+        Ok(Decoded::Data(d)) => Some(Ok(Body::Data(d))),
+        Ok(Decoded::Done(t)) => Some(Ok(Body::End(t))),
+        Ok(Decoded::NeedMore) => None,
+        Err(_) => Some(Err(UpstreamError::Protocol)),
     }
 }
 

@@ -622,6 +622,9 @@ pub struct HttpConnectionManager {
     pub http1: Http1Options,
     pub http2: Http2Options,
     pub server_name: String,
+    /// `server_name` as the `server` header's value (`None` if it cannot be
+    /// one), made once here rather than per response (see [`server_value`]).
+    pub server_value: Option<http::HeaderValue>,
     pub server_header: ServerHeader,
     pub max_request_headers_kb: u32,
     /// Default 5 minutes; `None` disables.
@@ -656,6 +659,38 @@ pub struct HttpConnectionManager {
     /// [`Http2Options::stream_error`] for HTTP/2).
     pub stream_error_on_invalid_http_message: Option<bool>,
     pub strip_trailing_host_dot: bool,
+}
+
+/// The `server` header value for `name`, backed by a `'static` string so
+/// that workers add it to responses without sharing a reference count.
+/// Names other than Envoy's default are interned: each distinct name is
+/// kept once for the life of the process, whatever the number of config
+/// updates carrying it.
+fn server_value(name: &str) -> Option<http::HeaderValue> {
+    static NAMES: std::sync::Mutex<Vec<&'static str>> = std::sync::Mutex::new(Vec::new());
+    if name == "envoy" {
+        return Some(http::HeaderValue::from_static("envoy"));
+    }
+    // What `HeaderValue::from_str` (and `from_static`, which panics instead)
+    // takes: visible ASCII and tabs. Any other name sets no `server` header.
+    if !name
+        .bytes()
+        .all(|b| b == b'\t' || (b' '..0x7f).contains(&b))
+    {
+        return None;
+    }
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let kept = match names.iter().find(|n| **n == name) {
+        Some(n) => *n,
+        None => {
+            let n: &'static str = Box::leak(name.to_owned().into_boxed_str());
+            names.push(n);
+            n
+        }
+    };
+    Some(http::HeaderValue::from_static(kept))
 }
 
 /// Builds the HCM of a filter chain. `path` is the filter's `typed_config`.
@@ -758,6 +793,11 @@ pub fn build(
         None => LocalReplyConfig::default(),
         Some(lr) => local_reply_config(lr, &path.field("local_reply_config"), diags)?,
     };
+    let server_name = if hcm.server_name.is_empty() {
+        "envoy".to_owned()
+    } else {
+        hcm.server_name.clone()
+    };
     Ok(HttpConnectionManager {
         codec_type,
         stat_prefix: hcm.stat_prefix.clone(),
@@ -777,11 +817,8 @@ pub fn build(
             hcm.http2_protocol_options.as_ref(),
             &path.field("http2_protocol_options"),
         )?,
-        server_name: if hcm.server_name.is_empty() {
-            "envoy".to_owned()
-        } else {
-            hcm.server_name.clone()
-        },
+        server_value: server_value(&server_name),
+        server_name,
         server_header: match S::try_from(hcm.server_header_transformation) {
             Ok(S::AppendIfAbsent) => ServerHeader::AppendIfAbsent,
             Ok(S::PassThrough) => ServerHeader::PassThrough,
@@ -987,6 +1024,21 @@ fn local_reply_config(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn server_values_are_kept_once_per_name() {
+        assert_eq!(server_value("envoy").expect("default"), "envoy");
+        let a = server_value("edge-proxy").expect("a visible name");
+        let b = server_value("edge-proxy").expect("a visible name");
+        assert_eq!(a, "edge-proxy");
+        assert_eq!(a.as_bytes().as_ptr(), b.as_bytes().as_ptr());
+        assert_eq!(
+            server_value("tab\there").expect("tabs are allowed"),
+            "tab\there"
+        );
+        assert_eq!(server_value("bad\u{1}name"), None);
+        assert_eq!(server_value("caf\u{e9}"), None);
+    }
 
     #[test]
     fn cidr_contains() {

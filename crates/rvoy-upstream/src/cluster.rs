@@ -245,7 +245,9 @@ fn resolve_targets(config: &model::Cluster) -> u64 {
 /// All clusters of a config.
 #[derive(Debug, Default)]
 pub struct ClusterManager {
-    by_name: HashMap<Arc<str>, Arc<Cluster>>,
+    /// Looked up once per request: hashed with foldhash, not SipHash (the
+    /// names come from config, not from clients).
+    by_name: HashMap<Arc<str>, Arc<Cluster>, foldhash::fast::RandomState>,
     /// In configuration order (for `/clusters`).
     pub ordered: Vec<Arc<Cluster>>,
     /// The server's resolver, for DNS clusters without their own.
@@ -268,7 +270,10 @@ impl ClusterManager {
         dns_resolver: DnsResolverConfig,
         mut tls: HashMap<Arc<str>, ClusterTls>,
     ) -> Self {
-        let mut by_name = HashMap::with_capacity(clusters.len());
+        let mut by_name = HashMap::with_capacity_and_hasher(
+            clusters.len(),
+            foldhash::fast::RandomState::default(),
+        );
         let mut ordered = Vec::with_capacity(clusters.len());
         for c in clusters {
             rvoy_log::debug!(

@@ -166,11 +166,13 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(req.headers.len());
+    let values = HeadValues::new(buf, head_len, req.headers.len());
+    let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED_HEADERS);
     for h in req.headers.iter() {
         let name = HeaderName::from_bytes(h.name.as_bytes())
             .map_err(|_| HeadError::bad("http1.codec_error"))?;
-        let value = HeaderValue::from_bytes(trim_ows(h.value))
+        let value = values
+            .value(trim_ows(h.value))
             .map_err(|_| HeadError::bad("http1.codec_error"))?;
         headers.append(name, value);
     }
@@ -276,6 +278,50 @@ fn looks_like_http_version(buf: &[u8]) -> bool {
     };
     let v = &line[pos + 6..];
     v.len() == 3 && v[0].is_ascii_digit() && v[1] == b'.' && v[2].is_ascii_digit()
+}
+
+/// Room left in a parsed head's map for the headers the connection manager
+/// adds (`x-forwarded-proto`, `x-request-id`, `x-envoy-expected-rq-timeout-ms`,
+/// `x-envoy-upstream-service-time`, `date`, `server`, ...) without growing it.
+const ADDED_HEADERS: usize = 6;
+
+/// Header values as `Bytes`: with a few headers or more, slices of one copy of
+/// the whole head (one allocation per head instead of one per value); with
+/// fewer, each value copied on its own.
+struct HeadValues {
+    /// Where the parsed buffer starts in memory, to find a value's offset.
+    base: usize,
+    /// The copy of the head, if shared.
+    head: Option<Bytes>,
+}
+
+impl HeadValues {
+    /// From this many headers on, the head is copied once and shared.
+    const SHARE_FROM: usize = 3;
+
+    fn new(buf: &[u8], head_len: usize, headers: usize) -> HeadValues {
+        HeadValues {
+            base: buf.as_ptr() as usize,
+            head: (headers >= Self::SHARE_FROM).then(|| Bytes::copy_from_slice(&buf[..head_len])),
+        }
+    }
+
+    /// `v`, a part of the parsed head, as `Bytes`.
+    fn bytes(&self, v: &[u8]) -> Bytes {
+        match &self.head {
+            Some(head) if !v.is_empty() => {
+                let start = v.as_ptr() as usize - self.base;
+                head.slice(start..start + v.len())
+            }
+            _ => Bytes::copy_from_slice(v),
+        }
+    }
+
+    /// `v`, a part of the parsed head, as a header value (checked as
+    /// `HeaderValue::from_bytes` checks it).
+    fn value(&self, v: &[u8]) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+        HeaderValue::from_maybe_shared(self.bytes(v))
+    }
 }
 
 fn trim_ows(v: &[u8]) -> &[u8] {
@@ -487,19 +533,21 @@ pub fn parse_response(
     } else {
         Version::HTTP_11
     };
-    let mut headers = HeaderMap::with_capacity(resp.headers.len());
+    let values = HeadValues::new(buf, head_len, resp.headers.len());
+    let mut headers = HeaderMap::with_capacity(resp.headers.len() + ADDED_HEADERS);
     for h in resp.headers.iter() {
         let name =
             HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ResponseError::Malformed)?;
-        let value =
-            HeaderValue::from_bytes(trim_ows(h.value)).map_err(|_| ResponseError::Malformed)?;
+        let value = values
+            .value(trim_ows(h.value))
+            .map_err(|_| ResponseError::Malformed)?;
         headers.append(name, value);
     }
     let (close, keep_alive, _) = connection_tokens(&headers);
     let reason = resp
         .reason
         .filter(|r| !r.is_empty())
-        .map(|r| Bytes::copy_from_slice(r.as_bytes()));
+        .map(|r| values.bytes(r.as_bytes()));
     Ok(Some(ResponseHead {
         status,
         reason,
@@ -601,6 +649,30 @@ mod tests {
                 .expect("partial")
                 .is_none()
         );
+    }
+
+    #[test]
+    fn header_values_are_read_whole_and_trimmed_with_few_or_many_headers() {
+        let few = req("GET / HTTP/1.1\r\nHost:  a \r\nX-E:\r\n\r\n")
+            .expect("ok")
+            .expect("complete");
+        assert_eq!(few.headers["host"], "a");
+        assert_eq!(few.headers["x-e"], "");
+        let raw = "GET / HTTP/1.1\r\nHost: a\r\nX-A: \t1 2\t \r\nX-E:\r\nX-A: 3\r\nX-O: caf\u{e9}\r\n\r\n";
+        let many = req(raw).expect("ok").expect("complete");
+        let xa: Vec<_> = many.headers.get_all("x-a").iter().collect();
+        assert_eq!(xa, ["1 2", "3"]);
+        assert_eq!(many.headers["x-e"], "");
+        assert_eq!(many.headers["x-o"].as_bytes(), "caf\u{e9}".as_bytes());
+        let resp = parse_response(
+            b"HTTP/1.1 404 Not Here\r\nServer: s\r\nContent-Length: 0\r\nX-B:  b \r\n\r\n",
+            LIMITS,
+        )
+        .expect("ok")
+        .expect("complete");
+        assert_eq!(resp.reason.as_deref(), Some(&b"Not Here"[..]));
+        assert_eq!(resp.headers["x-b"], "b");
+        assert_eq!(resp.headers["server"], "s");
     }
 
     #[test]
