@@ -645,6 +645,9 @@ impl<T: AsyncRead + Unpin> FrameIo<T> {
                     self.eof = true;
                     break;
                 }
+                // A read that did not fill its chunk drained the socket: asking
+                // again would only grow (and copy) the buffer to hear "later".
+                Poll::Ready(Ok(n)) if n < READ_CHUNK => break,
                 Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
                     if self.ahead.len() > start {

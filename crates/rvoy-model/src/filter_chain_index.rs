@@ -9,11 +9,14 @@
 //!
 //! Lookups allocate nothing: the tree is walked with borrowed keys.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use crate::hcm::CidrRange;
 use crate::listener::{FilterChainMatch, SourceType};
+
+/// The index's maps, looked up for every accepted connection: hashed with
+/// foldhash (seeded per process), not SipHash.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 /// What is known about a connection when its filter chain is chosen.
 #[derive(Clone, Copy, Debug, Default)]

@@ -376,15 +376,13 @@ async fn accept_loop(
         let Some(lr) = snap.listeners.get(index).cloned() else {
             continue;
         };
-        tokio::task::spawn_local(serve_connection(
-            worker_id,
-            lr,
-            snap,
-            stream,
-            remote,
-            local,
-            worker.clone(),
-        ));
+        // The connection's future is built in its own box, in place: tokio
+        // moves a task's future several times while spawning it (~1.5 KiB
+        // copied each time), a box only once.
+        tokio::task::spawn_local(Box::into_pin(Box::write(
+            Box::new_uninit(),
+            serve_connection(worker_id, lr, snap, stream, remote, local, worker.clone()),
+        )));
     }
 }
 
