@@ -197,11 +197,13 @@ pub fn serve<'a>(
             Ending::Close => {}
             Ending::CodecError(e) => {
                 Box::pin(codec_error_reply(&mut stream, e, &rt, &worker, conn)).await;
-                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                let tls = stream.is_tls();
+                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout, tls).await;
                 local_close = ended.count(stats);
             }
             Ending::DelayedClose => {
-                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout).await;
+                let tls = stream.is_tls();
+                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout, tls).await;
                 local_close = ended.count(stats);
             }
         }
@@ -493,9 +495,15 @@ impl DelayedClose {
 /// is flushed, then the client gets up to `delayed_close_timeout` to close
 /// first (what it still sends is read and dropped), so that it reads the
 /// whole response rather than a reset; only then is the connection closed.
+///
+/// Once the client has closed, a plain socket is only dropped (closed):
+/// `shutdown()` before `close()` would send the same FIN at the cost of one
+/// more system call. TLS (`shutdown_after_client_close`) still sends its
+/// `close_notify`, as Envoy's TLS socket does on any close.
 pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     timeout: Option<Duration>,
+    shutdown_after_client_close: bool,
 ) -> DelayedClose {
     let _ = io.flush().await;
     let ended = match timeout {
@@ -503,7 +511,9 @@ pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
         Some(_) => DelayedClose::TimedOut,
         None => DelayedClose::Immediate,
     };
-    let _ = io.shutdown().await;
+    if ended != DelayedClose::ClientClosed || shutdown_after_client_close {
+        let _ = io.shutdown().await;
+    }
     ended
 }
 

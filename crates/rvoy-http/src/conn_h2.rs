@@ -92,7 +92,7 @@ pub async fn serve(
         stats.downstream_cx_protocol_error.inc();
         stats.downstream_cx_rx_bytes_total.add(pre.len() as u64);
         let mut io = io;
-        let local = delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+        let local = delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
             .await
             .count(stats);
         finish(&rt, &state, opened, local, 0);
@@ -133,7 +133,7 @@ pub async fn serve(
             drain.park_on_drop.set(true);
             drop(handshake);
             let local = match drain.take_parked() {
-                Some(mut io) => delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+                Some(mut io) => delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
                     .await
                     .count(stats),
                 None => true,
@@ -317,7 +317,7 @@ pub async fn serve(
         // The drain sequence ended with `h2` closing the connection: Envoy's
         // delayed close, unless the client already closed its side.
         local_close = !drain.eof.get()
-            && delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+            && delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
                 .await
                 .count(stats);
     }
@@ -352,7 +352,7 @@ async fn drain_before_preface(mut io: FrameIo<Rewind>, rt: &HttpListenerRuntime)
     if io.write_all(&goaway_frame(0)).await.is_err() {
         return true;
     }
-    delayed_close(&mut io, rt.hcm.delayed_close_timeout)
+    delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
         .await
         .count(stats)
 }
