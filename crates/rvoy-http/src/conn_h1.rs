@@ -5,6 +5,7 @@
 //! The connection's start (transport, first byte, codec choice) is
 //! [`crate::connection`]'s.
 
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,6 +68,10 @@ pub fn serve<'a>(
         let mut served: u32 = 0;
         let mut local_close = true;
         let max_duration_at = hcm.common.max_connection_duration.map(|d| opened + d);
+        // The timer of the waits for a request head, kept across requests
+        // (see `wait_until`): armed once, not once per request.
+        let idle_timer = tokio::time::sleep(FAR_FUTURE);
+        tokio::pin!(idle_timer);
         // Envoy's drain sequence on an HTTP/1 connection (after its idle timeout
         // or maximum duration): requests arriving within `drain_timeout` are
         // served with `connection: close`, then the connection closes.
@@ -89,6 +94,7 @@ pub fn serve<'a>(
                     max_duration_at,
                     drain_until,
                     &rt.draining,
+                    idle_timer.as_mut(),
                 )
                 .await;
                 stats
@@ -324,7 +330,33 @@ async fn serve_request(
     }
 }
 
+/// Far enough ahead to never fire: where a connection's idle timer starts.
+const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Waits until `deadline` (forever for `None`) on `timer`, a timer kept
+/// across waits. The timer is re-armed only for a deadline earlier than the
+/// one it holds; one that fires before `deadline` (it was armed for an
+/// earlier wait) is re-armed then. A keep-alive connection's deadline moves
+/// later with every request, so its timer is touched about once per timeout
+/// period instead of being registered and removed for every request.
+async fn wait_until(mut timer: Pin<&mut tokio::time::Sleep>, deadline: Option<Instant>) {
+    let Some(deadline) = deadline else {
+        return std::future::pending().await;
+    };
+    let deadline = tokio::time::Instant::from_std(deadline);
+    loop {
+        if timer.is_elapsed() || timer.deadline() > deadline {
+            timer.as_mut().reset(deadline);
+        }
+        timer.as_mut().await;
+        if tokio::time::Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
 #[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+#[allow(clippy::too_many_arguments)]
 fn read_head<'a>(
     stream: &'a mut Stream,
     buf: &'a mut BytesMut,
@@ -333,6 +365,7 @@ fn read_head<'a>(
     max_duration_at: Option<Instant>,
     drain_until: Option<Instant>,
     drain: &'a crate::context::Drain,
+    mut idle_timer: Pin<&'a mut tokio::time::Sleep>,
 ) -> impl Future<Output = HeadRead> + 'a {
     // An `async move` block, not an `async fn`: the latter keeps a second
     // copy of its arguments in the future (rust-lang/rust#62958), and this
@@ -366,12 +399,6 @@ fn read_head<'a>(
                         (i, _) => (i, Expired::Idle),
                     },
                 };
-                let sleep = async {
-                    match deadline {
-                        Some(d) => tokio::time::sleep_until(d.into()).await,
-                        None => std::future::pending().await,
-                    }
-                };
                 tokio::select! {
                     biased;
                     // Polled in place (not `readable()`'s future): the
@@ -381,7 +408,7 @@ fn read_head<'a>(
                             return HeadRead::Closed;
                         }
                     }
-                    _ = sleep => return expired.into(),
+                    _ = wait_until(idle_timer.as_mut(), deadline) => return expired.into(),
                     _ = drain.idle_close() => return HeadRead::ListenerDrain,
                 }
                 buf.reserve(4096);
@@ -550,6 +577,38 @@ pub(crate) mod tests {
     use tokio::net::{TcpListener, TcpStream};
 
     use super::*;
+
+    /// The idle timer kept across waits ends each wait at its own deadline:
+    /// later than the one it was armed for, earlier, or after it fired.
+    #[tokio::test(start_paused = true)]
+    async fn idle_timer_waits_end_at_their_own_deadlines() {
+        // Paused time: tokio's clock, not std's, moves.
+        let now = || tokio::time::Instant::now().into_std();
+        let start = now();
+        let at = |s: u64| Some(start + Duration::from_secs(s));
+        let elapsed = || (now() - start).as_secs();
+        let timer = tokio::time::sleep(FAR_FUTURE);
+        tokio::pin!(timer);
+        // An unarmed timer is armed for the wait's deadline.
+        wait_until(timer.as_mut(), at(10)).await;
+        assert_eq!(elapsed(), 10);
+        // Once fired, re-armed for the next deadline.
+        wait_until(timer.as_mut(), at(25)).await;
+        assert_eq!(elapsed(), 25);
+        // A wait cut short (the request came) leaves the timer armed (60 s)...
+        let cut = tokio::time::timeout(Duration::from_secs(5), wait_until(timer.as_mut(), at(60)));
+        assert!(cut.await.is_err());
+        assert_eq!(elapsed(), 30);
+        // ...and a wait with an earlier deadline moves it.
+        wait_until(timer.as_mut(), at(40)).await;
+        assert_eq!(elapsed(), 40);
+        // Armed for 50 s, then a wait until 70 s: the timer fires at 50 and
+        // the wait goes on to its own deadline.
+        let cut = tokio::time::timeout(Duration::from_secs(1), wait_until(timer.as_mut(), at(50)));
+        assert!(cut.await.is_err());
+        wait_until(timer.as_mut(), at(70)).await;
+        assert_eq!(elapsed(), 70);
+    }
 
     /// A connection manager (`hcm_extra`: more of its fields) that answers
     /// every request with a direct 200 `ok`, and the stats store it counts in.
