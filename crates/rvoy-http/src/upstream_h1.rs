@@ -190,20 +190,14 @@ pub async fn read_body(
     decoder: &mut BodyDecoder,
 ) -> Result<Body, UpstreamError> {
     loop {
-        match decoder
-            .decode(&mut conn.read_buf)
-            .map_err(|_| UpstreamError::Protocol)?
-        {
-            Decoded::Data(d) => return Ok(Body::Data(d)),
-            Decoded::Done(t) => return Ok(Body::End(t)),
-            Decoded::NeedMore => {
-                if read_more(conn).await? == 0 {
-                    if decoder.on_eof() {
-                        return Ok(Body::End(None));
-                    }
-                    return Err(UpstreamError::Terminated);
-                }
+        if let Some(piece) = decode_buffered(conn, decoder) {
+            return piece;
+        }
+        if read_more(conn).await? == 0 {
+            if decoder.on_eof() {
+                return Ok(Body::End(None));
             }
+            return Err(UpstreamError::Terminated);
         }
     }
 }
