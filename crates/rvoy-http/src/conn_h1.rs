@@ -121,7 +121,7 @@ pub fn serve<'a>(
                             // No byte ever came, so no codec: Envoy closes at once.
                             break;
                         }
-                        drain_until = Some(Instant::now() + hcm.drain_timeout);
+                        drain_until = Some(crate::clock::now() + hcm.drain_timeout);
                         continue;
                     }
                     HeadRead::DrainTimeout => {
@@ -316,7 +316,10 @@ async fn serve_request(
     ds.drain_close = Some(drain_close);
     let closing_before = ds.close_after;
     let outcome = stream::handle(&mut ds, request, rt, worker, conn).await;
-    if ds.close_after && !closing_before && max_duration_at.is_some_and(|at| at <= Instant::now()) {
+    if ds.close_after
+        && !closing_before
+        && max_duration_at.is_some_and(|at| at <= crate::clock::now())
+    {
         stats.downstream_cx_max_duration_reached.inc();
     }
     stats.downstream_cx_rx_bytes_total.add(ds.wire_rx);
@@ -371,7 +374,7 @@ fn read_head<'a>(
     // copy of its arguments in the future (rust-lang/rust#62958), and this
     // future is what every idle connection holds.
     async move {
-        let started = Instant::now();
+        let started = crate::clock::now();
         // Between requests the connection idle timeout applies (from the end of
         // the last response, or from the connection's start).
         let idle_at = hcm.common.idle_timeout.map(|t| started + t);
@@ -417,7 +420,7 @@ fn read_head<'a>(
                     // readable): wait again, with the deadlines, holding no buffer.
                     None => *buf = BytesMut::new(),
                     Some(Ok(0) | Err(_)) => return HeadRead::Closed,
-                    Some(Ok(_)) => head_started = Some(Instant::now()),
+                    Some(Ok(_)) => head_started = Some(crate::clock::now()),
                 }
                 continue;
             }
@@ -488,7 +491,7 @@ async fn codec_error_reply(
     info.bytes_sent = ds.bytes_sent();
     info.response_status = Some(rendered.status);
     info.response_headers = Some(headers);
-    info.end = Some(Instant::now());
+    info.end = Some(crate::clock::now());
     rt.stats.response_code(rendered.status.as_u16());
     stats.downstream_rq_completed.inc();
     crate::access_log::emit(&rt.access_logs, &mut info);

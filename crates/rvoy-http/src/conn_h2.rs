@@ -212,7 +212,7 @@ pub async fn serve(
             }
             next = connection.accept() => next,
             _ = timer => {
-                let now = Instant::now();
+                let now = crate::clock::now();
                 if final_goaway_at.is_none() && keepalive.on_timer(now, &state) {
                     continue;
                 }
@@ -270,11 +270,12 @@ pub async fn serve(
                 state.stats.streams_active.inc();
                 // Boxed: the task then holds a pointer, not the stream's ~10 KiB
                 // state, which tokio would otherwise copy into the task and
-                // again when it writes the finished stage.
-                tokio::task::spawn_local(Box::into_pin(Box::write(
+                // again when it writes the finished stage. Clocked: one clock
+                // reading per poll.
+                tokio::task::spawn_local(crate::clock::Clocked(Box::into_pin(Box::write(
                     Box::new_uninit(),
                     async move {
-                        let started = Instant::now();
+                        let started = crate::clock::now();
                         let responded = serve_stream(
                             request,
                             respond,
@@ -287,12 +288,15 @@ pub async fn serve(
                         .await;
                         stream_state.stats.streams_active.dec();
                         stream_shared.open.set(stream_shared.open.get() - 1);
-                        stream_shared.last_closed.set(Instant::now());
+                        stream_shared.last_closed.set(crate::clock::now());
                         let premature = !responded
-                            && started.elapsed().as_secs() <= PREMATURE_RESET_MIN_LIFETIME_SECS;
+                            && crate::clock::now()
+                                .saturating_duration_since(started)
+                                .as_secs()
+                                <= PREMATURE_RESET_MIN_LIFETIME_SECS;
                         stream_shared.stream_closed(premature, &stream_rt, &stream_state);
                     },
-                )));
+                ))));
             }
             Some(Err(e)) => {
                 if e.is_go_away()
@@ -374,7 +378,7 @@ fn start_drain(
 ) -> Instant {
     drain.start();
     connection.graceful_shutdown();
-    Instant::now() + drain_timeout
+    crate::clock::now() + drain_timeout
 }
 
 /// The payload of the PING `h2`'s graceful shutdown sends (`h2` 0.4's
@@ -742,7 +746,7 @@ impl ConnShared {
     fn new() -> Self {
         ConnShared {
             open: Cell::new(0),
-            last_closed: Cell::new(Instant::now()),
+            last_closed: Cell::new(crate::clock::now()),
             closed: Cell::new(0),
             premature: Cell::new(0),
             drain: Cell::new(false),
@@ -815,7 +819,7 @@ impl Keepalive {
             ping: if config.is_some() { ping } else { None },
             config,
         };
-        k.schedule(Instant::now());
+        k.schedule(crate::clock::now());
         k
     }
 
@@ -882,7 +886,7 @@ impl Keepalive {
         match p.poll_pong(cx) {
             std::task::Poll::Ready(Ok(_)) => {
                 self.sent = None;
-                self.schedule(Instant::now());
+                self.schedule(crate::clock::now());
                 std::task::Poll::Ready(())
             }
             std::task::Poll::Ready(Err(_)) => {

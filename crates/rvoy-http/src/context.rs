@@ -129,7 +129,7 @@ impl Drain {
     /// Starts draining (once; later calls change nothing).
     pub fn start(&self, time: std::time::Duration, gradual: bool) {
         let start = DrainStart {
-            at: std::time::Instant::now(),
+            at: crate::clock::now(),
             time,
             gradual,
         };
@@ -205,7 +205,7 @@ pub struct DateCache {
 impl DateCache {
     /// The current HTTP date.
     pub fn now(&self) -> HeaderValue {
-        let now = SystemTime::now();
+        let now = crate::clock::system_now();
         let secs = now
             .duration_since(SystemTime::UNIX_EPOCH)
             .map(|d| d.as_secs())
@@ -234,6 +234,8 @@ pub struct WorkerContext {
     pub h2_pools: H2Pools,
     lb: RefCell<HashMap<usize, WorkerLb, crate::pool::FastHash>>,
     pub date: DateCache,
+    /// Reusable timers for the waits of every request.
+    pub sleeps: crate::sleep_pool::SleepPool,
     pub worker_id: usize,
     next_stream_id: Cell<u64>,
 }

@@ -326,10 +326,7 @@ impl Downstream for H1Downstream<'_> {
         // The connection manager's `connection` header first, then the
         // codec's framing headers (`content-length: 0`, `transfer-encoding`),
         // in Envoy's order on the wire.
-        if self
-            .drain_at
-            .is_some_and(|at| at <= std::time::Instant::now())
-        {
+        if self.drain_at.is_some_and(|at| at <= crate::clock::now()) {
             self.close_after = true;
         }
         if !self.close_after && self.drain_close.is_some_and(|f| f()) {

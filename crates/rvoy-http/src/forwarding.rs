@@ -64,6 +64,7 @@ pub mod names {
     pub static KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
     pub static PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
     pub static VIA: HeaderName = HeaderName::from_static("via");
+    pub static X_ENVOY_RATELIMITED: HeaderName = HeaderName::from_static("x-envoy-ratelimited");
 }
 
 use names::*;

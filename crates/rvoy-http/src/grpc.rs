@@ -13,6 +13,8 @@ use crate::stream_timers::StreamTimers;
 
 /// `grpc-timeout`.
 pub const GRPC_TIMEOUT: http::HeaderName = http::HeaderName::from_static("grpc-timeout");
+/// `grpc-status`.
+pub const GRPC_STATUS: http::HeaderName = http::HeaderName::from_static("grpc-status");
 
 /// The largest `TimeoutValue` (8 digits).
 const MAX_TIMEOUT_VALUE: u64 = 99_999_999;

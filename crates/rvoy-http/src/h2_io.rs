@@ -202,7 +202,7 @@ impl H2State {
         tx_bytes: Counter,
     ) -> Rc<Self> {
         let limits = Limits::from(opts);
-        let now = Instant::now();
+        let now = crate::clock::now();
         Rc::new(H2State {
             server,
             stream_error,
@@ -329,7 +329,7 @@ impl H2State {
     }
 
     fn take_reset_token(&self) -> bool {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let elapsed = now
             .saturating_duration_since(self.reset_refill.get())
             .as_secs_f64();
@@ -666,7 +666,7 @@ impl<T: AsyncRead + Unpin> FrameIo<T> {
         let got = self.ahead.len() - start;
         if got > 0 {
             self.state.rx_bytes.add(got as u64);
-            self.state.last_rx.set(Instant::now());
+            self.state.last_rx.set(crate::clock::now());
         }
         Poll::Ready(Ok(got))
     }

@@ -7,6 +7,7 @@
 //! emission. Everything here runs on a worker thread's single-threaded runtime.
 
 pub mod access_log;
+pub mod clock;
 pub mod conn_h1;
 pub mod conn_h2;
 pub mod connection;
@@ -24,6 +25,7 @@ pub mod path;
 pub mod pool;
 pub mod request_info;
 pub mod router;
+pub mod sleep_pool;
 pub mod stats;
 pub mod stream;
 pub mod stream_timers;

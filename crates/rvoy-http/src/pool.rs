@@ -136,9 +136,11 @@ impl Drop for H1Conn {
         } else {
             stats.upstream_cx_destroy_remote.inc();
         }
-        stats
-            .upstream_cx_length_ms
-            .record(self.created.elapsed().as_millis() as u64);
+        stats.upstream_cx_length_ms.record(
+            crate::clock::now()
+                .saturating_duration_since(self.created)
+                .as_millis() as u64,
+        );
         stats.upstream_rq_per_cx.record(u64::from(self.requests));
         rvoy_upstream::host::HostStats::dec(&self.host.stats.cx_active);
         self.cluster.resources(false).connections.release();
@@ -220,7 +222,7 @@ impl H1Pools {
     pub fn take(&self, key: &PoolKey) -> Option<H1Conn> {
         let mut idle = self.idle.borrow_mut();
         let list = idle.get_mut(key)?;
-        let now = Instant::now();
+        let now = crate::clock::now();
         let mut found = None;
         while let Some(mut entry) = list.pop() {
             if entry.expire(now) || entry.conn.stream.is_stale() {
@@ -240,7 +242,7 @@ impl H1Pools {
         }
         let idle = Idle {
             conn,
-            since: Instant::now(),
+            since: crate::clock::now(),
         };
         let mut pools = self.idle.borrow_mut();
         match pools.get_mut(&key) {
@@ -255,7 +257,7 @@ impl H1Pools {
     /// out on (counted as Envoy's idle timer does), and those the upstream
     /// closed.
     pub fn reclaim(&self) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         self.idle.borrow_mut().retain(|_, list| {
             list.retain_mut(|e| !e.expire(now) && !e.conn.stream.is_stale());
             !list.is_empty()

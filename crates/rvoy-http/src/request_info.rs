@@ -81,8 +81,8 @@ impl RequestInfo {
         local: Option<SocketAddr>,
     ) -> Self {
         RequestInfo {
-            start_time: SystemTime::now(),
-            start: Instant::now(),
+            start_time: crate::clock::system_now(),
+            start: crate::clock::now(),
             end: None,
             timings: Timings::default(),
             protocol,
@@ -148,7 +148,7 @@ impl RequestInfo {
 
     /// The time since the request started.
     pub fn elapsed(&self) -> Duration {
-        self.start.elapsed()
+        crate::clock::now().saturating_duration_since(self.start)
     }
 
     pub fn set_flag(&mut self, flag: ResponseFlag) {
@@ -165,7 +165,7 @@ impl RequestInfo {
         let start = self.start;
         let slot = point(&mut self.timings);
         if slot.is_none() {
-            *slot = Some(start.elapsed());
+            *slot = Some(crate::clock::now().saturating_duration_since(start));
         }
     }
 }
@@ -195,10 +195,10 @@ impl StreamInfo for RequestInfo {
     }
 
     fn duration(&self) -> Option<Duration> {
-        Some(
-            self.end
-                .map_or_else(|| self.start.elapsed(), |e| e.duration_since(self.start)),
-        )
+        Some(self.end.map_or_else(
+            || crate::clock::now().saturating_duration_since(self.start),
+            |e| e.duration_since(self.start),
+        ))
     }
 
     fn timing(&self, point: TimePoint) -> Option<Duration> {

@@ -87,7 +87,7 @@ impl ResponseDeadline {
         &self,
         fut: F,
     ) -> Result<F::Output, ResponseTimeout> {
-        let idle = self.idle.map(|i| Instant::now() + i);
+        let idle = self.idle.map(|i| crate::clock::now() + i);
         let (deadline, kind) = match (self.global, idle) {
             (Some(g), Some(i)) if i < g => (i, ResponseTimeout::Idle),
             (Some(g), _) => (g, ResponseTimeout::Global),
@@ -208,7 +208,8 @@ impl RetryState {
             || (r.has(RetryOn::RETRIABLE_4XX) && status == 409)
             || (r.has(RetryOn::RETRIABLE_STATUS_CODES)
                 && self.retriable_status_codes.contains(&status))
-            || (r.has(RetryOn::ENVOY_RATELIMITED) && headers.contains_key("x-envoy-ratelimited"))
+            || (r.has(RetryOn::ENVOY_RATELIMITED)
+                && headers.contains_key(&names::X_ENVOY_RATELIMITED))
             || (r.has(RetryOn::RETRIABLE_HEADERS)
                 && self
                     .policy
@@ -257,8 +258,16 @@ impl RetryState {
 }
 
 fn grpc_retriable(r: RetryOn, headers: &HeaderMap) -> bool {
+    const ANY_GRPC: u32 = RetryOn::GRPC_CANCELLED
+        | RetryOn::GRPC_DEADLINE_EXCEEDED
+        | RetryOn::GRPC_RESOURCE_EXHAUSTED
+        | RetryOn::GRPC_UNAVAILABLE
+        | RetryOn::GRPC_INTERNAL;
+    if r.0 & ANY_GRPC == 0 {
+        return false;
+    }
     let Some(code) = headers
-        .get("grpc-status")
+        .get(&crate::grpc::GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u32>().ok())
     else {
@@ -488,7 +497,7 @@ pub async fn forward<D: Downstream>(
         }
     }
 
-    let start = Instant::now();
+    let start = crate::clock::now();
     // The route timeout runs from the end of the request, so an upgraded
     // stream (whose request never ends) has none.
     if is_upgrade {
@@ -587,7 +596,7 @@ pub async fn forward<D: Downstream>(
     let failure = loop {
         attempt += 1;
         info.attempt_count = attempt;
-        let remaining = global_deadline().map(|d| d.saturating_duration_since(Instant::now()));
+        let remaining = global_deadline().map(|d| d.saturating_duration_since(crate::clock::now()));
         if remaining.is_some_and(|r| r.is_zero()) {
             break AttemptFailure::GlobalTimeout;
         }
@@ -619,7 +628,7 @@ pub async fn forward<D: Downstream>(
         }
         let timers = AttemptTimers {
             start,
-            per_try: per_try.map(|p| Instant::now() + p),
+            per_try: per_try.map(|p| crate::clock::now() + p),
             global: global_timeout,
             idle: per_try_idle,
         };
@@ -1195,7 +1204,7 @@ async fn attempt_once<D: Downstream>(
             .await
         }
     });
-    let result = timers.run(exchange, stream_timers).await;
+    let result = timers.run(exchange, stream_timers, &worker.sleeps).await;
     match &result {
         Err(AttemptFailure::PerTryTimeout) => {
             stats.upstream_rq_per_try_timeout.inc();
@@ -1244,6 +1253,7 @@ impl AttemptTimers {
         self,
         fut: F,
         stream_timers: Option<Rc<crate::stream_timers::StreamTimers>>,
+        sleeps: &crate::sleep_pool::SleepPool,
     ) -> Result<UpstreamResponse, AttemptFailure>
     where
         F: std::future::Future<Output = Result<UpstreamResponse, AttemptFailure>>,
@@ -1252,7 +1262,7 @@ impl AttemptTimers {
         if self.per_try.is_none() && self.global.is_none() && self.idle.is_none() {
             return fut.await;
         }
-        let attempt_start = Instant::now();
+        let attempt_start = crate::clock::now();
         let st = stream_timers.as_deref();
         let last_progress = || st.map_or(attempt_start, |t| t.last_activity().max(attempt_start));
         loop {
@@ -1261,7 +1271,7 @@ impl AttemptTimers {
             let next = [self.per_try, global, idle].into_iter().flatten().min();
             let sleep = async {
                 match next {
-                    Some(d) => tokio::time::sleep_until(d.into()).await,
+                    Some(d) => sleeps.sleep_until(d.into()).await,
                     None => std::future::pending().await,
                 }
             };
@@ -1269,7 +1279,7 @@ impl AttemptTimers {
                 biased;
                 r = &mut fut => return r,
                 _ = sleep => {
-                    let now = Instant::now();
+                    let now = crate::clock::now();
                     let global = self.global_deadline(st);
                     let expired = |d: Option<Instant>| d.is_some_and(|d| d <= now);
                     match (self.per_try, global) {
@@ -1363,15 +1373,17 @@ async fn h1_connection(
         host.address.to_envoy_string(),
         cluster.config.name
     );
-    let started = Instant::now();
+    let started = crate::clock::now();
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http1_total.inc();
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
     match pool::connect(host, cluster, rvoy_tls::AlpnFallback::Http1).await {
         Ok(stream) => {
-            stats
-                .upstream_cx_connect_ms
-                .record(started.elapsed().as_millis() as u64);
+            stats.upstream_cx_connect_ms.record(
+                crate::clock::now()
+                    .saturating_duration_since(started)
+                    .as_millis() as u64,
+            );
             stats.upstream_cx_active.inc();
             rvoy_upstream::host::HostStats::inc(&host.stats.cx_active);
             info.mark(|t| &mut t.upstream_connect_complete);
@@ -1381,7 +1393,7 @@ async fn h1_connection(
                 host: host.clone(),
                 cluster: cluster.clone(),
                 requests: 0,
-                created: Instant::now(),
+                created: crate::clock::now(),
                 closing_locally: true,
                 close_notified: false,
                 read_filled: false,
@@ -1646,7 +1658,9 @@ async fn send_response<D: Downstream>(
     let code = status.as_u16();
     let stats = &cluster.stats.traffic;
     cluster.stats.rq_codes.inc(code);
-    let upstream_ms = start.elapsed().as_millis() as u64;
+    let upstream_ms = crate::clock::now()
+        .saturating_duration_since(start)
+        .as_millis() as u64;
     stats.upstream_rq_time.record(upstream_ms);
     if let Some(h) = &info.upstream_host {
         if code >= 500 {
@@ -1688,7 +1702,7 @@ async fn send_response<D: Downstream>(
     info.response_status = Some(status);
     info.response_code_details = Some("via_upstream");
     if let Some(g) = headers
-        .get("grpc-status")
+        .get(&crate::grpc::GRPC_STATUS)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse().ok())
     {

@@ -137,7 +137,7 @@ pub async fn handle<D: Downstream>(
             timers: timers.clone(),
         };
         let stream = std::pin::pin!(run(&mut timed, &mut req, &mut info, rt, worker, conn));
-        timers.run(stream).await
+        timers.run(stream, &worker.sleeps).await
     };
     if info.request_headers.is_none() {
         info.request_headers = Some(std::mem::take(&mut req.headers));
@@ -146,7 +146,7 @@ pub async fn handle<D: Downstream>(
         Ok(outcome) => outcome,
         Err(kind) => on_stream_timeout(ds, kind, &timers, &mut info, rt, worker, grpc).await,
     };
-    info.end = Some(std::time::Instant::now());
+    info.end = Some(crate::clock::now());
     info.bytes_received = ds.bytes_received();
     info.bytes_sent = ds.bytes_sent();
     if info.request_headers.is_none() {
@@ -349,7 +349,7 @@ async fn run<D: Downstream>(
         info.authority = req.authority.clone();
         info.method = req.method.clone();
         info.request_headers = Some(req.headers.clone());
-        info.end = Some(std::time::Instant::now());
+        info.end = Some(crate::clock::now());
         info.bytes_received = ds.bytes_received();
         crate::access_log::emit(&rt.access_logs, info);
         *info = info.next_pass();

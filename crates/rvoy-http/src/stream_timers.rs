@@ -74,7 +74,7 @@ impl StreamTimers {
         max_duration: Option<Duration>,
         request_complete: bool,
     ) -> Self {
-        let start = Instant::now();
+        let start = crate::clock::tokio_now();
         StreamTimers {
             start,
             idle: Cell::new(idle),
@@ -111,7 +111,7 @@ impl StreamTimers {
     /// Records activity on the stream (resets the idle timer).
     pub fn touch(&self) {
         if self.idle.get().is_some() {
-            self.last_activity.set(Instant::now());
+            self.last_activity.set(crate::clock::tokio_now());
         }
     }
 
@@ -132,7 +132,7 @@ impl StreamTimers {
 
     fn set_request_complete(&self) {
         if self.request_complete.get().is_none() {
-            self.request_complete.set(Some(Instant::now()));
+            self.request_complete.set(Some(crate::clock::tokio_now()));
         }
     }
 
@@ -176,9 +176,11 @@ impl StreamTimers {
     /// Drives `fut` until it completes or a timer fires.
     /// The stream is lent pinned (not moved in) so its state is stored once,
     /// in the caller's future.
+    /// The deadline waits on `sleeps`, the worker's reusable timers.
     pub async fn run<F: Future>(
         &self,
         mut fut: std::pin::Pin<&mut F>,
+        sleeps: &crate::sleep_pool::SleepPool,
     ) -> Result<F::Output, StreamTimeout> {
         loop {
             let Some(deadline) = self.next_deadline() else {
@@ -191,8 +193,8 @@ impl StreamTimers {
             tokio::select! {
                 biased;
                 out = &mut fut => return Ok(out),
-                _ = tokio::time::sleep_until(deadline) => {
-                    if let Some(kind) = self.expired(Instant::now()) {
+                _ = sleeps.sleep_until(deadline) => {
+                    if let Some(kind) = self.expired(crate::clock::tokio_now()) {
                         return Err(kind);
                     }
                 }
@@ -307,11 +309,17 @@ impl<D: Downstream> Downstream for Timed<'_, D> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sleep_pool::SleepPool;
 
     #[tokio::test(start_paused = true)]
     async fn idle_timer_fires_after_inactivity() {
         let t = StreamTimers::new(Some(Duration::from_secs(1)), None, None, true);
-        let r = t.run(std::pin::pin!(std::future::pending::<()>())).await;
+        let r = t
+            .run(
+                std::pin::pin!(std::future::pending::<()>()),
+                &SleepPool::default(),
+            )
+            .await;
         assert_eq!(r, Err(StreamTimeout::Idle));
     }
 
@@ -331,7 +339,10 @@ mod tests {
             }
             7
         };
-        assert_eq!(t.run(std::pin::pin!(work)).await, Ok(7));
+        assert_eq!(
+            t.run(std::pin::pin!(work), &SleepPool::default()).await,
+            Ok(7)
+        );
     }
 
     #[tokio::test(start_paused = true)]
@@ -341,10 +352,17 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(200)).await;
             1
         };
-        assert_eq!(t.run(std::pin::pin!(work)).await, Ok(1));
+        assert_eq!(
+            t.run(std::pin::pin!(work), &SleepPool::default()).await,
+            Ok(1)
+        );
         let t = StreamTimers::new(None, Some(Duration::from_millis(50)), None, false);
         assert_eq!(
-            t.run(std::pin::pin!(std::future::pending::<()>())).await,
+            t.run(
+                std::pin::pin!(std::future::pending::<()>()),
+                &SleepPool::default()
+            )
+            .await,
             Err(StreamTimeout::Request)
         );
     }
@@ -364,7 +382,10 @@ mod tests {
             std::future::pending::<()>().await
         };
         let started = Instant::now();
-        assert_eq!(t.run(std::pin::pin!(work)).await, Err(StreamTimeout::Idle));
+        assert_eq!(
+            t.run(std::pin::pin!(work), &SleepPool::default()).await,
+            Err(StreamTimeout::Idle)
+        );
         assert!(started.elapsed() < Duration::from_secs(1));
     }
 
@@ -378,7 +399,11 @@ mod tests {
         );
         t.apply_route(Some(Duration::ZERO), None);
         assert_eq!(
-            t.run(std::pin::pin!(std::future::pending::<()>())).await,
+            t.run(
+                std::pin::pin!(std::future::pending::<()>()),
+                &SleepPool::default()
+            )
+            .await,
             Err(StreamTimeout::MaxDuration)
         );
     }

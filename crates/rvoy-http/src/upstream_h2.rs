@@ -91,7 +91,7 @@ impl Drop for ActiveStream {
         let active = self.0.active.get().saturating_sub(1);
         self.0.active.set(active);
         if active == 0 {
-            self.0.idle_since.set(Instant::now());
+            self.0.idle_since.set(crate::clock::now());
         }
     }
 }
@@ -112,7 +112,7 @@ impl H2Pools {
     fn get(&self, key: &PoolKey) -> Option<(SendRequest<Bytes>, Rc<H2Usage>)> {
         let mut conns = self.conns.borrow_mut();
         let pooled = conns.get(key)?;
-        if pooled.expired(Instant::now()) {
+        if pooled.expired(crate::clock::now()) {
             pooled.idle_timeouts.inc();
             conns.remove(key);
             return None;
@@ -124,7 +124,7 @@ impl H2Pools {
         let usage = Rc::new(H2Usage {
             active: Cell::new(0),
             requests: Cell::new(0),
-            idle_since: Cell::new(Instant::now()),
+            idle_since: Cell::new(crate::clock::now()),
         });
         self.conns.borrow_mut().insert(
             key,
@@ -145,7 +145,7 @@ impl H2Pools {
     /// Closes the connections idle for their cluster's idle timeout: once
     /// out of the pool, a connection without streams sends GOAWAY and closes.
     pub fn reclaim(&self) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         self.conns.borrow_mut().retain(|_, pooled| {
             let expired = pooled.expired(now);
             if expired {
@@ -299,7 +299,7 @@ async fn connection(
     stats.upstream_cx_http2_total.inc();
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
     info.mark(|t| &mut t.upstream_connect_start);
-    let started = Instant::now();
+    let started = crate::clock::now();
     let stream = match pool::connect(host, cluster, rvoy_tls::AlpnFallback::Http2).await {
         Ok(s) => s,
         Err(e) => {
@@ -313,9 +313,11 @@ async fn connection(
             });
         }
     };
-    stats
-        .upstream_cx_connect_ms
-        .record(started.elapsed().as_millis() as u64);
+    stats.upstream_cx_connect_ms.record(
+        crate::clock::now()
+            .saturating_duration_since(started)
+            .as_millis() as u64,
+    );
     info.mark(|t| &mut t.upstream_connect_complete);
     let h2opts = &cluster.config.http2;
     let closer = Rc::new(Cell::new(None));

@@ -98,8 +98,8 @@ impl ConnectionInfo {
         local: Option<SocketAddr>,
     ) -> ConnectionInfo {
         ConnectionInfo {
-            start_time: SystemTime::now(),
-            start: Instant::now(),
+            start_time: rvoy_http::clock::system_now(),
+            start: rvoy_http::clock::now(),
             end: None,
             connection_id,
             downstream_remote: remote,
@@ -131,10 +131,10 @@ impl StreamInfo for ConnectionInfo {
     }
 
     fn duration(&self) -> Option<Duration> {
-        Some(
-            self.end
-                .map_or_else(|| self.start.elapsed(), |e| e.duration_since(self.start)),
-        )
+        Some(self.end.map_or_else(
+            || rvoy_http::clock::now().saturating_duration_since(self.start),
+            |e| e.duration_since(self.start),
+        ))
     }
 
     fn response_code(&self) -> Option<u16> {
@@ -230,9 +230,11 @@ impl Drop for UpstreamGuard {
         let stats = &self.cluster.stats.traffic;
         stats.upstream_cx_active.dec();
         stats.upstream_cx_destroy.inc();
-        stats
-            .upstream_cx_length_ms
-            .record(self.created.elapsed().as_millis() as u64);
+        stats.upstream_cx_length_ms.record(
+            rvoy_http::clock::now()
+                .saturating_duration_since(self.created)
+                .as_millis() as u64,
+        );
         HostStats::dec(&self.host.stats.cx_active);
         self.cluster.resources(false).connections.release();
     }
@@ -248,7 +250,7 @@ pub async fn serve(
 ) {
     rt.stats.downstream_cx_total.inc();
     run(downstream, rt, worker, info).await;
-    info.end = Some(Instant::now());
+    info.end = Some(rvoy_http::clock::now());
     info.access_log_type = AccessLogType::TcpConnectionEnd;
     rvoy_http::access_log::emit_info(&rt.access_logs, info);
     info.access_log_type = AccessLogType::NotSet;
@@ -315,12 +317,14 @@ async fn connect(
         }
         stats.upstream_cx_total.inc();
         HostStats::inc(&host.stats.cx_total);
-        let started = Instant::now();
+        let started = rvoy_http::clock::now();
         match rvoy_http::pool::connect(&host, cluster, rvoy_tls::AlpnFallback::None).await {
             Ok(stream) => {
-                stats
-                    .upstream_cx_connect_ms
-                    .record(started.elapsed().as_millis() as u64);
+                stats.upstream_cx_connect_ms.record(
+                    rvoy_http::clock::now()
+                        .saturating_duration_since(started)
+                        .as_millis() as u64,
+                );
                 stats.upstream_cx_active.inc();
                 HostStats::inc(&host.stats.cx_active);
                 if let Stream::Tcp(s) = &stream {
@@ -334,7 +338,7 @@ async fn connect(
                     UpstreamGuard {
                         cluster: cluster.clone(),
                         host,
-                        created: Instant::now(),
+                        created: rvoy_http::clock::now(),
                     },
                 ));
             }
@@ -398,7 +402,7 @@ impl AsyncRead for Counted<'_> {
         let n = (buf.filled().len() - before) as u64;
         if n > 0 {
             this.total.set(this.total.get() + n);
-            this.progress.set(Instant::now());
+            this.progress.set(rvoy_http::clock::now());
             for c in &this.counters {
                 c.add(n);
             }
@@ -432,7 +436,7 @@ async fn relay(
     cluster: &Arc<Cluster>,
     info: &mut ConnectionInfo,
 ) {
-    let progress = Cell::new(Instant::now());
+    let progress = Cell::new(rvoy_http::clock::now());
     let received = Cell::new(0u64);
     let sent = Cell::new(0u64);
     let traffic = &cluster.stats.traffic;
@@ -475,7 +479,7 @@ async fn relay(
         tokio::select! {
             _ = &mut copy => break,
             _ = timer => {
-                let now = Instant::now();
+                let now = rvoy_http::clock::now();
                 if deadline.is_some_and(|d| d <= now) {
                     rt.stats.max_downstream_connection_duration.inc();
                     info.response_flags.set(ResponseFlag::DurationTimeout);

@@ -391,11 +391,12 @@ async fn accept_loop(
         };
         // The connection's future is built in its own box, in place: tokio
         // moves a task's future several times while spawning it (~1.5 KiB
-        // copied each time), a box only once.
-        tokio::task::spawn_local(Box::into_pin(Box::write(
+        // copied each time), a box only once. Clocked: the connection reads
+        // the clock at most once per poll (rvoy_http::clock).
+        tokio::task::spawn_local(rvoy_http::clock::Clocked(Box::into_pin(Box::write(
             Box::new_uninit(),
             serve_connection(worker_id, lr, snap, stream, remote, local, worker.clone()),
-        )));
+        ))));
     }
 }
 
@@ -421,7 +422,7 @@ fn serve_connection(
             w.downstream_cx_total.inc();
             w.downstream_cx_active.inc();
         }
-        let started = Instant::now();
+        let started = rvoy_http::clock::now();
         if let (Some(ka), Stream::Tcp(s)) = (lr.config.tcp_keepalive, &stream) {
             let _ = rvoy_http::io::set_tcp_keepalive(s, ka);
         }
@@ -434,7 +435,7 @@ fn serve_connection(
         // Scoped: what the accept and the listener filters found is only
         // needed to pick the chain, not by the idle connection's future.
         let chain = {
-            let start_time = std::time::SystemTime::now();
+            let start_time = rvoy_http::clock::system_now();
             let accepted = (conn_id, remote, local, started, start_time);
             match listener_filters(&lr, &stream).await {
                 Some(inspected) => {
@@ -515,7 +516,7 @@ fn serve_connection(
             }
         }
         if let Some(record) = info.as_deref_mut() {
-            record.end = Some(Instant::now());
+            record.end = Some(rvoy_http::clock::now());
             rvoy_http::access_log::emit_info(&lr.access_logs, &*record);
         }
         stats.downstream_cx_active.dec();
@@ -523,9 +524,11 @@ fn serve_connection(
         if let Some(w) = lr.worker_stats.get(worker_id) {
             w.downstream_cx_active.dec();
         }
-        stats
-            .downstream_cx_length_ms
-            .record(started.elapsed().as_millis() as u64);
+        stats.downstream_cx_length_ms.record(
+            rvoy_http::clock::now()
+                .saturating_duration_since(started)
+                .as_millis() as u64,
+        );
     }
 }
 

@@ -146,12 +146,12 @@ impl ResponseLimiter {
         ResponseLimiter {
             bytes_per_slice: (kbps.saturating_mul(1024) / 16).max(1),
             tokens: SLICES_PER_SECOND,
-            last: Instant::now(),
+            last: crate::clock::now(),
         }
     }
 
     fn refill(&mut self) {
-        let now = Instant::now();
+        let now = crate::clock::now();
         let elapsed = now.duration_since(self.last).as_secs_f64();
         self.tokens = (self.tokens + elapsed * SLICES_PER_SECOND).min(SLICES_PER_SECOND);
         self.last = now;

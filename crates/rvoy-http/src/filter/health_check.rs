@@ -67,7 +67,10 @@ struct Cache {
 impl Cache {
     fn tick(&self) -> u64 {
         let nanos = self.period.as_nanos().max(1);
-        (self.start.elapsed().as_nanos() / nanos) as u64
+        (crate::clock::now()
+            .saturating_duration_since(self.start)
+            .as_nanos()
+            / nanos) as u64
     }
 
     /// The cached status and whether it was degraded, if still valid.
@@ -130,7 +133,7 @@ impl HealthCheckRuntime {
         HealthCheckRuntime {
             shared: Arc::new(Shared {
                 cache: config.cache_time.map(|period| Cache {
-                    start: Instant::now(),
+                    start: crate::clock::now(),
                     period,
                     state: AtomicU64::new(0),
                 }),
