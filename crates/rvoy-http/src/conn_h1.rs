@@ -292,7 +292,7 @@ async fn serve_request(
         .map(str::to_owned);
     let request = Request {
         method: head.method.clone(),
-        path: head.target.clone(),
+        path: head.target,
         authority,
         scheme: None,
         headers: head.headers,
@@ -310,6 +310,7 @@ async fn serve_request(
         head.version,
         &head.method,
         hcm.http1.proper_case_headers,
+        worker.take_head_buf(),
     );
     ds.close_after = head.close || close_after;
     ds.drain_at = max_duration_at;
@@ -324,13 +325,15 @@ async fn serve_request(
     }
     stats.downstream_cx_rx_bytes_total.add(ds.wire_rx);
     stats.downstream_cx_tx_bytes_total.add(ds.wire_tx);
-    Served {
+    let served = Served {
         reset: outcome.reset,
         peer_closed: ds.peer_closed,
         body_pending: !ds.body_complete(),
         close: outcome.close || ds.close_after || ds.close_delimited,
         draining: ds.drain_closed,
-    }
+    };
+    worker.put_head_buf(ds.into_head_buf());
+    served
 }
 
 /// Far enough ahead to never fire: where a connection's idle timer starts.
@@ -477,6 +480,7 @@ async fn codec_error_reply(
         http::Version::HTTP_11,
         &http::Method::GET,
         rt.hcm.http1.proper_case_headers,
+        worker.take_head_buf(),
     );
     ds.close_after = true;
     let end = rendered.body.is_empty();

@@ -223,6 +223,13 @@ impl DateCache {
     }
 }
 
+/// A new head buffer's capacity: most heads fit.
+const HEAD_BUF_CAPACITY: usize = 512;
+/// Spare head buffers a worker keeps: about its concurrent requests' worth.
+const SPARE_HEAD_BUFS: usize = 64;
+/// A buffer grown past this (a huge head) is not kept.
+const MAX_SPARE_HEAD_BUF: usize = 16 * 1024;
+
 /// A worker's load-balancer state for one cluster, keyed by the cluster's
 /// address so a replaced cluster gets fresh state.
 type WorkerLb = (Arc<Cluster>, Rc<LbState>);
@@ -236,6 +243,8 @@ pub struct WorkerContext {
     pub date: DateCache,
     /// Reusable timers for the waits of every request.
     pub sleeps: crate::sleep_pool::SleepPool,
+    /// Spare buffers for encoding HTTP/1 message heads, kept between requests.
+    head_bufs: RefCell<Vec<Vec<u8>>>,
     pub worker_id: usize,
     next_stream_id: Cell<u64>,
 }
@@ -263,6 +272,25 @@ impl WorkerContext {
     /// Drops state of clusters no longer in use (after a config change).
     pub fn forget_clusters(&self, alive: &dyn Fn(&Arc<Cluster>) -> bool) {
         self.lb.borrow_mut().retain(|_, (c, _)| alive(c));
+    }
+
+    /// An empty buffer to encode an HTTP/1 message head into: a spare one
+    /// when there is one (give it back with [`put_head_buf`](Self::put_head_buf)).
+    pub fn take_head_buf(&self) -> Vec<u8> {
+        self.head_bufs
+            .borrow_mut()
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(HEAD_BUF_CAPACITY))
+    }
+
+    /// Keeps `buf` for a later [`take_head_buf`](Self::take_head_buf)
+    /// (up to [`SPARE_HEAD_BUFS`] of ordinary size; others are dropped).
+    pub fn put_head_buf(&self, mut buf: Vec<u8>) {
+        let mut spare = self.head_bufs.borrow_mut();
+        if spare.len() < SPARE_HEAD_BUFS && buf.capacity() <= MAX_SPARE_HEAD_BUF {
+            buf.clear();
+            spare.push(buf);
+        }
     }
 
     /// A worker-local sequence number (for upstream stream ids).

@@ -153,6 +153,10 @@ pub struct H1Downstream<'a> {
 }
 
 impl<'a> H1Downstream<'a> {
+    /// `head_buf`: an empty buffer the response head is encoded into (the
+    /// worker's spare, [`crate::WorkerContext::take_head_buf`]); given back
+    /// by [`into_head_buf`](Self::into_head_buf).
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         stream: &'a mut Stream,
         buf: &'a mut BytesMut,
@@ -160,6 +164,7 @@ impl<'a> H1Downstream<'a> {
         version: Version,
         method: &Method,
         proper_case: bool,
+        head_buf: Vec<u8>,
     ) -> Self {
         H1Downstream {
             stream,
@@ -177,13 +182,18 @@ impl<'a> H1Downstream<'a> {
             drain_close: None,
             drain_closed: false,
             peer_closed: false,
-            head_buf: Vec::with_capacity(256),
+            head_buf,
             sent: 0,
             received: 0,
             wire_rx: 0,
             wire_tx: 0,
             max_body: None,
         }
+    }
+
+    /// The head buffer, for the next response.
+    pub fn into_head_buf(self) -> Vec<u8> {
+        self.head_buf
     }
 
     /// Reads and discards what is left of the request body (to keep the

@@ -402,7 +402,6 @@ pub async fn forward<D: Downstream>(
     let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
 
     // Request headers for upstream: mutations, rewrites.
-    let original_authority = req.authority.clone().unwrap_or_default();
     info.request_headers = Some(std::mem::take(&mut req.headers));
     let levels = if rc.most_specific_header_mutations_wins {
         [
@@ -432,7 +431,7 @@ pub async fn forward<D: Downstream>(
         }
         path = new_path;
     }
-    let mut authority = original_authority.clone();
+    let mut authority = req.authority.clone().unwrap_or_default();
     match &action.host_rewrite {
         HostRewrite::Literal(h) => authority = h.clone(),
         HostRewrite::Header(h) => {
@@ -458,7 +457,9 @@ pub async fn forward<D: Downstream>(
     {
         authority = h.clone();
     }
-    info.authority = Some(authority.clone());
+    if info.authority.as_deref() != Some(authority.as_str()) {
+        info.authority = Some(authority.clone());
+    }
     // Expected timeout header.
     if !suppress {
         let expected = match (per_try, global_timeout) {
@@ -1470,7 +1471,7 @@ async fn exchange_h1<D: Downstream>(
     } else {
         encode::RequestFraming::AsIs
     };
-    let mut head = Vec::with_capacity(512);
+    let mut head = worker.take_head_buf();
     encode::request_head(
         &req.method,
         path,
@@ -1501,6 +1502,7 @@ async fn exchange_h1<D: Downstream>(
     stats
         .upstream_cx_tx_bytes_total
         .add((head.len() + body_bytes.len()) as u64);
+    worker.put_head_buf(head);
     if streaming_body && !early_response {
         // Stream the request body as it arrives.
         loop {

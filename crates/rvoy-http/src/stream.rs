@@ -415,7 +415,7 @@ async fn route_request<D: Downstream>(
     let Some(route) = route else {
         return no_route(ds, req, info, rt, worker, grpc).await;
     };
-    info.route_name = Some(route.name.as_str().into());
+    info.route_name = Some(route.name.clone());
 
     match &route.action {
         RouteAction::DirectResponse(d) => {

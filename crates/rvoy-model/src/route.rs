@@ -306,7 +306,8 @@ pub enum RequireTls {
 /// One route: a matcher and what to do.
 #[derive(Debug)]
 pub struct Route {
-    pub name: String,
+    /// Shared with every request's record of it (`%ROUTE_NAME%`).
+    pub name: Arc<str>,
     pub matcher: RouteMatch,
     pub action: RouteAction,
     pub request_headers: HeaderMutations,
@@ -961,7 +962,7 @@ fn route(
         }
     };
     Ok(Route {
-        name: r.name.clone(),
+        name: r.name.as_str().into(),
         matcher,
         action,
         request_headers: header_mutations(
