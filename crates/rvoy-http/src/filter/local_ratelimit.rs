@@ -386,7 +386,11 @@ mod tests {
 
     #[test]
     fn bucket_is_shared_across_threads() {
-        let b = Arc::new(TokenBucket::new(1000, 1e-9));
+        // A refill too slow to add a token during the test, yet not so slow
+        // that `max_tokens / fill_rate` (the bucket's time span, ~1e12 s at
+        // 1e-9 tokens/s) leaves the f64 instant too coarse to count 1000
+        // tokens exactly: 1e6 s here.
+        let b = Arc::new(TokenBucket::new(1000, 1e-3));
         let handles: Vec<_> = (0..4)
             .map(|_| {
                 let b = b.clone();
