@@ -204,12 +204,16 @@ pub fn serve<'a>(
             Ending::CodecError(e) => {
                 Box::pin(codec_error_reply(&mut stream, e, &rt, &worker, conn)).await;
                 let tls = stream.is_tls();
-                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout, tls).await;
+                let ended =
+                    delayed_close(&mut stream, hcm.delayed_close_timeout, tls, &worker.sleeps)
+                        .await;
                 local_close = ended.count(stats);
             }
             Ending::DelayedClose => {
                 let tls = stream.is_tls();
-                let ended = delayed_close(&mut stream, hcm.delayed_close_timeout, tls).await;
+                let ended =
+                    delayed_close(&mut stream, hcm.delayed_close_timeout, tls, &worker.sleeps)
+                        .await;
                 local_close = ended.count(stats);
             }
         }
@@ -538,10 +542,11 @@ pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut S,
     timeout: Option<Duration>,
     shutdown_after_client_close: bool,
+    sleeps: &crate::sleep_pool::SleepPool,
 ) -> DelayedClose {
     let _ = io.flush().await;
     let ended = match timeout {
-        Some(t) if read_until_closed(io, t).await => DelayedClose::ClientClosed,
+        Some(t) if read_until_closed(io, t, sleeps).await => DelayedClose::ClientClosed,
         Some(_) => DelayedClose::TimedOut,
         None => DelayedClose::Immediate,
     };
@@ -552,21 +557,35 @@ pub async fn delayed_close<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// Reads and drops what the client sends until it closes (true) or `within`
-/// passed (false).
-async fn read_until_closed<S: AsyncRead + Unpin>(io: &mut S, within: Duration) -> bool {
-    // Read into spare capacity (`read_buf`): nothing is zeroed first.
-    let mut scratch = Vec::with_capacity(4096);
-    tokio::time::timeout(within, async {
+/// passed (false), waiting on one of the worker's reusable timers.
+async fn read_until_closed<S: AsyncRead + Unpin>(
+    io: &mut S,
+    within: Duration,
+    sleeps: &crate::sleep_pool::SleepPool,
+) -> bool {
+    let deadline = crate::clock::tokio_now() + within;
+    let drain = async {
+        // Usually the client just closes: its end of stream needs no buffer.
+        let mut first = [0u8; 64];
+        match io.read(&mut first).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {}
+        }
+        // It sent more: read it into spare capacity (nothing zeroed first).
+        let mut scratch = Vec::with_capacity(4096);
         loop {
             scratch.clear();
             match io.read_buf(&mut scratch).await {
-                Ok(0) | Err(_) => break,
+                Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
         }
-    })
-    .await
-    .is_ok()
+    };
+    tokio::select! {
+        biased;
+        _ = drain => true,
+        _ = sleeps.sleep_until(deadline) => false,
+    }
 }
 
 #[cfg(test)]

@@ -92,7 +92,7 @@ pub async fn serve(
         stats.downstream_cx_protocol_error.inc();
         stats.downstream_cx_rx_bytes_total.add(pre.len() as u64);
         let mut io = io;
-        let local = delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
+        let local = delayed_close(&mut io, rt.hcm.delayed_close_timeout, true, &worker.sleeps)
             .await
             .count(stats);
         finish(&rt, &state, opened, local, 0);
@@ -133,9 +133,11 @@ pub async fn serve(
             drain.park_on_drop.set(true);
             drop(handshake);
             let local = match drain.take_parked() {
-                Some(mut io) => delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
-                    .await
-                    .count(stats),
+                Some(mut io) => {
+                    delayed_close(&mut io, rt.hcm.delayed_close_timeout, true, &worker.sleeps)
+                        .await
+                        .count(stats)
+                }
                 None => true,
             };
             finish(&rt, &state, opened, local, 0);
@@ -148,7 +150,7 @@ pub async fn serve(
             drain.park_on_drop.set(true);
             drop(handshake);
             let local = match drain.take_parked() {
-                Some(io) => drain_before_preface(io, &rt).await,
+                Some(io) => drain_before_preface(io, &rt, &worker).await,
                 None => true,
             };
             finish(&rt, &state, opened, local, 0);
@@ -321,7 +323,7 @@ pub async fn serve(
         // The drain sequence ended with `h2` closing the connection: Envoy's
         // delayed close, unless the client already closed its side.
         local_close = !drain.eof.get()
-            && delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
+            && delayed_close(&mut io, rt.hcm.delayed_close_timeout, true, &worker.sleeps)
                 .await
                 .count(stats);
     }
@@ -333,7 +335,11 @@ pub async fn serve(
 /// stream id 2^31-1, `drain_timeout` later the final GOAWAY (last stream 0),
 /// then the delayed close. What the client sends meanwhile is read and
 /// dropped. Whether the close was local.
-async fn drain_before_preface(mut io: FrameIo<Rewind>, rt: &HttpListenerRuntime) -> bool {
+async fn drain_before_preface(
+    mut io: FrameIo<Rewind>,
+    rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
+) -> bool {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let stats = &rt.stats.hcm;
     if io.write_all(&goaway_frame(0x7fff_ffff)).await.is_err() || io.flush().await.is_err() {
@@ -356,7 +362,7 @@ async fn drain_before_preface(mut io: FrameIo<Rewind>, rt: &HttpListenerRuntime)
     if io.write_all(&goaway_frame(0)).await.is_err() {
         return true;
     }
-    delayed_close(&mut io, rt.hcm.delayed_close_timeout, true)
+    delayed_close(&mut io, rt.hcm.delayed_close_timeout, true, &worker.sleeps)
         .await
         .count(stats)
 }

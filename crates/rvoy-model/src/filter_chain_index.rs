@@ -117,6 +117,9 @@ struct ServerNames {
 pub struct FilterChainIndex {
     /// Port 0: any.
     ports: HashMap<u16, CidrLevel<ServerNames>>,
+    /// The listener's only chain, when it matches every connection (no
+    /// criteria): the answer without walking the tree.
+    only_chain: Option<usize>,
 }
 
 /// Two chains would answer the same connection.
@@ -145,8 +148,15 @@ impl FilterChainIndex {
         chains: impl IntoIterator<Item = &'a FilterChainMatch>,
     ) -> Result<FilterChainIndex, Overlap> {
         let mut index = FilterChainIndex::default();
+        let mut matches_all = true;
+        let mut count = 0;
         for (i, m) in chains.into_iter().enumerate() {
             index.add(i, m)?;
+            matches_all &= *m == FilterChainMatch::default();
+            count += 1;
+        }
+        if count == 1 && matches_all {
+            index.only_chain = Some(0);
         }
         Ok(index)
     }
@@ -194,6 +204,9 @@ impl FilterChainIndex {
 
     /// The index of the chain for a connection, if one matches.
     pub fn find(&self, facts: &ConnectionFacts<'_>) -> Option<usize> {
+        if self.only_chain.is_some() {
+            return self.only_chain;
+        }
         if let Some(dest) = facts.local.and_then(|a| self.ports.get(&a.port())) {
             // A specific port that matches nothing deeper does not fall back
             // to the catch-all port.
@@ -292,6 +305,35 @@ mod tests {
             transport_protocol: tp,
             application_protocols: alpn,
         }
+    }
+
+    /// A listener's only chain without criteria answers every connection,
+    /// as the walk of its tree does.
+    #[test]
+    fn only_chain_without_criteria_matches_everything() {
+        let mut index = FilterChainIndex::build([&m()]).unwrap();
+        assert_eq!(index.only_chain, Some(0));
+        let alpn = ["h2".to_string()];
+        let cases = [
+            facts("", "raw_buffer", &[]),
+            facts("a.example.com", "tls", &alpn),
+            ConnectionFacts::default(),
+        ];
+        let shortcut: Vec<_> = cases.iter().map(|f| index.find(f)).collect();
+        index.only_chain = None;
+        let walked: Vec<_> = cases.iter().map(|f| index.find(f)).collect();
+        assert_eq!(shortcut, vec![Some(0); 3]);
+        assert_eq!(shortcut, walked);
+        // One chain with criteria, or two chains: the tree decides.
+        let sni = FilterChainMatch {
+            server_names: vec!["a.example.com".into()],
+            ..m()
+        };
+        assert_eq!(FilterChainIndex::build([&sni]).unwrap().only_chain, None);
+        assert_eq!(
+            FilterChainIndex::build([&sni, &m()]).unwrap().only_chain,
+            None
+        );
     }
 
     #[test]

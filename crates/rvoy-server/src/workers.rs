@@ -357,11 +357,30 @@ async fn accept_loop(
         L::Tcp(l) => socket2::SockRef::from(l).tcp_nodelay().unwrap_or(false),
         L::Unix(_) => false,
     };
-    loop {
-        if *stop.borrow() || *listener_stop.borrow() {
-            break;
+    // Resolves when this loop must stop accepting (the worker stops, or the
+    // listener is stopped). Kept across accepts, so its waits on the two
+    // signals are registered once, not once per connection.
+    let stopping = async {
+        // A listener whose stop signal is gone cannot be stopped by it.
+        let mut listener_stoppable = true;
+        loop {
+            if *stop.borrow_and_update() || *listener_stop.borrow_and_update() {
+                return;
+            }
+            tokio::select! {
+                biased;
+                r = stop.changed() => if r.is_err() { return },
+                r = listener_stop.changed(), if listener_stoppable => {
+                    listener_stoppable = r.is_ok();
+                }
+            }
         }
+    };
+    tokio::pin!(stopping);
+    loop {
         let accepted = tokio::select! {
+            biased;
+            _ = &mut stopping => break,
             r = async {
                 match &listener {
                     L::Tcp(l) => l.accept().await.map(|(s, peer)| {
@@ -374,8 +393,6 @@ async fn accept_loop(
                     L::Unix(l) => l.accept().await.map(|(s, _)| (Stream::Unix(s), None, None)),
                 }
             } => r,
-            _ = stop.changed() => break,
-            _ = listener_stop.changed() => continue,
         };
         let (stream, remote, local) = match accepted {
             Ok(a) => a,
