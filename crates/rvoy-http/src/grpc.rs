@@ -78,9 +78,12 @@ pub fn apply_route_timeout(
     headers: &mut HeaderMap,
     hcm_max_stream_duration: Option<Duration>,
 ) {
-    let header = headers.get(&GRPC_TIMEOUT).and_then(parse_timeout);
-    let effective = match (header, action.grpc_timeout_header_max) {
-        (Some(t), Some(max)) => {
+    // The header counts only when the route sets a maximum for it.
+    let header = action
+        .grpc_timeout_header_max
+        .and_then(|max| Some((headers.get(&GRPC_TIMEOUT).and_then(parse_timeout)?, max)));
+    let effective = match header {
+        Some((t, max)) => {
             let mut t = if !max.is_zero() && t > max { max } else { t };
             if !t.is_zero()
                 && let Some(offset) = action.grpc_timeout_header_offset

@@ -136,7 +136,7 @@ pub async fn handle<D: Downstream>(
             inner: &mut *ds,
             timers: timers.clone(),
         };
-        let stream = std::pin::pin!(run(&mut timed, &mut req, &mut info, rt, worker, conn));
+        let stream = std::pin::pin!(run(&mut timed, &mut req, &mut info, rt, worker, conn, grpc));
         timers.run(stream, &worker.sleeps).await
     };
     if info.request_headers.is_none() {
@@ -174,6 +174,7 @@ pub async fn handle<D: Downstream>(
     outcome
 }
 
+/// `grpc`: the request came from a gRPC client (its local replies are gRPC).
 async fn run<D: Downstream>(
     ds: &mut D,
     req: &mut Request,
@@ -181,9 +182,9 @@ async fn run<D: Downstream>(
     rt: &Arc<HttpListenerRuntime>,
     worker: &Rc<WorkerContext>,
     conn: &ConnInfo,
+    grpc: bool,
 ) -> StreamOutcome {
     let hcm = &rt.hcm;
-    let grpc = local_reply::is_grpc_request(&req.headers);
 
     // HTTP/1.0 and Host handling (Envoy's codec and HCM checks).
     if req.protocol == Protocol::Http10 && !hcm.http1.accept_http_10 {
