@@ -174,18 +174,9 @@ pub(crate) fn write_f64(out: &mut Vec<u8>, x: f64) {
 }
 
 /// Appends a `u64` in decimal.
-pub(crate) fn push_u64(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
+pub(crate) fn push_u64(out: &mut Vec<u8>, n: u64) {
+    // itoa: two digits per step from a table, instead of a division per digit.
+    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
 }
 
 /// Appends an `i64` in decimal.

@@ -6,6 +6,7 @@
 //! A pattern is split once at parse time; formatting appends to a buffer and
 //! does not allocate.
 
+use std::cell::Cell;
 use std::io::Write as _;
 use std::time::SystemTime;
 
@@ -122,67 +123,120 @@ impl TimeFormat {
     }
 
     pub(crate) fn write(&self, out: &mut Vec<u8>, t: SystemTime) {
-        let tm = Tm::from_system_time(t, self.local);
+        let (secs, nanos) = epoch_parts(t);
+        // Broken down only when a segment needs it (the default one keeps
+        // its own per-second cache).
+        let mut tm = None;
         for seg in &self.segments {
             match seg {
-                Segment::Default => {
-                    // %Y-%m-%dT%H:%M:%E3S then Z or %z.
-                    if (0..=9999).contains(&tm.year) {
-                        push_digits(out, tm.year as u32, 4);
-                    } else {
-                        let _ = write!(out, "{:04}", tm.year);
-                    }
-                    out.push(b'-');
-                    push_digits(out, tm.month, 2);
-                    out.push(b'-');
-                    push_digits(out, tm.day, 2);
-                    out.push(b'T');
-                    push_digits(out, tm.hour, 2);
-                    out.push(b':');
-                    push_digits(out, tm.minute, 2);
-                    out.push(b':');
-                    push_digits(out, tm.second, 2);
-                    out.push(b'.');
-                    push_digits(out, tm.nanos / 1_000_000, 3);
-                    if self.local {
-                        write_offset(out, tm.offset, false, false);
-                    } else {
-                        out.push(b'Z');
-                    }
+                Segment::Default => self.write_default(out, secs, nanos),
+                Segment::Strftime(p) => {
+                    let tm = tm.get_or_insert_with(|| self.tm(secs, nanos));
+                    strftime(out, p.as_bytes(), tm)
                 }
-                Segment::Strftime(p) => strftime(out, p.as_bytes(), &tm),
                 Segment::Subsecond(width) => {
-                    out.extend_from_slice(&nine_digits(tm.nanos)[..(*width).min(9)])
+                    out.extend_from_slice(&nine_digits(nanos)[..(*width).min(9)])
                 }
                 Segment::EpochSeconds => {
-                    let _ = write!(out, "{}", tm.epoch_seconds);
+                    let _ = write!(out, "{secs}");
                 }
+            }
+        }
+    }
+
+    fn tm(&self, secs: i64, nanos: u32) -> Tm {
+        let offset = if self.local { local_offset(secs) } else { 0 };
+        Tm::from_parts(secs, nanos, offset, !self.local)
+    }
+
+    /// `%Y-%m-%dT%H:%M:%E3S` then `Z` (UTC) or `%z` (local). The part up to
+    /// the seconds is the same for every line of a second: it is kept per
+    /// thread with its offset, and only the milliseconds are written anew.
+    fn write_default(&self, out: &mut Vec<u8>, secs: i64, nanos: u32) {
+        let cached = DEFAULT_PREFIX
+            .with(Cell::get)
+            .filter(|c| c.secs == secs && c.local == self.local);
+        let offset = match cached {
+            Some(c) => {
+                out.extend_from_slice(&c.prefix);
+                c.offset
+            }
+            None => {
+                let tm = self.tm(secs, nanos);
+                let start = out.len();
+                if (0..=9999).contains(&tm.year) {
+                    push_digits(out, tm.year as u32, 4);
+                } else {
+                    let _ = write!(out, "{:04}", tm.year);
+                }
+                out.push(b'-');
+                push_digits(out, tm.month, 2);
+                out.push(b'-');
+                push_digits(out, tm.day, 2);
+                out.push(b'T');
+                push_digits(out, tm.hour, 2);
+                out.push(b':');
+                push_digits(out, tm.minute, 2);
+                out.push(b':');
+                push_digits(out, tm.second, 2);
+                if let Ok(prefix) = <[u8; 19]>::try_from(&out[start..]) {
+                    DEFAULT_PREFIX.with(|c| {
+                        c.set(Some(DefaultPrefix {
+                            secs,
+                            local: self.local,
+                            offset: tm.offset,
+                            prefix,
+                        }))
+                    });
+                }
+                tm.offset
+            }
+        };
+        out.push(b'.');
+        push_digits(out, nanos / 1_000_000, 3);
+        if self.local {
+            write_offset(out, offset, false, false);
+        } else {
+            out.push(b'Z');
+        }
+    }
+}
+
+/// The default format's rendering of one second, cached per thread.
+#[derive(Clone, Copy)]
+struct DefaultPrefix {
+    secs: i64,
+    local: bool,
+    /// Seconds east of UTC (local time).
+    offset: i32,
+    /// `YYYY-MM-DDTHH:MM:SS`.
+    prefix: [u8; 19],
+}
+
+thread_local! {
+    static DEFAULT_PREFIX: Cell<Option<DefaultPrefix>> = const { Cell::new(None) };
+}
+
+/// Seconds since the epoch (floor) and the nanoseconds past them.
+fn epoch_parts(t: SystemTime) -> (i64, u32) {
+    match t.duration_since(SystemTime::UNIX_EPOCH) {
+        Ok(d) => (
+            i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
+            d.subsec_nanos(),
+        ),
+        Err(e) => {
+            let d = e.duration();
+            let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
+            if d.subsec_nanos() == 0 {
+                (-s, 0)
+            } else {
+                (-s - 1, 1_000_000_000 - d.subsec_nanos())
             }
         }
     }
 }
 
 impl Tm {
-    pub(crate) fn from_system_time(t: SystemTime, local: bool) -> Tm {
-        let (secs, nanos) = match t.duration_since(SystemTime::UNIX_EPOCH) {
-            Ok(d) => (
-                i64::try_from(d.as_secs()).unwrap_or(i64::MAX),
-                d.subsec_nanos(),
-            ),
-            Err(e) => {
-                let d = e.duration();
-                let s = i64::try_from(d.as_secs()).unwrap_or(i64::MAX);
-                if d.subsec_nanos() == 0 {
-                    (-s, 0)
-                } else {
-                    (-s - 1, 1_000_000_000 - d.subsec_nanos())
-                }
-            }
-        };
-        let offset = if local { local_offset(secs) } else { 0 };
-        Tm::from_parts(secs, nanos, offset, !local)
-    }
-
     pub(crate) fn from_parts(epoch_seconds: i64, nanos: u32, offset: i32, utc: bool) -> Tm {
         let local_secs = epoch_seconds.saturating_add(i64::from(offset));
         let days = local_secs.div_euclid(86_400);
@@ -674,6 +728,52 @@ mod tests {
     #[test]
     fn default_format_is_iso8601_millis_utc() {
         assert_eq!(fmt(""), "2026-11-25T19:32:34.149Z");
+    }
+
+    /// The default format's per-second cache: the same second renders the
+    /// same prefix with new milliseconds, another second (or the other
+    /// zone) renders afresh, and before 1970 works as without the cache.
+    #[test]
+    fn default_format_cache_follows_the_second_and_zone() {
+        let render = |local: bool, secs: u64, nanos: u32| {
+            let mut out = Vec::new();
+            let at = SystemTime::UNIX_EPOCH + Duration::new(secs, nanos);
+            TimeFormat::parse("", local).write(&mut out, at);
+            String::from_utf8(out).expect("utf8")
+        };
+        assert_eq!(
+            render(false, 1_795_635_154, 149_000_000),
+            "2026-11-25T19:32:34.149Z"
+        );
+        assert_eq!(
+            render(false, 1_795_635_154, 999_000_000),
+            "2026-11-25T19:32:34.999Z"
+        );
+        assert_eq!(
+            render(false, 1_795_635_155, 1_000_000),
+            "2026-11-25T19:32:35.001Z"
+        );
+        assert_eq!(render(false, 1_795_635_154, 0), "2026-11-25T19:32:34.000Z");
+        // Local time: its own prefix and offset, whatever UTC cached.
+        let offset = local_offset(1_795_635_154);
+        let expected = {
+            let tm = Tm::from_parts(1_795_635_154, 0, offset, false);
+            let mut out = Vec::new();
+            strftime(&mut out, b"%Y-%m-%dT%H:%M:%S.000%z", &tm);
+            String::from_utf8(out).expect("utf8")
+        };
+        assert_eq!(render(true, 1_795_635_154, 0), expected);
+        assert_eq!(
+            render(false, 1_795_635_154, 5_000_000),
+            "2026-11-25T19:32:34.005Z"
+        );
+        let mut out = Vec::new();
+        let before = SystemTime::UNIX_EPOCH - Duration::new(1, 500_000_000);
+        TimeFormat::parse("", false).write(&mut out, before);
+        assert_eq!(
+            String::from_utf8(out).expect("utf8"),
+            "1969-12-31T23:59:58.500Z"
+        );
     }
 
     #[test]
