@@ -52,6 +52,13 @@ pub fn now() -> std::time::Instant {
     tokio_now().into_std()
 }
 
+/// The time from `since` to [`now`] (zero if `since` is later): what
+/// `since.elapsed()` is on the real clock.
+#[inline]
+pub fn elapsed(since: std::time::Instant) -> std::time::Duration {
+    now().saturating_duration_since(since)
+}
+
 /// [`now`] as tokio's `Instant`, for deadlines of tokio timers. The clock
 /// is tokio's: the system's monotonic clock, except in tests that pause
 /// time.

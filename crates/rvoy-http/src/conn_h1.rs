@@ -340,29 +340,19 @@ async fn serve_request(
     served
 }
 
-/// Far enough ahead to never fire: where a connection's idle timer starts.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+use crate::sleep_pool::FAR_FUTURE;
 
-/// Waits until `deadline` (forever for `None`) on `timer`, a timer kept
-/// across waits. The timer is re-armed only for a deadline earlier than the
-/// one it holds; one that fires before `deadline` (it was armed for an
-/// earlier wait) is re-armed then. A keep-alive connection's deadline moves
-/// later with every request, so its timer is touched about once per timeout
-/// period instead of being registered and removed for every request.
+/// Waits until `deadline` (forever for `None`) on `timer`, the connection's
+/// own timer, kept across waits ([`crate::sleep_pool::poll_until`]). A
+/// keep-alive connection's deadline moves later with every request, so its
+/// timer is touched about once per timeout period instead of being
+/// registered and removed for every request.
 async fn wait_until(mut timer: Pin<&mut tokio::time::Sleep>, deadline: Option<Instant>) {
     let Some(deadline) = deadline else {
         return std::future::pending().await;
     };
     let deadline = tokio::time::Instant::from_std(deadline);
-    loop {
-        if timer.is_elapsed() || timer.deadline() > deadline {
-            timer.as_mut().reset(deadline);
-        }
-        timer.as_mut().await;
-        if tokio::time::Instant::now() >= deadline {
-            return;
-        }
-    }
+    std::future::poll_fn(|cx| crate::sleep_pool::poll_until(timer.as_mut(), deadline, cx)).await
 }
 
 #[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body

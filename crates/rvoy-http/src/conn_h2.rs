@@ -292,9 +292,7 @@ pub async fn serve(
                         stream_shared.open.set(stream_shared.open.get() - 1);
                         stream_shared.last_closed.set(crate::clock::now());
                         let premature = !responded
-                            && crate::clock::now()
-                                .saturating_duration_since(started)
-                                .as_secs()
+                            && crate::clock::elapsed(started).as_secs()
                                 <= PREMATURE_RESET_MIN_LIFETIME_SECS;
                         stream_shared.stream_closed(premature, &stream_rt, &stream_state);
                     },

@@ -136,11 +136,9 @@ impl Drop for H1Conn {
         } else {
             stats.upstream_cx_destroy_remote.inc();
         }
-        stats.upstream_cx_length_ms.record(
-            crate::clock::now()
-                .saturating_duration_since(self.created)
-                .as_millis() as u64,
-        );
+        stats
+            .upstream_cx_length_ms
+            .record(crate::clock::elapsed(self.created).as_millis() as u64);
         stats.upstream_rq_per_cx.record(u64::from(self.requests));
         rvoy_upstream::host::HostStats::dec(&self.host.stats.cx_active);
         self.cluster.resources(false).connections.release();

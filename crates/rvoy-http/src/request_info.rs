@@ -148,7 +148,7 @@ impl RequestInfo {
 
     /// The time since the request started.
     pub fn elapsed(&self) -> Duration {
-        crate::clock::now().saturating_duration_since(self.start)
+        crate::clock::elapsed(self.start)
     }
 
     pub fn set_flag(&mut self, flag: ResponseFlag) {
@@ -165,7 +165,7 @@ impl RequestInfo {
         let start = self.start;
         let slot = point(&mut self.timings);
         if slot.is_none() {
-            *slot = Some(crate::clock::now().saturating_duration_since(start));
+            *slot = Some(crate::clock::elapsed(start));
         }
     }
 }
@@ -196,7 +196,7 @@ impl StreamInfo for RequestInfo {
 
     fn duration(&self) -> Option<Duration> {
         Some(self.end.map_or_else(
-            || crate::clock::now().saturating_duration_since(self.start),
+            || crate::clock::elapsed(self.start),
             |e| e.duration_since(self.start),
         ))
     }

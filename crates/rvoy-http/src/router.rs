@@ -1380,11 +1380,9 @@ async fn h1_connection(
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);
     match pool::connect(host, cluster, rvoy_tls::AlpnFallback::Http1).await {
         Ok(stream) => {
-            stats.upstream_cx_connect_ms.record(
-                crate::clock::now()
-                    .saturating_duration_since(started)
-                    .as_millis() as u64,
-            );
+            stats
+                .upstream_cx_connect_ms
+                .record(crate::clock::elapsed(started).as_millis() as u64);
             stats.upstream_cx_active.inc();
             rvoy_upstream::host::HostStats::inc(&host.stats.cx_active);
             info.mark(|t| &mut t.upstream_connect_complete);
@@ -1660,9 +1658,7 @@ async fn send_response<D: Downstream>(
     let code = status.as_u16();
     let stats = &cluster.stats.traffic;
     cluster.stats.rq_codes.inc(code);
-    let upstream_ms = crate::clock::now()
-        .saturating_duration_since(start)
-        .as_millis() as u64;
+    let upstream_ms = crate::clock::elapsed(start).as_millis() as u64;
     stats.upstream_rq_time.record(upstream_ms);
     if let Some(h) = &info.upstream_host {
         if code >= 500 {

@@ -32,7 +32,28 @@ const MAX_IDLE: usize = 256;
 
 /// Far enough ahead to never fire: what a new sleep is armed for before its
 /// first wait sets it.
-const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+pub(crate) const FAR_FUTURE: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
+/// Polls a wait until `deadline` on `sleep`, a timer kept across waits: it
+/// is re-armed only for a deadline earlier than the one it holds (or once
+/// it fired); when it fires for an earlier deadline it was still armed for,
+/// it is re-armed for this one. Shared by the pool's lent sleeps and by
+/// timers a connection keeps for itself.
+pub(crate) fn poll_until(
+    mut sleep: Pin<&mut Sleep>,
+    deadline: Instant,
+    cx: &mut Context<'_>,
+) -> Poll<()> {
+    loop {
+        if sleep.is_elapsed() || sleep.deadline() > deadline {
+            sleep.as_mut().reset(deadline);
+        }
+        ready!(sleep.as_mut().poll(cx));
+        if Instant::now() >= deadline {
+            return Poll::Ready(());
+        }
+    }
+}
 
 /// One worker's idle sleeps. See the module's documentation.
 #[derive(Default)]
@@ -94,16 +115,7 @@ impl Future for PooledSleep<'_> {
         let this = self.get_mut();
         let pool = this.pool;
         let sleep = this.sleep.get_or_insert_with(|| pool.take());
-        loop {
-            if sleep.is_elapsed() || sleep.deadline() > this.deadline {
-                sleep.as_mut().reset(this.deadline);
-            }
-            ready!(sleep.as_mut().poll(cx));
-            if Instant::now() >= this.deadline {
-                return Poll::Ready(());
-            }
-            // Fired for an earlier deadline it was still armed for: re-arm.
-        }
+        poll_until(sleep.as_mut(), this.deadline, cx)
     }
 }
 

@@ -104,11 +104,8 @@ impl HcmCounters {
         } else {
             self.downstream_cx_destroy_remote.inc();
         }
-        self.downstream_cx_length_ms.record(
-            crate::clock::now()
-                .saturating_duration_since(opened)
-                .as_millis() as u64,
-        );
+        self.downstream_cx_length_ms
+            .record(crate::clock::elapsed(opened).as_millis() as u64);
     }
 }
 

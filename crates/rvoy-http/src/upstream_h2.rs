@@ -313,11 +313,9 @@ async fn connection(
             });
         }
     };
-    stats.upstream_cx_connect_ms.record(
-        crate::clock::now()
-            .saturating_duration_since(started)
-            .as_millis() as u64,
-    );
+    stats
+        .upstream_cx_connect_ms
+        .record(crate::clock::elapsed(started).as_millis() as u64);
     info.mark(|t| &mut t.upstream_connect_complete);
     let h2opts = &cluster.config.http2;
     let closer = Rc::new(Cell::new(None));

@@ -132,7 +132,7 @@ impl StreamInfo for ConnectionInfo {
 
     fn duration(&self) -> Option<Duration> {
         Some(self.end.map_or_else(
-            || rvoy_http::clock::now().saturating_duration_since(self.start),
+            || rvoy_http::clock::elapsed(self.start),
             |e| e.duration_since(self.start),
         ))
     }
@@ -230,11 +230,9 @@ impl Drop for UpstreamGuard {
         let stats = &self.cluster.stats.traffic;
         stats.upstream_cx_active.dec();
         stats.upstream_cx_destroy.inc();
-        stats.upstream_cx_length_ms.record(
-            rvoy_http::clock::now()
-                .saturating_duration_since(self.created)
-                .as_millis() as u64,
-        );
+        stats
+            .upstream_cx_length_ms
+            .record(rvoy_http::clock::elapsed(self.created).as_millis() as u64);
         HostStats::dec(&self.host.stats.cx_active);
         self.cluster.resources(false).connections.release();
     }
@@ -320,11 +318,9 @@ async fn connect(
         let started = rvoy_http::clock::now();
         match rvoy_http::pool::connect(&host, cluster, rvoy_tls::AlpnFallback::None).await {
             Ok(stream) => {
-                stats.upstream_cx_connect_ms.record(
-                    rvoy_http::clock::now()
-                        .saturating_duration_since(started)
-                        .as_millis() as u64,
-                );
+                stats
+                    .upstream_cx_connect_ms
+                    .record(rvoy_http::clock::elapsed(started).as_millis() as u64);
                 stats.upstream_cx_active.inc();
                 HostStats::inc(&host.stats.cx_active);
                 if let Stream::Tcp(s) = &stream {

@@ -541,11 +541,9 @@ fn serve_connection(
         if let Some(w) = lr.worker_stats.get(worker_id) {
             w.downstream_cx_active.dec();
         }
-        stats.downstream_cx_length_ms.record(
-            rvoy_http::clock::now()
-                .saturating_duration_since(started)
-                .as_millis() as u64,
-        );
+        stats
+            .downstream_cx_length_ms
+            .record(rvoy_http::clock::elapsed(started).as_millis() as u64);
     }
 }
 

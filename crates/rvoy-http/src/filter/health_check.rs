@@ -67,10 +67,7 @@ struct Cache {
 impl Cache {
     fn tick(&self) -> u64 {
         let nanos = self.period.as_nanos().max(1);
-        (crate::clock::now()
-            .saturating_duration_since(self.start)
-            .as_nanos()
-            / nanos) as u64
+        (crate::clock::elapsed(self.start).as_nanos() / nanos) as u64
     }
 
     /// The cached status and whether it was degraded, if still valid.
