@@ -168,26 +168,32 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     };
     let values = HeadValues::new(buf, head_len, req.headers.len());
     let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED_HEADERS);
+    let mut codec = CodecHeaders::default();
     for h in req.headers.iter() {
-        let name = HeaderName::from_bytes(h.name.as_bytes())
-            .map_err(|_| HeadError::bad("http1.codec_error"))?;
+        let name = header_name(h.name.as_bytes()).ok_or(HeadError::bad("http1.codec_error"))?;
+        let raw = trim_ows(h.value);
         let value = values
-            .value(trim_ows(h.value))
+            .value(raw)
             .map_err(|_| HeadError::bad("http1.codec_error"))?;
+        codec.note(&name, raw);
         headers.append(name, value);
     }
-    let framing = request_framing(&headers)?;
-    let (close, keep_alive, upgrade_token) = connection_tokens(&headers);
-    let upgrading =
-        method == Method::CONNECT || (upgrade_token && headers.contains_key(http::header::UPGRADE));
-    if !upgrading && !connection_nominations_allowed(&headers) {
+    let framing = request_framing(&headers, codec)?;
+    let ConnectionTokens {
+        close,
+        keep_alive,
+        upgrade: upgrade_token,
+    } = codec.tokens;
+    let upgrading = method == Method::CONNECT || (upgrade_token && codec.upgrade);
+    if codec.connection && !upgrading && !connection_nominations_allowed(&headers) {
         return Err(HeadError::bad("http1.connection_header_rejected"));
     }
     let close = close || (version == Version::HTTP_10 && !keep_alive);
-    let expect_continue = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let upgrade = if upgrade_token {
+    let expect_continue = codec.expect
+        && headers
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let upgrade = if upgrade_token && codec.upgrade {
         headers
             .get(http::header::UPGRADE)
             .and_then(|v| v.to_str().ok())
@@ -324,6 +330,139 @@ impl HeadValues {
     }
 }
 
+/// Which of the headers the HTTP/1 codec itself reads a head carries, noted
+/// while its names are parsed, so that the framing and connection checks look
+/// up only those present (most heads carry one or two of them).
+///
+/// The values the codec parses (`content-length`, the `connection` tokens) are
+/// read here too, from the bytes the header values are made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CodecHeaders {
+    pub content_length: bool,
+    pub transfer_encoding: bool,
+    pub connection: bool,
+    pub upgrade: bool,
+    pub expect: bool,
+    /// The `content-length` all values agree on; `Err` if one is malformed or
+    /// two disagree.
+    pub length: Result<Option<u64>, ()>,
+    /// The tokens of all `connection` values.
+    pub tokens: ConnectionTokens,
+}
+
+impl Default for CodecHeaders {
+    fn default() -> Self {
+        CodecHeaders {
+            content_length: false,
+            transfer_encoding: false,
+            connection: false,
+            upgrade: false,
+            expect: false,
+            length: Ok(None),
+            tokens: ConnectionTokens::default(),
+        }
+    }
+}
+
+impl CodecHeaders {
+    /// Notes header `name` with (trimmed) value `value`.
+    fn note(&mut self, name: &HeaderName, value: &[u8]) {
+        // The length sorts out almost every other name before a comparison.
+        let (flag, known) = match name.as_str().len() {
+            6 => (&mut self.expect, &http::header::EXPECT),
+            7 => (&mut self.upgrade, &http::header::UPGRADE),
+            10 => (&mut self.connection, &http::header::CONNECTION),
+            14 => (&mut self.content_length, &CONTENT_LENGTH),
+            17 => (&mut self.transfer_encoding, &TRANSFER_ENCODING),
+            _ => return,
+        };
+        if name != known {
+            return;
+        }
+        *flag = true;
+        if *name == CONTENT_LENGTH {
+            if let Ok(found) = &mut self.length
+                && content_length_value(value, found).is_err()
+            {
+                self.length = Err(());
+            }
+        } else if *name == http::header::CONNECTION {
+            self.tokens.add(value);
+        }
+    }
+}
+
+/// Header names this thread has parsed before, by their exact bytes.
+///
+/// A connection's heads repeat the same names in the same spelling, and
+/// `HeaderName::from_bytes` lowercases and classifies every name anew (and
+/// copies each custom name into a fresh allocation): a hit here is one short
+/// comparison and a clone. Direct-mapped; a colliding name replaces the entry.
+struct NameCache {
+    entries: [Option<CachedName>; NameCache::SLOTS],
+}
+
+struct CachedName {
+    raw: [u8; NameCache::MAX_LEN],
+    len: u8,
+    name: HeaderName,
+}
+
+impl NameCache {
+    const SLOTS: usize = 64;
+    /// Longer names are parsed every time.
+    const MAX_LEN: usize = 32;
+
+    fn slot(raw: &[u8]) -> usize {
+        let n = raw.len();
+        let mix = n
+            .wrapping_mul(31)
+            .wrapping_add(usize::from(raw[0]) * 7)
+            .wrapping_add(usize::from(raw[n / 2]) * 3)
+            .wrapping_add(usize::from(raw[n - 1]));
+        mix % Self::SLOTS
+    }
+}
+
+thread_local! {
+    static NAMES: std::cell::RefCell<NameCache> = const {
+        std::cell::RefCell::new(NameCache { entries: [const { None }; NameCache::SLOTS] })
+    };
+}
+
+/// `raw` as a header name, `None` if it is not a valid one.
+fn header_name(raw: &[u8]) -> Option<HeaderName> {
+    if raw.is_empty() || raw.len() > NameCache::MAX_LEN {
+        return HeaderName::from_bytes(raw).ok();
+    }
+    let slot = NameCache::slot(raw);
+    let cached = NAMES.try_with(|cache| {
+        let mut cache = cache.try_borrow_mut().ok()?;
+        let entry = &mut cache.entries[slot];
+        if let Some(e) = entry
+            && e.raw.get(..usize::from(e.len)) == Some(raw)
+        {
+            return Some(Some(e.name.clone()));
+        }
+        let Ok(name) = HeaderName::from_bytes(raw) else {
+            return Some(None);
+        };
+        let mut copy = [0u8; NameCache::MAX_LEN];
+        copy[..raw.len()].copy_from_slice(raw);
+        *entry = Some(CachedName {
+            raw: copy,
+            len: u8::try_from(raw.len()).ok()?,
+            name: name.clone(),
+        });
+        Some(Some(name))
+    });
+    match cached {
+        Ok(Some(name)) => name,
+        // The cache is gone (thread exit) or busy: parse as usual.
+        _ => HeaderName::from_bytes(raw).ok(),
+    }
+}
+
 fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v
         .iter()
@@ -382,46 +521,61 @@ fn connection_nominations_allowed(headers: &HeaderMap) -> bool {
     true
 }
 
-/// (`close`, `keep-alive`, `upgrade`) tokens of the Connection header(s).
-pub fn connection_tokens(headers: &HeaderMap) -> (bool, bool, bool) {
-    let mut close = false;
-    let mut keep_alive = false;
-    let mut upgrade = false;
-    for v in headers.get_all(http::header::CONNECTION) {
-        for token in v.as_bytes().split(|b| *b == b',') {
-            let t = trim_ows(token);
-            if t.eq_ignore_ascii_case(b"close") {
-                close = true;
-            } else if t.eq_ignore_ascii_case(b"keep-alive") {
-                keep_alive = true;
-            } else if t.eq_ignore_ascii_case(b"upgrade") {
-                upgrade = true;
-            }
-        }
-    }
-    (close, keep_alive, upgrade)
+/// The tokens of `connection` values the codec acts on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ConnectionTokens {
+    pub close: bool,
+    pub keep_alive: bool,
+    pub upgrade: bool,
 }
 
-/// Parses `Content-Length` values: all must agree and be plain decimal.
-fn content_length(headers: &HeaderMap) -> Result<Option<u64>, ()> {
-    let mut found: Option<u64> = None;
-    for v in headers.get_all(CONTENT_LENGTH) {
-        for part in v.as_bytes().split(|b| *b == b',') {
-            let part = trim_ows(part);
-            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) || part.len() > 19 {
-                return Err(());
-            }
-            let n: u64 = std::str::from_utf8(part)
-                .map_err(|_| ())?
-                .parse()
-                .map_err(|_| ())?;
-            match found {
-                Some(prev) if prev != n => return Err(()),
-                _ => found = Some(n),
+impl ConnectionTokens {
+    /// Adds the tokens of one `connection` value.
+    fn add(&mut self, value: &[u8]) {
+        for token in value.split(|b| *b == b',') {
+            let t = trim_ows(token);
+            if t.eq_ignore_ascii_case(b"close") {
+                self.close = true;
+            } else if t.eq_ignore_ascii_case(b"keep-alive") {
+                self.keep_alive = true;
+            } else if t.eq_ignore_ascii_case(b"upgrade") {
+                self.upgrade = true;
             }
         }
     }
-    Ok(found)
+}
+
+/// (`close`, `keep-alive`, `upgrade`) tokens of the Connection header(s).
+pub fn connection_tokens(headers: &HeaderMap) -> (bool, bool, bool) {
+    let mut tokens = ConnectionTokens::default();
+    for v in headers.get_all(http::header::CONNECTION) {
+        tokens.add(v.as_bytes());
+    }
+    (tokens.close, tokens.keep_alive, tokens.upgrade)
+}
+
+/// Folds one `Content-Length` value into `found`: every comma-separated part
+/// must be plain decimal and agree with what was found before.
+fn content_length_value(value: &[u8], found: &mut Option<u64>) -> Result<(), ()> {
+    for part in value.split(|b| *b == b',') {
+        let part = trim_ows(part);
+        if part.is_empty() || part.len() > 19 {
+            return Err(());
+        }
+        let mut n: u64 = 0;
+        for b in part {
+            if !b.is_ascii_digit() {
+                return Err(());
+            }
+            // 19 digits always fit in a u64.
+            n = n * 10 + u64::from(b - b'0');
+        }
+        match *found {
+            Some(prev) if prev != n => return Err(()),
+            _ => *found = Some(n),
+        }
+    }
+    Ok(())
 }
 
 /// Whether the transfer codings are exactly `chunked` (Envoy supports no other).
@@ -451,12 +605,12 @@ fn transfer_encoding(headers: &HeaderMap) -> Result<bool, HeadError> {
     Ok(any && chunked_last)
 }
 
-fn request_framing(headers: &HeaderMap) -> Result<BodyFraming, HeadError> {
-    let has_te = headers.contains_key(TRANSFER_ENCODING);
-    let cl =
-        content_length(headers).map_err(|()| HeadError::bad("http1.content_length_not_allowed"))?;
-    if has_te {
-        if headers.contains_key(CONTENT_LENGTH) {
+fn request_framing(headers: &HeaderMap, codec: CodecHeaders) -> Result<BodyFraming, HeadError> {
+    let cl = codec
+        .length
+        .map_err(|()| HeadError::bad("http1.content_length_not_allowed"))?;
+    if codec.transfer_encoding {
+        if codec.content_length {
             return Err(HeadError::bad("http1.content_length_not_allowed"));
         }
         return if transfer_encoding(headers)? {
@@ -480,6 +634,8 @@ pub struct ResponseHead {
     pub headers: HeaderMap,
     pub close: bool,
     pub head_len: usize,
+    /// Which framing headers `headers` carried when parsed.
+    pub codec: CodecHeaders,
 }
 
 /// Why an upstream response could not be read.
@@ -535,15 +691,17 @@ pub fn parse_response(
     };
     let values = HeadValues::new(buf, head_len, resp.headers.len());
     let mut headers = HeaderMap::with_capacity(resp.headers.len() + ADDED_HEADERS);
+    let mut codec = CodecHeaders::default();
     for h in resp.headers.iter() {
-        let name =
-            HeaderName::from_bytes(h.name.as_bytes()).map_err(|_| ResponseError::Malformed)?;
-        let value = values
-            .value(trim_ows(h.value))
-            .map_err(|_| ResponseError::Malformed)?;
+        let name = header_name(h.name.as_bytes()).ok_or(ResponseError::Malformed)?;
+        let raw = trim_ows(h.value);
+        let value = values.value(raw).map_err(|_| ResponseError::Malformed)?;
+        codec.note(&name, raw);
         headers.append(name, value);
     }
-    let (close, keep_alive, _) = connection_tokens(&headers);
+    let ConnectionTokens {
+        close, keep_alive, ..
+    } = codec.tokens;
     let reason = resp
         .reason
         .filter(|r| !r.is_empty())
@@ -555,6 +713,7 @@ pub fn parse_response(
         close: close || (version == Version::HTTP_10 && !keep_alive),
         headers,
         head_len,
+        codec,
     }))
 }
 
@@ -570,14 +729,14 @@ pub fn response_framing(
     if request_method == Method::CONNECT && head.status.is_success() {
         return Ok(BodyFraming::Empty);
     }
-    if head.headers.contains_key(TRANSFER_ENCODING) {
+    if head.codec.transfer_encoding {
         return match transfer_encoding(&head.headers) {
             Ok(true) => Ok(BodyFraming::Chunked),
             Ok(false) => Ok(BodyFraming::UntilClose),
             Err(_) => Err(ResponseError::Malformed),
         };
     }
-    match content_length(&head.headers) {
+    match head.codec.length {
         Err(()) => Err(ResponseError::Malformed),
         Ok(Some(0)) => Ok(BodyFraming::Empty),
         Ok(Some(n)) => Ok(BodyFraming::Length(n)),
@@ -757,6 +916,80 @@ mod tests {
         ));
         let sorted = METHODS.windows(2).all(|w| w[0] < w[1]);
         assert!(sorted, "METHODS is sorted for the binary search");
+    }
+
+    #[test]
+    fn header_names_are_the_same_from_the_cache() {
+        let long = "x-".repeat(NameCache::MAX_LEN);
+        for _ in 0..3 {
+            for (raw, want) in [
+                ("Content-Length", "content-length"),
+                ("content-length", "content-length"),
+                ("X-Custom-Thing", "x-custom-thing"),
+                ("x-custom-thing", "x-custom-thing"),
+                ("Host", "host"),
+                (long.as_str(), long.as_str()),
+            ] {
+                let name = header_name(raw.as_bytes()).expect("valid");
+                assert_eq!(name.as_str(), want, "{raw}");
+            }
+            for bad in ["", "a b", "x:y", "\u{e9}t\u{e9}"] {
+                assert!(header_name(bad.as_bytes()).is_none(), "{bad:?}");
+            }
+        }
+        // Names that share a slot replace each other and stay right.
+        let names: Vec<String> = (0..200).map(|i| format!("x-n{i}")).collect();
+        for _ in 0..2 {
+            for n in &names {
+                assert_eq!(header_name(n.as_bytes()).expect("valid").as_str(), n);
+            }
+        }
+    }
+
+    #[test]
+    fn codec_headers_are_noted_whatever_their_case() {
+        let head = req("POST / HTTP/1.1\r\nHost: a\r\nCONTENT-LENGTH: 3\r\nconnection: Keep-Alive\r\nExpect: 100-continue\r\nx-upgrade-ish: 1\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(head.framing, BodyFraming::Length(3));
+        assert!(head.expect_continue);
+        assert!(head.keep_alive && !head.close);
+        assert_eq!(head.upgrade, None);
+        let chunked = req("POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(chunked.framing, BodyFraming::Chunked);
+        let resp = parse_response(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+            LIMITS,
+        )
+        .expect("valid")
+        .expect("complete");
+        assert!(resp.close);
+        assert_eq!(
+            resp.codec,
+            CodecHeaders {
+                content_length: true,
+                connection: true,
+                length: Ok(Some(5)),
+                tokens: ConnectionTokens {
+                    close: true,
+                    ..ConnectionTokens::default()
+                },
+                ..CodecHeaders::default()
+            }
+        );
+        assert_eq!(
+            response_framing(&resp, &Method::GET),
+            Ok(BodyFraming::Length(5))
+        );
+        let until_close = parse_response(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", LIMITS)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(
+            response_framing(&until_close, &Method::GET),
+            Ok(BodyFraming::UntilClose)
+        );
     }
 
     #[test]
