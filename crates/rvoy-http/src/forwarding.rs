@@ -190,6 +190,18 @@ struct Present {
     x_forwarded_client_cert: bool,
     /// A name of the route configuration's `internal_only_headers`.
     internal_only: bool,
+    date: bool,
+    grpc_status: bool,
+}
+
+/// What `mutate_response` saw of the response headers it did not change: the
+/// caller's later checks skip the lookups of absent ones.
+#[derive(Clone, Copy, Debug)]
+pub struct ResponseSeen {
+    /// `date` may be present.
+    pub date: bool,
+    /// `grpc-status` may be present.
+    pub grpc_status: bool,
 }
 
 impl Present {
@@ -204,6 +216,8 @@ impl Present {
                 p.te = true;
             } else if name == TRANSFER_ENCODING {
                 p.transfer_encoding = true;
+            } else if name == http::header::DATE {
+                p.date = true;
             } else {
                 let s = name.as_str();
                 if s.starts_with("x-envoy-") {
@@ -216,6 +230,8 @@ impl Present {
                     p.x_request_id = true;
                 } else if s == KEEP_ALIVE.as_str() || s == PROXY_CONNECTION.as_str() {
                     p.legacy_hop_by_hop = true;
+                } else if s == crate::grpc::GRPC_STATUS.as_str() {
+                    p.grpc_status = true;
                 }
                 if !internal_only.is_empty() && internal_only.contains(name) {
                     p.internal_only = true;
@@ -412,7 +428,7 @@ pub fn mutate_response(
     request_upgrade: bool,
     request_id: Option<&str>,
     hcm: &HttpConnectionManager,
-) {
+) -> ResponseSeen {
     let present = Present::scan(headers, &[]);
     let upgraded =
         (present.connection || present.upgrade) && request_upgrade && is_upgrade(headers);
@@ -427,6 +443,10 @@ pub fn mutate_response(
         append_comma(headers, &VIA, via);
     }
     set_server(headers, hcm);
+    ResponseSeen {
+        date: present.date,
+        grpc_status: present.grpc_status,
+    }
 }
 
 /// Removes the HTTP/1 connection-specific headers HTTP/2 forbids

@@ -1688,21 +1688,22 @@ async fn send_response<D: Downstream>(
         apply_mutations(&w.response_headers, &mut headers, info);
     }
     finalize_response_headers(&mut headers, route, vhost, rc, info);
-    forwarding::mutate_response(
+    let seen = forwarding::mutate_response(
         &mut headers,
         request_upgrade,
         info.request_id.as_deref(),
         &rt.hcm,
     );
-    if !headers.contains_key(http::header::DATE) {
+    if !seen.date {
         headers.insert(http::header::DATE, worker.date.now());
     }
     info.response_status = Some(status);
     info.response_code_details = Some("via_upstream");
-    if let Some(g) = headers
-        .get(&crate::grpc::GRPC_STATUS)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse().ok())
+    if seen.grpc_status
+        && let Some(g) = headers
+            .get(&crate::grpc::GRPC_STATUS)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
     {
         info.grpc_status = Some(g);
     }
