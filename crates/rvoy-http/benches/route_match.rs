@@ -123,8 +123,8 @@ fn request(path: String) -> Request {
     }
     Request {
         method: Method::GET,
-        path,
-        authority: Some(HOST.to_owned()),
+        path: path.into(),
+        authority: Some(HOST.into()),
         scheme: None,
         headers,
         protocol: Protocol::Http11,

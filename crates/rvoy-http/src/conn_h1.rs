@@ -293,7 +293,7 @@ async fn serve_request(
         .headers
         .get(http::header::HOST)
         .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
+        .map(smol_str::SmolStr::new);
     let request = Request {
         method: head.method.clone(),
         path: head.target,

@@ -985,13 +985,13 @@ async fn serve_stream(
     let authority = parts
         .uri
         .authority()
-        .map(|a| a.as_str().to_owned())
+        .map(|a| smol_str::SmolStr::new(a.as_str()))
         .or_else(|| {
             parts
                 .headers
                 .get(http::header::HOST)
                 .and_then(|v| v.to_str().ok())
-                .map(str::to_owned)
+                .map(smol_str::SmolStr::new)
         });
     if authority.is_none() {
         // Envoy's codec: a request needs `:authority` or `host`.
@@ -1014,13 +1014,12 @@ async fn serve_stream(
     let mut method = parts.method;
     let path = if method == Method::CONNECT && extended_connect.is_none() {
         // A plain CONNECT has no `:path`.
-        String::new()
+        smol_str::SmolStr::default()
     } else {
         parts
             .uri
             .path_and_query()
-            .map(|p| p.as_str().to_owned())
-            .unwrap_or_else(|| "/".to_owned())
+            .map_or_else(|| smol_str::SmolStr::new_static("/"), |p| p.as_str().into())
     };
     let mut headers = std::mem::take(&mut parts.headers);
     headers.remove(http::header::HOST);

@@ -429,16 +429,16 @@ pub async fn forward<D: Downstream>(
         if !suppress && let Ok(v) = HeaderValue::from_str(&path) {
             headers.insert(names::X_ENVOY_ORIGINAL_PATH.clone(), v);
         }
-        path = new_path;
+        path = new_path.into();
     }
     let mut authority = req.authority.clone().unwrap_or_default();
     match &action.host_rewrite {
-        HostRewrite::Literal(h) => authority = h.clone(),
+        HostRewrite::Literal(h) => authority = h.as_str().into(),
         HostRewrite::Header(h) => {
             if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
                 && !v.is_empty()
             {
-                authority = v.to_owned();
+                authority = v.into();
             }
         }
         HostRewrite::PathRegex {
@@ -448,14 +448,15 @@ pub async fn forward<D: Downstream>(
             let path_only = path.split('?').next().unwrap_or("");
             authority = pattern
                 .replace_all(path_only, substitution.as_str())
-                .into_owned();
+                .as_ref()
+                .into();
         }
         HostRewrite::None | HostRewrite::Auto => {}
     }
     if let Some(w) = weighted
         && let Some(h) = &w.host_rewrite_literal
     {
-        authority = h.clone();
+        authority = h.as_str().into();
     }
     if info.authority.as_deref() != Some(authority.as_str()) {
         info.authority = Some(authority.clone());
@@ -977,8 +978,8 @@ impl InternalRedirect<'_> {
         );
         let mut next = Request {
             method: req.method.clone(),
-            path: target.path_and_query,
-            authority: Some(target.host_and_port),
+            path: target.path_and_query.into(),
+            authority: Some(target.host_and_port.into()),
             scheme: Some(target.scheme.to_ascii_lowercase()),
             headers,
             protocol: req.protocol,
@@ -1940,8 +1941,8 @@ fn spawn_mirror(
     }
     let request = Request {
         method: method.clone(),
-        path: path.to_owned(),
-        authority: Some(shadow_authority.clone()),
+        path: path.into(),
+        authority: Some(shadow_authority.as_str().into()),
         scheme: None,
         headers: HeaderMap::new(),
         protocol: Protocol::Http11,

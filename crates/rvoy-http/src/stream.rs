@@ -27,15 +27,18 @@ use crate::path::{self, Normalized};
 use crate::request_info::RequestInfo;
 use crate::router;
 use crate::stream_timers::{StreamTimeout, StreamTimers, Timed};
+use smol_str::SmolStr;
 
 /// A request head as the codec delivered it.
 #[derive(Debug)]
 pub struct Request {
     pub method: Method,
-    /// The request target or `:path`.
-    pub path: String,
+    /// The request target or `:path`. `SmolStr`: the short paths and
+    /// authorities of most requests are kept inline, and the copies the
+    /// request record and the router keep cost no allocation.
+    pub path: SmolStr,
     /// `:authority` (HTTP/2) or `Host` (HTTP/1, also kept in `headers`).
-    pub authority: Option<String>,
+    pub authority: Option<SmolStr>,
     pub scheme: Option<String>,
     pub headers: HeaderMap,
     pub protocol: Protocol,
@@ -201,7 +204,7 @@ async fn run<D: Downstream>(
         if req.protocol == Protocol::Http10
             && let Some(h) = &hcm.http1.default_host_for_http_10
         {
-            req.authority = Some(h.clone());
+            req.authority = Some(h.as_str().into());
         }
         if req.authority.is_none() {
             info.set_flag(ResponseFlag::DownstreamProtocolError);
@@ -253,8 +256,8 @@ async fn run<D: Downstream>(
                 Some(i) => (&rest[..i], &rest[i..]),
                 None => (rest, "/"),
             };
-            req.authority = Some(authority.to_owned());
-            req.path = path.to_owned();
+            req.authority = Some(authority.into());
+            req.path = path.into();
         } else if req.method != Method::CONNECT {
             // `OPTIONS *` too: Envoy's connection manager only takes paths.
             info.path = req.path.clone();
@@ -275,7 +278,7 @@ async fn run<D: Downstream>(
             hcm.merge_slashes,
             hcm.escaped_slashes,
         ) {
-            Normalized::Path(p) => req.path = p,
+            Normalized::Path(p) => req.path = p.into(),
             Normalized::Reject => {
                 rt.stats.hcm.downstream_rq_failed_path_normalization.inc();
                 info.set_flag(ResponseFlag::DownstreamProtocolError);
@@ -713,7 +716,7 @@ fn new_uri(req: &Request, r: Option<&Redirect>, matched_prefix: Option<&str>) ->
         None => (req.path.as_str(), ""),
     };
     let mut path = match r.map(|r| &r.path) {
-        None | Some(RedirectPath::Keep) => req.path.clone(),
+        None | Some(RedirectPath::Keep) => req.path.to_string(),
         Some(RedirectPath::Path(p)) => {
             if p.contains('?') {
                 p.clone()
@@ -725,7 +728,7 @@ fn new_uri(req: &Request, r: Option<&Redirect>, matched_prefix: Option<&str>) ->
             Some(prefix) if req.path.len() >= prefix.len() => {
                 format!("{p}{}", &req.path[prefix.len()..])
             }
-            _ => req.path.clone(),
+            _ => req.path.to_string(),
         },
         Some(RedirectPath::Regex(re, sub)) => {
             format!("{}{orig_query}", re.replace_all(orig_path, sub.as_str()))

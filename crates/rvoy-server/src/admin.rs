@@ -720,12 +720,12 @@ async fn handle(
     info.path = req
         .uri()
         .path_and_query()
-        .map_or_else(|| path.clone(), |p| p.as_str().to_owned());
+        .map_or_else(|| path.as_str().into(), |p| p.as_str().into());
     info.authority = req
         .headers()
         .get(http::header::HOST)
         .and_then(|h| h.to_str().ok())
-        .map(str::to_owned);
+        .map(Into::into);
     let request_headers = req.headers().clone();
     let body = req
         .into_body()

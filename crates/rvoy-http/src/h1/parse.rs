@@ -57,7 +57,7 @@ pub struct HeadLimits {
 pub struct RequestHead {
     pub method: Method,
     /// The request target as sent (origin form, absolute form, `*`...).
-    pub target: String,
+    pub target: smol_str::SmolStr,
     pub version: Version,
     pub headers: HeaderMap,
     pub framing: BodyFraming,
@@ -159,7 +159,7 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     }
     let method = Method::from_bytes(req.method.unwrap_or("").as_bytes())
         .map_err(|_| HeadError::bad("http1.codec_error"))?;
-    let target = req.path.unwrap_or("").to_owned();
+    let target = smol_str::SmolStr::new(req.path.unwrap_or(""));
     check_target(&method, &target)?;
     let version = if req.version == Some(0) {
         Version::HTTP_10
