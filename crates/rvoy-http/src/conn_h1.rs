@@ -95,6 +95,7 @@ pub fn serve<'a>(
                     drain_until,
                     &rt.draining,
                     idle_timer.as_mut(),
+                    &worker.read_bufs,
                 )
                 .await;
                 stats
@@ -195,10 +196,13 @@ pub fn serve<'a>(
                 break;
             }
             if buf.is_empty() {
-                // Keep no buffer memory while idle.
-                buf = BytesMut::new();
+                // Keep no buffer memory while idle: the worker keeps it.
+                worker.read_bufs.put(std::mem::take(&mut buf));
             }
         }
+        // What is left unread is not used again: the buffer goes back.
+        buf.clear();
+        worker.read_bufs.put(std::mem::take(&mut buf));
         match ending {
             Ending::Close => {}
             Ending::CodecError(e) => {
@@ -340,6 +344,7 @@ async fn serve_request(
     served
 }
 
+use crate::buf_pool::DownstreamReadBufs;
 use crate::sleep_pool::FAR_FUTURE;
 
 /// Waits until `deadline` (forever for `None`) on `timer`, the connection's
@@ -366,6 +371,7 @@ fn read_head<'a>(
     drain_until: Option<Instant>,
     drain: &'a crate::context::Drain,
     mut idle_timer: Pin<&'a mut tokio::time::Sleep>,
+    bufs: &'a DownstreamReadBufs,
 ) -> impl Future<Output = HeadRead> + 'a {
     // An `async move` block, not an `async fn`: the latter keeps a second
     // copy of its arguments in the future (rust-lang/rust#62958), and this
@@ -411,11 +417,15 @@ fn read_head<'a>(
                     _ = wait_until(idle_timer.as_mut(), deadline) => return expired.into(),
                     _ = drain.idle_close() => return HeadRead::ListenerDrain,
                 }
-                buf.reserve(4096);
+                if buf.capacity() == 0 {
+                    *buf = bufs.take();
+                } else {
+                    buf.reserve(4096);
+                }
                 match crate::connection::read_now(stream, buf) {
                     // Stale readiness (a just accepted socket is assumed
                     // readable): wait again, with the deadlines, holding no buffer.
-                    None => *buf = BytesMut::new(),
+                    None => bufs.put(std::mem::take(buf)),
                     Some(Ok(0) | Err(_)) => return HeadRead::Closed,
                     Some(Ok(_)) => head_started = Some(crate::clock::now()),
                 }

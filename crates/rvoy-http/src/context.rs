@@ -245,6 +245,8 @@ pub struct WorkerContext {
     pub sleeps: crate::sleep_pool::SleepPool,
     /// Spare buffers for encoding HTTP/1 message heads, kept between requests.
     head_bufs: RefCell<Vec<Vec<u8>>>,
+    /// Spare read buffers of downstream HTTP/1 connections.
+    pub read_bufs: crate::buf_pool::DownstreamReadBufs,
     pub worker_id: usize,
     next_stream_id: Cell<u64>,
 }

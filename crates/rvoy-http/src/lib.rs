@@ -7,6 +7,7 @@
 //! emission. Everything here runs on a worker thread's single-threaded runtime.
 
 pub mod access_log;
+pub mod buf_pool;
 pub mod clock;
 pub mod conn_h1;
 pub mod conn_h2;

@@ -213,6 +213,8 @@ pub struct H1Pools {
     /// A host's list stays (empty) once its last connection is taken, so the
     /// next `put` does not allocate it again; `reclaim` drops empty lists.
     idle: RefCell<HashMap<PoolKey, Vec<Idle>, FastHash>>,
+    /// Read buffers of the connections (idle ones hold none).
+    pub read_bufs: crate::buf_pool::UpstreamReadBufs,
 }
 
 impl H1Pools {
@@ -226,7 +228,11 @@ impl H1Pools {
             if entry.expire(now) || entry.conn.stream.is_stale() {
                 continue;
             }
-            found = Some(entry.conn);
+            let mut conn = entry.conn;
+            if conn.read_buf.capacity() == 0 {
+                conn.read_buf = self.read_bufs.take();
+            }
+            found = Some(conn);
             break;
         }
         found
@@ -236,7 +242,7 @@ impl H1Pools {
     pub fn put(&self, key: PoolKey, mut conn: H1Conn) {
         if conn.read_buf.is_empty() {
             // Idle connections keep no buffer memory.
-            conn.read_buf = BytesMut::new();
+            self.read_bufs.put(std::mem::take(&mut conn.read_buf));
         }
         let idle = Idle {
             conn,

@@ -1389,7 +1389,7 @@ async fn h1_connection(
             info.mark(|t| &mut t.upstream_connect_complete);
             Ok(H1Conn {
                 stream,
-                read_buf: BytesMut::new(),
+                read_buf: worker.h1_pools.read_bufs.take(),
                 host: host.clone(),
                 cluster: cluster.clone(),
                 requests: 0,

@@ -1,0 +1,92 @@
+//! Spare read buffers of a worker, kept between the requests of its
+//! connections.
+//!
+//! An idle HTTP/1 connection (downstream, or upstream in a pool) holds no
+//! buffer memory: its read buffer goes back here once it is empty, and the
+//! next read takes one. On a busy worker the same few buffers go round, so a
+//! keep-alive request costs no buffer allocation on either side; an idle one
+//! costs only what [`ReadBufPool`] keeps (at most `max_spare` buffers).
+//!
+//! A buffer whose bytes are still shared (a body chunk split off it is still
+//! being written) is kept too: `BytesMut::reserve` reclaims it in place once
+//! it is unique again, or allocates a fresh one.
+
+use std::cell::RefCell;
+
+use bytes::BytesMut;
+
+/// A worker's spare read buffers of one size class: taken buffers have room
+/// for `CAPACITY` bytes; at most `MAX_SPARE` are kept, none larger than
+/// `MAX_KEEP` bytes.
+#[derive(Debug, Default)]
+pub struct ReadBufPool<const CAPACITY: usize, const MAX_KEEP: usize, const MAX_SPARE: usize> {
+    spare: RefCell<Vec<BytesMut>>,
+}
+
+/// Downstream HTTP/1 connections' buffers (request heads and bodies).
+pub type DownstreamReadBufs = ReadBufPool<4096, { 16 * 1024 }, 32>;
+
+/// Upstream HTTP/1 connections' buffers (response heads and bodies).
+pub type UpstreamReadBufs = ReadBufPool<{ 16 * 1024 }, { 32 * 1024 }, 16>;
+
+impl<const CAPACITY: usize, const MAX_KEEP: usize, const MAX_SPARE: usize>
+    ReadBufPool<CAPACITY, MAX_KEEP, MAX_SPARE>
+{
+    /// An empty buffer with room for at least the pool's capacity: a spare
+    /// one when there is one.
+    pub fn take(&self) -> BytesMut {
+        let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
+        buf.reserve(CAPACITY);
+        buf
+    }
+
+    /// Keeps `buf` for a later [`take`](Self::take) if it is empty and of
+    /// ordinary size (and the pool not full); drops it otherwise.
+    pub fn put(&self, buf: BytesMut) {
+        if !buf.is_empty() || buf.capacity() == 0 || buf.capacity() > MAX_KEEP {
+            return;
+        }
+        let mut spare = self.spare.borrow_mut();
+        if spare.len() < MAX_SPARE {
+            spare.push(buf);
+        }
+    }
+
+    /// Spare buffers held.
+    pub fn spare(&self) -> usize {
+        self.spare.borrow().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buffers_go_round_and_the_pool_stays_bounded() {
+        let pool = ReadBufPool::<4096, { 16 * 1024 }, 2>::default();
+        let mut a = pool.take();
+        assert!(a.capacity() >= 4096);
+        a.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
+        let ptr = a.as_ptr();
+        let _ = a.split();
+        pool.put(a);
+        assert_eq!(pool.spare(), 1);
+        // The same memory comes back, with room again.
+        let b = pool.take();
+        assert!(b.capacity() >= 4096 && b.is_empty());
+        assert_eq!(b.as_ptr(), ptr);
+        // Non-empty, unallocated and oversized buffers are not kept.
+        let mut full = pool.take();
+        full.extend_from_slice(b"x");
+        pool.put(full);
+        pool.put(BytesMut::new());
+        pool.put(BytesMut::with_capacity(64 * 1024));
+        assert_eq!(pool.spare(), 0);
+        for _ in 0..5 {
+            pool.put(BytesMut::with_capacity(4096));
+        }
+        assert_eq!(pool.spare(), 2);
+        drop(b);
+    }
+}
