@@ -15,29 +15,44 @@ use std::cell::RefCell;
 
 use bytes::BytesMut;
 
-/// A worker's spare read buffers of one size class: taken buffers have room
-/// for `CAPACITY` bytes; at most `MAX_SPARE` are kept, none larger than
-/// `MAX_KEEP` bytes.
+/// A worker's spare read buffers of one size class: a new buffer has room
+/// for `CAPACITY` bytes, a kept one is handed out again while it has room for
+/// `MIN_ROOM` without allocating; at most `MAX_SPARE` are kept, none larger
+/// than `MAX_KEEP` bytes.
 #[derive(Debug, Default)]
-pub struct ReadBufPool<const CAPACITY: usize, const MAX_KEEP: usize, const MAX_SPARE: usize> {
+pub struct ReadBufPool<
+    const CAPACITY: usize,
+    const MIN_ROOM: usize,
+    const MAX_KEEP: usize,
+    const MAX_SPARE: usize,
+> {
     spare: RefCell<Vec<BytesMut>>,
 }
 
-/// Downstream HTTP/1 connections' buffers (request heads and bodies).
-pub type DownstreamReadBufs = ReadBufPool<4096, { 16 * 1024 }, 32>;
+/// Downstream HTTP/1 connections' buffers (request heads and bodies; the
+/// connection reads into one while it has 1 KiB of room).
+pub type DownstreamReadBufs = ReadBufPool<4096, 1024, { 16 * 1024 }, 32>;
 
-/// Upstream HTTP/1 connections' buffers (response heads and bodies).
-pub type UpstreamReadBufs = ReadBufPool<{ 16 * 1024 }, { 32 * 1024 }, 16>;
+/// Upstream HTTP/1 connections' buffers (response heads and bodies; the
+/// connection reads into one while it has 4 KiB of room).
+pub type UpstreamReadBufs = ReadBufPool<{ 16 * 1024 }, 4096, { 32 * 1024 }, 16>;
 
-impl<const CAPACITY: usize, const MAX_KEEP: usize, const MAX_SPARE: usize>
-    ReadBufPool<CAPACITY, MAX_KEEP, MAX_SPARE>
+impl<const CAPACITY: usize, const MIN_ROOM: usize, const MAX_KEEP: usize, const MAX_SPARE: usize>
+    ReadBufPool<CAPACITY, MIN_ROOM, MAX_KEEP, MAX_SPARE>
 {
-    /// An empty buffer with room for at least the pool's capacity: a spare
-    /// one when there is one.
+    /// An empty buffer: the most recently kept one that has (or reclaims)
+    /// room without allocating, else a new one. A kept buffer whose bytes are
+    /// still shared (header values or a body chunk of a request in flight
+    /// point into it) and that is short of room stays for later.
     pub fn take(&self) -> BytesMut {
-        let mut buf = self.spare.borrow_mut().pop().unwrap_or_default();
-        buf.reserve(CAPACITY);
-        buf
+        let mut spare = self.spare.borrow_mut();
+        let usable = spare
+            .iter_mut()
+            .rposition(|b| b.try_reclaim(CAPACITY) || b.capacity() - b.len() >= MIN_ROOM);
+        match usable {
+            Some(i) => spare.swap_remove(i),
+            None => BytesMut::with_capacity(CAPACITY),
+        }
     }
 
     /// Keeps `buf` for a later [`take`](Self::take) if it is empty and of
@@ -64,7 +79,7 @@ mod tests {
 
     #[test]
     fn buffers_go_round_and_the_pool_stays_bounded() {
-        let pool = ReadBufPool::<4096, { 16 * 1024 }, 2>::default();
+        let pool = ReadBufPool::<4096, 1024, { 16 * 1024 }, 2>::default();
         let mut a = pool.take();
         assert!(a.capacity() >= 4096);
         a.extend_from_slice(b"GET / HTTP/1.1\r\n\r\n");
@@ -88,5 +103,22 @@ mod tests {
         }
         assert_eq!(pool.spare(), 2);
         drop(b);
+    }
+
+    #[test]
+    fn a_buffer_still_shared_and_short_of_room_waits_in_the_pool() {
+        let pool = ReadBufPool::<4096, 1024, { 16 * 1024 }, 4>::default();
+        let mut buf = pool.take();
+        buf.extend_from_slice(&[b'x'; 4000]);
+        let held = buf.split().freeze();
+        pool.put(buf);
+        let fresh = pool.take();
+        assert!(fresh.capacity() >= 4096);
+        assert_eq!(pool.spare(), 1);
+        drop(held);
+        // Unique again: reclaimed in place, whole.
+        let again = pool.take();
+        assert!(again.capacity() >= 4096);
+        assert_eq!(pool.spare(), 0);
     }
 }

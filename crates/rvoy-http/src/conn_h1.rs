@@ -10,7 +10,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::BytesMut;
 use http::HeaderMap;
 use rvoy_format::ResponseFlag;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -98,10 +98,16 @@ pub fn serve<'a>(
                     &worker.read_bufs,
                 )
                 .await;
+                // A parsed head was split off the buffer.
+                let read_len = buf.len()
+                    + match &read {
+                        HeadRead::Head(h) => h.head_len,
+                        _ => 0,
+                    };
                 stats
                     .downstream_cx_rx_bytes_total
-                    .add(buf.len().saturating_sub(buffered) as u64);
-                if !codec && !buf.is_empty() {
+                    .add(read_len.saturating_sub(buffered) as u64);
+                if !codec && read_len > 0 {
                     codec = true;
                     stats.downstream_cx_http1_total.inc();
                     stats.downstream_cx_http1_active.inc();
@@ -287,7 +293,6 @@ async fn serve_request(
 ) -> Served {
     let stats = &rt.stats.hcm;
     let hcm = &rt.hcm;
-    buf.advance(head.head_len);
     let protocol = if head.version == http::Version::HTTP_10 {
         Protocol::Http10
     } else {

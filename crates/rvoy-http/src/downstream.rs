@@ -288,7 +288,12 @@ impl Downstream for H1Downstream<'_> {
             if self.buf.len() >= PIPELINE_BUFFER_LIMIT {
                 return std::future::pending().await;
             }
-            self.buf.reserve(4096);
+            // The request head was split off this buffer and its header
+            // values still point into it: read into the room left rather
+            // than reserving (which would reallocate a shared buffer).
+            if self.buf.capacity() - self.buf.len() < 1024 {
+                self.buf.reserve(4096);
+            }
             match self.stream.read_buf(self.buf).await {
                 Ok(0) | Err(_) => {
                     self.peer_closed = true;

@@ -19,6 +19,7 @@ pub mod forwarding;
 pub mod grpc;
 pub mod h1;
 pub mod h2_io;
+pub mod header_pool;
 pub mod headers;
 pub mod io;
 pub mod local_reply;

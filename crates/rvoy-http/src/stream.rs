@@ -174,6 +174,13 @@ pub async fn handle<D: Downstream>(
         outcome.reset,
         info.response_status.map_or(0, |s| s.as_u16())
     );
+    // The heads' maps serve the next requests' heads.
+    if let Some(h) = info.request_headers.take() {
+        crate::header_pool::put(h);
+    }
+    if let Some(h) = info.response_headers.take() {
+        crate::header_pool::put(h);
+    }
     outcome
 }
 

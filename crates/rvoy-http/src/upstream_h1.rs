@@ -7,7 +7,7 @@ use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::h1::body::{BodyDecoder, Decoded};
@@ -154,11 +154,8 @@ pub async fn read_response_head(
 ) -> Result<ResponseHead, UpstreamError> {
     loop {
         if !conn.read_buf.is_empty() {
-            match parse::parse_response(&conn.read_buf, limits) {
-                Ok(Some(head)) => {
-                    conn.read_buf.advance(head.head_len);
-                    return Ok(head);
-                }
+            match parse::parse_response(&mut conn.read_buf, limits) {
+                Ok(Some(head)) => return Ok(head),
                 Ok(None) => {}
                 Err(ResponseError::Malformed) => return Err(UpstreamError::Protocol),
                 Err(ResponseError::TooLarge) => return Err(UpstreamError::HeadersTooLarge),

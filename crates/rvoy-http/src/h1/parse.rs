@@ -10,7 +10,9 @@
 
 use std::mem::MaybeUninit;
 
-use bytes::Bytes;
+use std::ops::Range;
+
+use bytes::{Bytes, BytesMut};
 use http::header::{CONTENT_LENGTH, TRANSFER_ENCODING};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, Version};
 
@@ -111,7 +113,14 @@ fn check_target(method: &Method, target: &str) -> Result<(), HeadError> {
     }
 }
 
-pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHead>, HeadError> {
+///
+/// A complete head is split off the front of `buf` (what follows it, the
+/// body or a pipelined request, stays), and the header values are slices of
+/// it: no copy of the head and no allocation per value.
+pub fn parse_request(
+    buf: &mut BytesMut,
+    limits: HeadLimits,
+) -> Result<Option<RequestHead>, HeadError> {
     if !first_line_method_valid(buf) {
         return Err(HeadError::bad("http1.codec_error"));
     }
@@ -166,18 +175,17 @@ pub fn parse_request(buf: &[u8], limits: HeadLimits) -> Result<Option<RequestHea
     } else {
         Version::HTTP_11
     };
-    let values = HeadValues::new(buf, head_len, req.headers.len());
-    let mut headers = HeaderMap::with_capacity(req.headers.len() + ADDED_HEADERS);
+    let mut pending = PendingHeaders::new();
     let mut codec = CodecHeaders::default();
     for h in req.headers.iter() {
         let name = header_name(h.name.as_bytes()).ok_or(HeadError::bad("http1.codec_error"))?;
         let raw = trim_ows(h.value);
-        let value = values
-            .value(raw)
-            .map_err(|_| HeadError::bad("http1.codec_error"))?;
         codec.note(&name, raw);
-        headers.append(name, value);
+        pending.push((name, range_in(buf, raw)));
     }
+    let head = buf.split_to(head_len).freeze();
+    let headers =
+        cut_values(&head, &mut pending).map_err(|_| HeadError::bad("http1.codec_error"))?;
     let framing = request_framing(&headers, codec)?;
     let ConnectionTokens {
         close,
@@ -291,43 +299,31 @@ fn looks_like_http_version(buf: &[u8]) -> bool {
 /// `x-envoy-upstream-service-time`, `date`, `server`, ...) without growing it.
 const ADDED_HEADERS: usize = 6;
 
-/// Header values as `Bytes`: with a few headers or more, slices of one copy of
-/// the whole head (one allocation per head instead of one per value); with
-/// fewer, each value copied on its own.
-struct HeadValues {
-    /// Where the parsed buffer starts in memory, to find a value's offset.
-    base: usize,
-    /// The copy of the head, if shared.
-    head: Option<Bytes>,
+/// The headers of a head being parsed: names resolved, values as ranges of
+/// the head, cut from it once the head is split off the read buffer. Inline
+/// up to 16 headers.
+type PendingHeaders = smallvec::SmallVec<[(HeaderName, Range<usize>); 16]>;
+
+/// Where `part`, a slice of `buf`, lies in it.
+fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
+    let start = (part.as_ptr() as usize).saturating_sub(buf.as_ptr() as usize);
+    start..start + part.len()
 }
 
-impl HeadValues {
-    /// From this many headers on, the head is copied once and shared.
-    const SHARE_FROM: usize = 3;
-
-    fn new(buf: &[u8], head_len: usize, headers: usize) -> HeadValues {
-        HeadValues {
-            base: buf.as_ptr() as usize,
-            head: (headers >= Self::SHARE_FROM).then(|| Bytes::copy_from_slice(&buf[..head_len])),
-        }
+/// The head's header map: each value a slice of `head` (checked as
+/// `HeaderValue::from_bytes` checks it).
+///
+/// `pending` is borrowed and drained, not moved: it is large, and moving it
+/// copies all its inline slots.
+fn cut_values(
+    head: &Bytes,
+    pending: &mut PendingHeaders,
+) -> Result<HeaderMap, http::header::InvalidHeaderValue> {
+    let mut headers = crate::header_pool::take(pending.len() + ADDED_HEADERS);
+    for (name, range) in pending.drain(..) {
+        headers.append(name, HeaderValue::from_maybe_shared(head.slice(range))?);
     }
-
-    /// `v`, a part of the parsed head, as `Bytes`.
-    fn bytes(&self, v: &[u8]) -> Bytes {
-        match &self.head {
-            Some(head) if !v.is_empty() => {
-                let start = v.as_ptr() as usize - self.base;
-                head.slice(start..start + v.len())
-            }
-            _ => Bytes::copy_from_slice(v),
-        }
-    }
-
-    /// `v`, a part of the parsed head, as a header value (checked as
-    /// `HeaderValue::from_bytes` checks it).
-    fn value(&self, v: &[u8]) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
-        HeaderValue::from_maybe_shared(self.bytes(v))
-    }
+    Ok(headers)
 }
 
 /// Which of the headers the HTTP/1 codec itself reads a head carries, noted
@@ -649,8 +645,11 @@ pub enum ResponseError {
 const FEW_RESPONSE_HEADERS: usize = 32;
 
 /// Parses a response head from the start of `buf`.
+///
+/// A complete head is split off the front of `buf`, its header values are
+/// slices of it (see [`parse_request`]).
 pub fn parse_response(
-    buf: &[u8],
+    buf: &mut BytesMut,
     limits: HeadLimits,
 ) -> Result<Option<ResponseHead>, ResponseError> {
     // httparse has no uninitialised-slots parse for responses: most heads fit
@@ -689,23 +688,24 @@ pub fn parse_response(
     } else {
         Version::HTTP_11
     };
-    let values = HeadValues::new(buf, head_len, resp.headers.len());
-    let mut headers = HeaderMap::with_capacity(resp.headers.len() + ADDED_HEADERS);
+    let mut pending = PendingHeaders::new();
     let mut codec = CodecHeaders::default();
     for h in resp.headers.iter() {
         let name = header_name(h.name.as_bytes()).ok_or(ResponseError::Malformed)?;
         let raw = trim_ows(h.value);
-        let value = values.value(raw).map_err(|_| ResponseError::Malformed)?;
         codec.note(&name, raw);
-        headers.append(name, value);
+        pending.push((name, range_in(buf, raw)));
     }
-    let ConnectionTokens {
-        close, keep_alive, ..
-    } = codec.tokens;
     let reason = resp
         .reason
         .filter(|r| !r.is_empty())
-        .map(|r| values.bytes(r.as_bytes()));
+        .map(|r| range_in(buf, r.as_bytes()));
+    let head = buf.split_to(head_len).freeze();
+    let headers = cut_values(&head, &mut pending).map_err(|_| ResponseError::Malformed)?;
+    let ConnectionTokens {
+        close, keep_alive, ..
+    } = codec.tokens;
+    let reason = reason.map(|r| head.slice(r));
     Ok(Some(ResponseHead {
         status,
         reason,
@@ -754,7 +754,7 @@ mod tests {
     };
 
     fn req(raw: &str) -> Result<Option<RequestHead>, HeadError> {
-        parse_request(raw.as_bytes(), LIMITS)
+        parse_request(&mut BytesMut::from(raw.as_bytes()), LIMITS)
     }
 
     fn status(raw: &str) -> u16 {
@@ -824,7 +824,9 @@ mod tests {
         assert_eq!(many.headers["x-e"], "");
         assert_eq!(many.headers["x-o"].as_bytes(), "caf\u{e9}".as_bytes());
         let resp = parse_response(
-            b"HTTP/1.1 404 Not Here\r\nServer: s\r\nContent-Length: 0\r\nX-B:  b \r\n\r\n",
+            &mut BytesMut::from(
+                &b"HTTP/1.1 404 Not Here\r\nServer: s\r\nContent-Length: 0\r\nX-B:  b \r\n\r\n"[..],
+            ),
             LIMITS,
         )
         .expect("ok")
@@ -908,10 +910,13 @@ mod tests {
             max_head_bytes: 60 * 1024,
             max_headers: 100,
         };
-        assert!(matches!(parse_request(b"FOO / HT", limits), Ok(None)));
-        assert!(parse_request(b"FOO / HTTP/1.1\r\n", limits).is_err());
         assert!(matches!(
-            parse_request(b"\r\nGET / HTTP/1.1\r\n", limits),
+            parse_request(&mut BytesMut::from(&b"FOO / HT"[..]), limits),
+            Ok(None)
+        ));
+        assert!(parse_request(&mut BytesMut::from(&b"FOO / HTTP/1.1\r\n"[..]), limits).is_err());
+        assert!(matches!(
+            parse_request(&mut BytesMut::from(&b"\r\nGET / HTTP/1.1\r\n"[..]), limits),
             Ok(None)
         ));
         let sorted = METHODS.windows(2).all(|w| w[0] < w[1]);
@@ -960,7 +965,9 @@ mod tests {
             .expect("complete");
         assert_eq!(chunked.framing, BodyFraming::Chunked);
         let resp = parse_response(
-            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
+            &mut BytesMut::from(
+                &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"[..],
+            ),
             LIMITS,
         )
         .expect("valid")
@@ -983,13 +990,50 @@ mod tests {
             response_framing(&resp, &Method::GET),
             Ok(BodyFraming::Length(5))
         );
-        let until_close = parse_response(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", LIMITS)
-            .expect("valid")
-            .expect("complete");
+        let until_close = parse_response(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"[..]),
+            LIMITS,
+        )
+        .expect("valid")
+        .expect("complete");
         assert_eq!(
             response_framing(&until_close, &Method::GET),
             Ok(BodyFraming::UntilClose)
         );
+    }
+
+    #[test]
+    fn a_parsed_head_leaves_what_follows_it_in_the_buffer() {
+        let mut names = String::new();
+        for i in 0..40 {
+            names.push_str(&format!("X-H{i}: v{i}\r\n"));
+        }
+        let raw =
+            format!("POST /p HTTP/1.1\r\nHost: a\r\n{names}Content-Length: 4\r\n\r\nbodyGET /next");
+        let mut buf = BytesMut::from(raw.as_bytes());
+        let head = parse_request(&mut buf, LIMITS)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(&buf[..], b"bodyGET /next");
+        assert_eq!(head.head_len, raw.len() - buf.len());
+        assert_eq!(head.headers.len(), 42);
+        assert_eq!(head.headers["x-h39"], "v39");
+        assert_eq!(head.framing, BodyFraming::Length(4));
+        // A partial head stays whole.
+        let mut partial = BytesMut::from(&b"GET / HTTP/1.1\r\nHost: a\r\n"[..]);
+        assert!(
+            parse_request(&mut partial, LIMITS)
+                .expect("valid")
+                .is_none()
+        );
+        assert_eq!(&partial[..], &b"GET / HTTP/1.1\r\nHost: a\r\n"[..]);
+        let mut resp = BytesMut::from(&b"HTTP/1.1 201 Made It\r\nX-A:  a \r\n\r\nrest"[..]);
+        let head = parse_response(&mut resp, LIMITS)
+            .expect("valid")
+            .expect("complete");
+        assert_eq!(&resp[..], b"rest");
+        assert_eq!(head.reason.as_deref(), Some(&b"Made It"[..]));
+        assert_eq!(head.headers["x-a"], "a");
     }
 
     #[test]
@@ -1027,30 +1071,34 @@ mod tests {
             max_headers,
         };
         // More headers than the first, small set of slots: parsed in full.
-        let big = parse_response(head(90).as_bytes(), limits(100)).expect("parsed");
+        let big =
+            parse_response(&mut BytesMut::from(head(90).as_bytes()), limits(100)).expect("parsed");
         assert_eq!(big.expect("complete").headers.len(), 90);
         assert_eq!(
-            parse_response(head(101).as_bytes(), limits(100)).err(),
+            parse_response(&mut BytesMut::from(head(101).as_bytes()), limits(100)).err(),
             Some(ResponseError::TooLarge)
         );
-        assert!(parse_response(head(20).as_bytes(), limits(20)).is_ok());
+        assert!(parse_response(&mut BytesMut::from(head(20).as_bytes()), limits(20)).is_ok());
         assert_eq!(
-            parse_response(head(21).as_bytes(), limits(20)).err(),
+            parse_response(&mut BytesMut::from(head(21).as_bytes()), limits(20)).err(),
             Some(ResponseError::TooLarge)
         );
     }
 
     #[test]
     fn response_framing_rules() {
-        let r = parse_response(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", LIMITS)
-            .expect("ok")
-            .expect("complete");
+        let r = parse_response(
+            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..]),
+            LIMITS,
+        )
+        .expect("ok")
+        .expect("complete");
         assert_eq!(
             response_framing(&r, &Method::GET),
             Ok(BodyFraming::Length(3))
         );
         assert_eq!(response_framing(&r, &Method::HEAD), Ok(BodyFraming::Empty));
-        let r = parse_response(b"HTTP/1.1 200 OK\r\n\r\n", LIMITS)
+        let r = parse_response(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]), LIMITS)
             .expect("ok")
             .expect("complete");
         assert_eq!(
