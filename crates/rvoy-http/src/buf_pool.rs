@@ -31,11 +31,11 @@ pub struct ReadBufPool<
 
 /// Downstream HTTP/1 connections' buffers (request heads and bodies; the
 /// connection reads into one while it has 1 KiB of room).
-pub type DownstreamReadBufs = ReadBufPool<4096, 1024, { 16 * 1024 }, 32>;
+pub type DownstreamReadBufs = ReadBufPool<4096, 1024, { 16 * 1024 }, 16>;
 
 /// Upstream HTTP/1 connections' buffers (response heads and bodies; the
 /// connection reads into one while it has 4 KiB of room).
-pub type UpstreamReadBufs = ReadBufPool<{ 16 * 1024 }, 4096, { 32 * 1024 }, 16>;
+pub type UpstreamReadBufs = ReadBufPool<{ 16 * 1024 }, 4096, { 32 * 1024 }, 8>;
 
 impl<const CAPACITY: usize, const MIN_ROOM: usize, const MAX_KEEP: usize, const MAX_SPARE: usize>
     ReadBufPool<CAPACITY, MIN_ROOM, MAX_KEEP, MAX_SPARE>
