@@ -5,11 +5,11 @@
 //! buffer memory: its read buffer goes back here once it is empty, and the
 //! next read takes one. On a busy worker the same few buffers go round, so a
 //! keep-alive request costs no buffer allocation on either side; an idle one
-//! costs only what [`ReadBufPool`] keeps (at most `max_spare` buffers).
+//! costs only what [`ReadBufPool`] keeps (at most `MAX_SPARE` buffers).
 //!
-//! A buffer whose bytes are still shared (a body chunk split off it is still
-//! being written) is kept too: `BytesMut::reserve` reclaims it in place once
-//! it is unique again, or allocates a fresh one.
+//! A buffer whose bytes are still shared (header values or a body chunk of a
+//! request in flight point into it) is kept too, and handed out again once it
+//! is unique or while it still has room.
 
 use std::cell::RefCell;
 

@@ -75,9 +75,6 @@ pub struct RequestHead {
     pub head_len: usize,
 }
 
-/// Parses a request head from the start of `buf`.
-///
-/// Returns `Ok(None)` when more bytes are needed (and the limit is not hit yet).
 /// Envoy's HTTP/1 codec's check of the request target: origin form (`/...`),
 /// `*` only for `OPTIONS`, authority form for `CONNECT`, or an absolute
 /// `http`/`https` URL; anything else is a codec error
@@ -113,10 +110,12 @@ fn check_target(method: &Method, target: &str) -> Result<(), HeadError> {
     }
 }
 
+/// Parses a request head from the start of `buf`.
 ///
-/// A complete head is split off the front of `buf` (what follows it, the
-/// body or a pipelined request, stays), and the header values are slices of
-/// it: no copy of the head and no allocation per value.
+/// Returns `Ok(None)` when more bytes are needed (and the limit is not hit
+/// yet). A complete head is split off the front of `buf` (what follows it,
+/// the body or a pipelined request, stays), and the header values are slices
+/// of it: no copy of the head and no allocation per value.
 pub fn parse_request(
     buf: &mut BytesMut,
     limits: HeadLimits,
@@ -176,13 +175,8 @@ pub fn parse_request(
         Version::HTTP_11
     };
     let mut pending = PendingHeaders::new();
-    let mut codec = CodecHeaders::default();
-    for h in req.headers.iter() {
-        let name = header_name(h.name.as_bytes()).ok_or(HeadError::bad("http1.codec_error"))?;
-        let raw = trim_ows(h.value);
-        codec.note(&name, raw);
-        pending.push((name, range_in(buf, raw)));
-    }
+    let codec =
+        note_headers(buf, req.headers, &mut pending).ok_or(HeadError::bad("http1.codec_error"))?;
     let head = buf.split_to(head_len).freeze();
     let headers =
         cut_values(&head, &mut pending).map_err(|_| HeadError::bad("http1.codec_error"))?;
@@ -310,6 +304,24 @@ fn range_in(buf: &[u8], part: &[u8]) -> Range<usize> {
     start..start + part.len()
 }
 
+/// Resolves the names of a head's `headers` (parsed from `buf`) into
+/// `pending`, with their (trimmed) values' ranges, and notes what the codec
+/// reads of them. `None` if a name is not a valid header name.
+fn note_headers(
+    buf: &[u8],
+    headers: &[httparse::Header<'_>],
+    pending: &mut PendingHeaders,
+) -> Option<CodecHeaders> {
+    let mut codec = CodecHeaders::default();
+    for h in headers {
+        let name = header_name(h.name.as_bytes())?;
+        let raw = trim_ows(h.value);
+        codec.note(&name, raw);
+        pending.push((name, range_in(buf, raw)));
+    }
+    Some(codec)
+}
+
 /// The head's header map: each value a slice of `head` (checked as
 /// `HeaderValue::from_bytes` checks it).
 ///
@@ -364,26 +376,23 @@ impl CodecHeaders {
     /// Notes header `name` with (trimmed) value `value`.
     fn note(&mut self, name: &HeaderName, value: &[u8]) {
         // The length sorts out almost every other name before a comparison.
-        let (flag, known) = match name.as_str().len() {
-            6 => (&mut self.expect, &http::header::EXPECT),
-            7 => (&mut self.upgrade, &http::header::UPGRADE),
-            10 => (&mut self.connection, &http::header::CONNECTION),
-            14 => (&mut self.content_length, &CONTENT_LENGTH),
-            17 => (&mut self.transfer_encoding, &TRANSFER_ENCODING),
-            _ => return,
-        };
-        if name != known {
-            return;
-        }
-        *flag = true;
-        if *name == CONTENT_LENGTH {
-            if let Ok(found) = &mut self.length
-                && content_length_value(value, found).is_err()
-            {
-                self.length = Err(());
+        match name.as_str().len() {
+            6 if name == http::header::EXPECT => self.expect = true,
+            7 if name == http::header::UPGRADE => self.upgrade = true,
+            10 if name == http::header::CONNECTION => {
+                self.connection = true;
+                self.tokens.add(value);
             }
-        } else if *name == http::header::CONNECTION {
-            self.tokens.add(value);
+            14 if name == CONTENT_LENGTH => {
+                self.content_length = true;
+                if let Ok(found) = &mut self.length
+                    && content_length_value(value, found).is_err()
+                {
+                    self.length = Err(());
+                }
+            }
+            17 if name == TRANSFER_ENCODING => self.transfer_encoding = true,
+            _ => {}
         }
     }
 }
@@ -644,10 +653,8 @@ pub enum ResponseError {
 /// The header slots a response head is parsed with first.
 const FEW_RESPONSE_HEADERS: usize = 32;
 
-/// Parses a response head from the start of `buf`.
-///
-/// A complete head is split off the front of `buf`, its header values are
-/// slices of it (see [`parse_request`]).
+/// Parses a response head from the start of `buf`: as [`parse_request`], the
+/// complete head is split off and its header values are slices of it.
 pub fn parse_response(
     buf: &mut BytesMut,
     limits: HeadLimits,
@@ -689,13 +696,7 @@ pub fn parse_response(
         Version::HTTP_11
     };
     let mut pending = PendingHeaders::new();
-    let mut codec = CodecHeaders::default();
-    for h in resp.headers.iter() {
-        let name = header_name(h.name.as_bytes()).ok_or(ResponseError::Malformed)?;
-        let raw = trim_ows(h.value);
-        codec.note(&name, raw);
-        pending.push((name, range_in(buf, raw)));
-    }
+    let codec = note_headers(buf, resp.headers, &mut pending).ok_or(ResponseError::Malformed)?;
     let reason = resp
         .reason
         .filter(|r| !r.is_empty())
@@ -755,6 +756,10 @@ mod tests {
 
     fn req(raw: &str) -> Result<Option<RequestHead>, HeadError> {
         parse_request(&mut BytesMut::from(raw.as_bytes()), LIMITS)
+    }
+
+    fn resp(raw: &[u8], limits: HeadLimits) -> Result<Option<ResponseHead>, ResponseError> {
+        parse_response(&mut BytesMut::from(raw), limits)
     }
 
     fn status(raw: &str) -> u16 {
@@ -823,10 +828,8 @@ mod tests {
         assert_eq!(xa, ["1 2", "3"]);
         assert_eq!(many.headers["x-e"], "");
         assert_eq!(many.headers["x-o"].as_bytes(), "caf\u{e9}".as_bytes());
-        let resp = parse_response(
-            &mut BytesMut::from(
-                &b"HTTP/1.1 404 Not Here\r\nServer: s\r\nContent-Length: 0\r\nX-B:  b \r\n\r\n"[..],
-            ),
+        let resp = resp(
+            b"HTTP/1.1 404 Not Here\r\nServer: s\r\nContent-Length: 0\r\nX-B:  b \r\n\r\n",
             LIMITS,
         )
         .expect("ok")
@@ -964,17 +967,15 @@ mod tests {
             .expect("valid")
             .expect("complete");
         assert_eq!(chunked.framing, BodyFraming::Chunked);
-        let resp = parse_response(
-            &mut BytesMut::from(
-                &b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"[..],
-            ),
+        let closing = resp(
+            b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nConnection: close\r\n\r\n",
             LIMITS,
         )
         .expect("valid")
         .expect("complete");
-        assert!(resp.close);
+        assert!(closing.close);
         assert_eq!(
-            resp.codec,
+            closing.codec,
             CodecHeaders {
                 content_length: true,
                 connection: true,
@@ -987,15 +988,12 @@ mod tests {
             }
         );
         assert_eq!(
-            response_framing(&resp, &Method::GET),
+            response_framing(&closing, &Method::GET),
             Ok(BodyFraming::Length(5))
         );
-        let until_close = parse_response(
-            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n"[..]),
-            LIMITS,
-        )
-        .expect("valid")
-        .expect("complete");
+        let until_close = resp(b"HTTP/1.1 200 OK\r\nServer: x\r\n\r\n", LIMITS)
+            .expect("valid")
+            .expect("complete");
         assert_eq!(
             response_framing(&until_close, &Method::GET),
             Ok(BodyFraming::UntilClose)
@@ -1071,34 +1069,30 @@ mod tests {
             max_headers,
         };
         // More headers than the first, small set of slots: parsed in full.
-        let big =
-            parse_response(&mut BytesMut::from(head(90).as_bytes()), limits(100)).expect("parsed");
+        let big = resp(head(90).as_bytes(), limits(100)).expect("parsed");
         assert_eq!(big.expect("complete").headers.len(), 90);
         assert_eq!(
-            parse_response(&mut BytesMut::from(head(101).as_bytes()), limits(100)).err(),
+            resp(head(101).as_bytes(), limits(100)).err(),
             Some(ResponseError::TooLarge)
         );
-        assert!(parse_response(&mut BytesMut::from(head(20).as_bytes()), limits(20)).is_ok());
+        assert!(resp(head(20).as_bytes(), limits(20)).is_ok());
         assert_eq!(
-            parse_response(&mut BytesMut::from(head(21).as_bytes()), limits(20)).err(),
+            resp(head(21).as_bytes(), limits(20)).err(),
             Some(ResponseError::TooLarge)
         );
     }
 
     #[test]
     fn response_framing_rules() {
-        let r = parse_response(
-            &mut BytesMut::from(&b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc"[..]),
-            LIMITS,
-        )
-        .expect("ok")
-        .expect("complete");
+        let r = resp(b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nabc", LIMITS)
+            .expect("ok")
+            .expect("complete");
         assert_eq!(
             response_framing(&r, &Method::GET),
             Ok(BodyFraming::Length(3))
         );
         assert_eq!(response_framing(&r, &Method::HEAD), Ok(BodyFraming::Empty));
-        let r = parse_response(&mut BytesMut::from(&b"HTTP/1.1 200 OK\r\n\r\n"[..]), LIMITS)
+        let r = resp(b"HTTP/1.1 200 OK\r\n\r\n", LIMITS)
             .expect("ok")
             .expect("complete");
         assert_eq!(
