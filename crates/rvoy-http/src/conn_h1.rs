@@ -169,6 +169,7 @@ pub fn serve<'a>(
                     &mut buf,
                     head,
                     close_after,
+                    max_reached,
                     max_duration_at,
                     &drain_close,
                     &rt,
@@ -194,11 +195,26 @@ pub fn serve<'a>(
                 stats.downstream_cx_drain_close.inc();
             }
             if served.body_pending || served.close {
-                // A request not read whole, or `connection: close` (or an
-                // HTTP/1.0 response): Envoy closes with `FlushWriteAndDelay`, the
-                // end comes only once the client closed or
-                // `delayed_close_timeout` passed.
-                ending = Ending::DelayedClose;
+                // Envoy (`doEndStream`) closes as soon as the response is
+                // flushed (`FlushWrite`) after a tunnel, and when the client's
+                // request to close counts, nothing of the request is left
+                // unread (or the response is close-delimited) and the
+                // response was written outside the request's decoding (an
+                // upstream's answer, a timer's reply): no request bytes can
+                // race the close. Otherwise (a request not read whole, a
+                // drain, a close the client did not ask for, a direct
+                // response or local reply) it closes with
+                // `FlushWriteAndDelay`: the end comes only once the client
+                // closed or `delayed_close_timeout` passed.
+                let skip_delay = served.tunnel
+                    || (served.saw_connection_close
+                        && served.answered_later
+                        && (!served.body_pending || served.close_delimited));
+                ending = if skip_delay {
+                    Ending::FlushClose
+                } else {
+                    Ending::DelayedClose
+                };
                 break;
             }
             if buf.is_empty() {
@@ -218,6 +234,14 @@ pub fn serve<'a>(
                     delayed_close(&mut stream, hcm.delayed_close_timeout, tls, &worker.sleeps)
                         .await;
                 local_close = ended.count(stats);
+            }
+            Ending::FlushClose => {
+                // What was written goes out, then the socket closes; TLS sends
+                // its `close_notify` first, as Envoy's TLS socket does.
+                let _ = stream.flush().await;
+                if stream.is_tls() {
+                    let _ = stream.shutdown().await;
+                }
             }
             Ending::DelayedClose => {
                 let tls = stream.is_tls();
@@ -261,6 +285,8 @@ enum Ending {
     CodecError(HeadError),
     /// Envoy's delayed close (`FlushWriteAndDelay`).
     DelayedClose,
+    /// Envoy's `FlushWrite`: flush, then close at once.
+    FlushClose,
 }
 
 /// What the connection needs to know of a request once it was served.
@@ -272,6 +298,15 @@ struct Served {
     body_pending: bool,
     /// The response closes the connection.
     close: bool,
+    /// The response is close-delimited (HTTP/1.0, unknown length).
+    close_delimited: bool,
+    /// The connection became a tunnel (upgrade, `CONNECT`).
+    tunnel: bool,
+    /// Envoy's `saw_connection_close` ([`H1Downstream::saw_connection_close`]).
+    saw_connection_close: bool,
+    /// The response was written after the stream waited
+    /// ([`Downstream::answered_later`]).
+    answered_later: bool,
     /// The response carried the listener drain's `connection: close`.
     draining: bool,
 }
@@ -285,6 +320,7 @@ async fn serve_request(
     buf: &mut BytesMut,
     head: parse::RequestHead,
     close_after: bool,
+    last_request: bool,
     max_duration_at: Option<Instant>,
     drain_close: &dyn Fn() -> bool,
     rt: &Arc<HttpListenerRuntime>,
@@ -326,6 +362,10 @@ async fn serve_request(
         worker.take_head_buf(),
     );
     ds.close_after = head.close || close_after;
+    ds.close_requested = head.close;
+    // Envoy's connection manager marks the last request the connection
+    // allows as soon as the stream starts.
+    ds.saw_connection_close = last_request;
     ds.drain_at = max_duration_at;
     ds.drain_close = Some(drain_close);
     let closing_before = ds.close_after;
@@ -343,6 +383,10 @@ async fn serve_request(
         peer_closed: ds.peer_closed,
         body_pending: !ds.body_complete(),
         close: outcome.close || ds.close_after || ds.close_delimited,
+        close_delimited: ds.close_delimited,
+        tunnel: ds.tunnel,
+        saw_connection_close: ds.saw_connection_close,
+        answered_later: ds.answered_later,
         draining: ds.drain_closed,
     };
     worker.put_head_buf(ds.into_head_buf());
@@ -533,8 +577,8 @@ impl DelayedClose {
 }
 
 /// Envoy's delayed close (`FlushWriteAndDelay`: after the drain sequence, a
-/// codec error, a response with `connection: close`, or a response to a
-/// request not read whole): what was written
+/// codec error, a response to a request not read whole, or a `connection:
+/// close` response that does not close at once, see [`serve`]): what was written
 /// is flushed, then the client gets up to `delayed_close_timeout` to close
 /// first (what it still sends is read and dropped), so that it reads the
 /// whole response rather than a reset; only then is the connection closed.
@@ -822,20 +866,7 @@ pub(crate) mod tests {
                 worker,
                 conn,
             ));
-            client
-                .write_all(b"GET / HTTP/1.1\r\nhost: example.com\r\n\r\n")
-                .await
-                .expect("send");
-            let mut got = Vec::new();
-            let mut scratch = [0u8; 1024];
-            while !got.ends_with(b"ok") {
-                let n = tokio::time::timeout(Duration::from_secs(3), client.read(&mut scratch))
-                    .await
-                    .expect("a response in time")
-                    .expect("read");
-                assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
-                got.extend_from_slice(&scratch[..n]);
-            }
+            let got = exchange(&mut client, b"GET / HTTP/1.1\r\nhost: example.com\r\n\r\n").await;
             assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
             let answered = Instant::now();
             assert!(closed_after(&mut client, answered).await.is_some());
@@ -879,6 +910,61 @@ pub(crate) mod tests {
         let s = &f.rt.stats.hcm;
         assert_eq!(f.count(s.downstream_cx_protocol_error), 1);
         assert_eq!(f.count(s.downstream_cx_delayed_close_timeout), 1);
+    }
+
+    /// Sends `request` on `client` and reads until the `ok` body came.
+    async fn exchange(client: &mut TcpStream, request: &[u8]) -> Vec<u8> {
+        client.write_all(request).await.expect("send");
+        let mut got = Vec::new();
+        let mut scratch = [0u8; 1024];
+        while !got.ends_with(b"ok") {
+            let n = tokio::time::timeout(Duration::from_secs(3), client.read(&mut scratch))
+                .await
+                .expect("a response in time")
+                .expect("read");
+            assert!(n > 0, "closed early: {:?}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&scratch[..n]);
+        }
+        got
+    }
+
+    /// Serves `request` on a fresh connection of a manager with
+    /// `hcm_extra`; returns the response and how long after it the proxy
+    /// closed (`None`: not within 3 s).
+    fn close_after_request(f: &Fixture, request: &'static [u8]) -> (Vec<u8>, Option<Duration>) {
+        let mut result = (Vec::new(), None);
+        let out = &mut result;
+        f.run(|mut client, stream, rt, worker, conn| async move {
+            let task = tokio::task::spawn_local(async move {
+                serve(stream, BytesMut::new(), rt, worker, &conn).await
+            });
+            let got = exchange(&mut client, request).await;
+            let answered = Instant::now();
+            let closed = closed_after(&mut client, answered).await;
+            drop(client);
+            task.await.expect("served");
+            *out = (got, closed);
+        });
+        result
+    }
+
+    /// A request that asked to close but whose body was not read (answered
+    /// before it came) still gets the delayed close: the client may still
+    /// be sending, and closing on unread bytes would reset the response.
+    #[test]
+    fn connection_close_request_not_read_whole_closes_after_the_delay() {
+        let f = Fixture::new("delayed_close_timeout: 0.3s");
+        let (got, closed) = close_after_request(
+            &f,
+            b"POST / HTTP/1.1\r\nhost: x\r\nconnection: close\r\ncontent-length: 100000\r\n\r\nab",
+        );
+        assert!(got.starts_with(b"HTTP/1.1 200 OK\r\n"), "{got:?}");
+        let closed = closed.expect("closed at the delayed close timeout");
+        assert!(closed >= Duration::from_millis(250), "{closed:?}");
+        assert_eq!(
+            f.count(f.rt.stats.hcm.downstream_cx_delayed_close_timeout),
+            1
+        );
     }
 
     #[test]

@@ -81,6 +81,20 @@ pub trait Downstream {
     /// Answers with an `HTTP/1.1` status line whatever the request's version
     /// (Envoy's codec does so when it refuses HTTP/1.0).
     fn use_http11_status_line(&mut self) {}
+    /// The connection manager's header checks reached `stage`: from there on
+    /// the client's request to close counts (Envoy's `saw_connection_close`),
+    /// and a response closes the connection at once rather than with the
+    /// delayed close.
+    fn close_request_counts(&mut self, stage: CloseStage) {
+        let _ = stage;
+    }
+    /// The response was produced after the stream waited on something other
+    /// than the request (an upstream answered, a stream timer fired). Envoy
+    /// then writes it outside the codec's dispatch of the request, and a
+    /// counted request to close closes at once (`FlushWrite`); a response
+    /// made while the request was being decoded (a direct response, a local
+    /// reply of the header checks or a filter) gets the delayed close.
+    fn answered_later(&mut self) {}
     /// Runs the HTTP filters' response-head hooks on a response about to be
     /// sent; callers invoke it right before [`Downstream::send_head`].
     fn encode_headers(
@@ -117,6 +131,19 @@ enum Encoding {
 }
 
 /// An HTTP/1 request in progress on a client connection.
+/// Where in the connection manager's header checks a client's request to
+/// close starts to count (Envoy's `decodeHeaders`): an HTTP/1.0 request's
+/// once its version was accepted, an HTTP/1.1 `connection: close` once the
+/// host and path checks passed. Local replies of the checks before answer a
+/// request whose close does not count yet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CloseStage {
+    /// HTTP/1.0 was accepted.
+    VersionAccepted,
+    /// The host and path checks passed.
+    PathAccepted,
+}
+
 pub struct H1Downstream<'a> {
     pub stream: &'a mut Stream,
     /// Bytes read past the request head (body, or the next request).
@@ -132,6 +159,16 @@ pub struct H1Downstream<'a> {
     pub close_delimited: bool,
     /// The response asked for `connection: close`.
     pub close_after: bool,
+    /// The request asked to close (`connection: close`, HTTP/1.0 without
+    /// keep-alive).
+    pub close_requested: bool,
+    /// Envoy's `saw_connection_close`: the request's close counts (see
+    /// [`CloseStage`]), or it was the last the connection allows.
+    pub saw_connection_close: bool,
+    /// See [`Downstream::answered_later`].
+    pub answered_later: bool,
+    /// The response made the connection a tunnel (`101`, `CONNECT` 2xx).
+    pub tunnel: bool,
     /// From this instant the connection drains (`max_connection_duration`,
     /// listener drain): the response says `connection: close`.
     pub drain_at: Option<std::time::Instant>,
@@ -177,6 +214,10 @@ impl<'a> H1Downstream<'a> {
             encoding: Encoding::None,
             proper_case,
             close_delimited: false,
+            tunnel: false,
+            close_requested: false,
+            saw_connection_close: false,
+            answered_later: false,
             close_after: false,
             drain_at: None,
             drain_close: None,
@@ -361,6 +402,7 @@ impl Downstream for H1Downstream<'_> {
         if status == StatusCode::SWITCHING_PROTOCOLS {
             // The connection becomes a tunnel: bytes are relayed as they are.
             self.encoding = Encoding::Identity;
+            self.tunnel = true;
         } else if headers.contains_key(CONTENT_LENGTH) {
             self.encoding = if end_stream || self.method_head || no_body_status {
                 Encoding::None
@@ -383,6 +425,7 @@ impl Downstream for H1Downstream<'_> {
             }
         } else if self.method_connect && status.is_success() {
             self.encoding = Encoding::Identity;
+            self.tunnel = true;
         } else {
             headers.insert(TRANSFER_ENCODING, HeaderValue::from_static("chunked"));
             let upgrade = crate::forwarding::is_upgrade(headers);
@@ -481,5 +524,19 @@ impl Downstream for H1Downstream<'_> {
 
     fn use_http11_status_line(&mut self) {
         self.version = Version::HTTP_11;
+    }
+
+    fn close_request_counts(&mut self, stage: CloseStage) {
+        let applies = match stage {
+            CloseStage::VersionAccepted => self.version == Version::HTTP_10,
+            CloseStage::PathAccepted => true,
+        };
+        if applies && self.close_requested {
+            self.saw_connection_close = true;
+        }
+    }
+
+    fn answered_later(&mut self) {
+        self.answered_later = true;
     }
 }

@@ -18,7 +18,7 @@ use rvoy_model::route::{
 };
 
 use crate::context::{HttpListenerRuntime, WorkerContext};
-use crate::downstream::{Downstream, Protocol};
+use crate::downstream::{CloseStage, Downstream, Protocol};
 use crate::filter;
 use crate::forwarding::{self, Peer};
 use crate::headers::apply_mutations;
@@ -146,8 +146,16 @@ pub async fn handle<D: Downstream>(
         info.request_headers = Some(std::mem::take(&mut req.headers));
     }
     let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(kind) => on_stream_timeout(ds, kind, &timers, &mut info, rt, worker, grpc).await,
+        Ok(outcome) => {
+            if info.upstream_host.is_some() {
+                ds.answered_later();
+            }
+            outcome
+        }
+        Err(kind) => {
+            ds.answered_later();
+            on_stream_timeout(ds, kind, &timers, &mut info, rt, worker, grpc).await
+        }
     };
     info.end = Some(crate::clock::now());
     info.bytes_received = ds.bytes_received();
@@ -207,6 +215,7 @@ async fn run<D: Downstream>(
         );
         return send_local(ds, reply, info, rt, worker, true, false).await;
     }
+    ds.close_request_counts(CloseStage::VersionAccepted);
     if req.authority.is_none() {
         if req.protocol == Protocol::Http10
             && let Some(h) = &hcm.http1.default_host_for_http_10
@@ -315,6 +324,7 @@ async fn run<D: Downstream>(
     }
     info.path = req.path.clone();
     info.authority = req.authority.clone();
+    ds.close_request_counts(CloseStage::PathAccepted);
 
     // Forwarding headers, request id.
     let peer = Peer {

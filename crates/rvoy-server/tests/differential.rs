@@ -407,10 +407,15 @@ fn http1_edge_cases() {
     check(
         diff(&proxied("", ""))
             .upstream("backend")
-            .request(DiffRequest::raw("http/1.0", b"GET / HTTP/1.0\r\nhost: x\r\n\r\n").check_close())
+            .request(
+                DiffRequest::raw("http/1.0", b"GET / HTTP/1.0\r\nhost: x\r\n\r\n")
+                    .check_prompt_close()
+                    .check_close(),
+            )
             .request(DiffRequest::raw("garbage", b"GARBAGE\r\n\r\n").check_close())
             .request(
                 DiffRequest::raw("bad header line", b"GET / HTTP/1.1\r\nhost: x\r\nbad header\r\n\r\n")
+                    .check_prompt_close()
                     .check_close(),
             )
             .request(
@@ -463,6 +468,7 @@ fn http1_edge_cases() {
                     "connection close",
                     b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
                 )
+                .check_prompt_close()
                 .check_close(),
             )
             .request(

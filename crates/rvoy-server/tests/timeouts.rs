@@ -73,6 +73,7 @@ scenarios!(
     http1_idle_timeout,
     http2_idle_timeout_and_goaway,
     connection_close_waits_delayed_close_timeout,
+    connection_close_after_an_upstream_answer_closes_at_once,
     local_reply_header_order,
     http2_codec_starts_with_the_first_byte,
     http2_partial_preface_drains_at_idle_timeout,
@@ -1653,6 +1654,77 @@ fn connection_close_waits_delayed_close_timeout(t: &Target) {
     assert_eq!(
         env.stat("http.ingress.downstream_cx_delayed_close_timeout", 0),
         0
+    );
+}
+
+fn connection_close_after_an_upstream_answer_closes_at_once(t: &Target) {
+    // Envoy closes as soon as the response is out (`FlushWrite`) when the client's
+    // `connection: close` (or HTTP/1.0, or the last request a connection allows) meets a
+    // request read whole and a response written after the request was decoded: an
+    // upstream's answer, or a reply to an upstream that timed out. The client is not
+    // waited for, however long `delayed_close_timeout` is.
+    let routes = format!(
+        "{EDGE_ROUTES}\n- match: {{prefix: \"/t\"}}\n  route: {{cluster: up, timeout: 0.2s}}"
+    );
+    let env = start(
+        t,
+        &routes,
+        "delayed_close_timeout: 5s\nhttp_protocol_options: {accept_http_10: true}",
+    );
+    let cases = [
+        (
+            "upstream answer",
+            "GET /up HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            200,
+        ),
+        (
+            "upstream answer to HTTP/1.0",
+            "GET /up HTTP/1.0\r\nhost: example.com\r\n\r\n",
+            200,
+        ),
+        (
+            "upstream timeout",
+            "GET /t/silent HTTP/1.1\r\nhost: example.com\r\nconnection: close\r\n\r\n",
+            504,
+        ),
+    ];
+    for (what, bytes, status) in cases {
+        let mut c = env.connect();
+        c.send(bytes.as_bytes()).expect("send");
+        let r = c.read_response().expect("a response");
+        assert_eq!(r.status, status, "{what}: {r:?}");
+        assert_eq!(r.header("connection"), Some("close"), "{what}: {r:?}");
+        assert!(
+            c.is_closed(Duration::from_millis(2500)),
+            "{what}: closed at once"
+        );
+    }
+    // A request `connection: close` on a direct response still waits for the client.
+    let (what, bytes) = CLOSING_REQUESTS[0];
+    let mut c = closing_exchange(&env, what, bytes);
+    assert!(!c.is_closed(Duration::from_millis(300)), "{what}: delayed");
+    drop(c);
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy_remote", 1), 1);
+    assert_eq!(env.stat("http.ingress.downstream_cx_destroy_local", 3), 3);
+    assert_eq!(
+        env.stat("http.ingress.downstream_cx_delayed_close_timeout", 0),
+        0
+    );
+
+    // The last request `max_requests_per_connection` allows counts as a request to close.
+    let env = start(
+        t,
+        EDGE_ROUTES,
+        "delayed_close_timeout: 5s\ncommon_http_protocol_options: {max_requests_per_connection: 1}",
+    );
+    let mut c = env.connect();
+    c.send(b"GET /up HTTP/1.1\r\nhost: example.com\r\n\r\n")
+        .expect("send");
+    let r = c.read_response().expect("a response");
+    assert_eq!(r.header("connection"), Some("close"), "{r:?}");
+    assert!(
+        c.is_closed(Duration::from_millis(2500)),
+        "last request: closed at once"
     );
 }
 

@@ -24,6 +24,10 @@ use crate::raw::{RawConn, RawResponse, Request};
 /// only when the client does or its 1 s `delayed_close_timeout` passes.
 const CLOSE_WINDOW: Duration = Duration::from_millis(1500);
 
+/// How long [`DiffRequest::check_prompt_close`] waits: well inside Envoy's default 1 s
+/// `delayed_close_timeout`, so a close at once and a delayed close tell apart.
+const PROMPT_CLOSE_WINDOW: Duration = Duration::from_millis(500);
+
 /// An h2c request: method, path, host (`:authority`), headers.
 type H2cRequest = (String, String, String, Vec<(String, String)>);
 
@@ -37,6 +41,7 @@ pub struct DiffRequest {
     method: String,
     port: String,
     check_close: bool,
+    check_prompt_close: bool,
     pause_after: Duration,
 }
 
@@ -60,6 +65,7 @@ impl DiffRequest {
             method,
             port: "listener".to_owned(),
             check_close: false,
+            check_prompt_close: false,
             pause_after: Duration::ZERO,
         }
     }
@@ -95,6 +101,14 @@ impl DiffRequest {
     /// Also observes whether the proxy closes the connection after the response.
     pub fn check_close(mut self) -> Self {
         self.check_close = true;
+        self
+    }
+
+    /// Also observes whether the proxy closes the connection at once after the response
+    /// (within 0.5 s) rather than after the default 1 s `delayed_close_timeout`; the
+    /// client keeps its end open meanwhile.
+    pub fn check_prompt_close(mut self) -> Self {
+        self.check_prompt_close = true;
         self
     }
 
@@ -321,6 +335,12 @@ fn observe_request(proxy: &Proxy, req: &DiffRequest) -> String {
                 return out;
             }
         }
+    }
+    if req.check_prompt_close {
+        out.push_str(&format!(
+            "closed at once after response: {}\n",
+            conn.is_closed(PROMPT_CLOSE_WINDOW)
+        ));
     }
     if req.check_close {
         out.push_str(&format!(

@@ -416,6 +416,14 @@ impl<D: Downstream> Downstream for Encoder<'_, D> {
         self.inner.use_http11_status_line();
     }
 
+    fn close_request_counts(&mut self, stage: crate::downstream::CloseStage) {
+        self.inner.close_request_counts(stage);
+    }
+
+    fn answered_later(&mut self) {
+        self.inner.answered_later();
+    }
+
     fn timers(&self) -> Option<std::rc::Rc<crate::stream_timers::StreamTimers>> {
         self.inner.timers()
     }
