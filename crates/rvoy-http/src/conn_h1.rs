@@ -55,8 +55,9 @@ pub fn serve<'a>(
     // future is what every idle connection holds.
     async move {
         let stats = &rt.stats.hcm;
-        stats.downstream_cx_total.inc();
-        stats.downstream_cx_active.inc();
+        let rec = &worker.stats;
+        rec.inc(stats.downstream_cx_total);
+        rec.gauge_inc(stats.downstream_cx_active);
         // The codec (and with it the HTTP/1 counts) comes with the first byte.
         let mut codec = false;
         let opened = conn.accepted;
@@ -77,7 +78,7 @@ pub fn serve<'a>(
         // served with `connection: close`, then the connection closes.
         let mut drain_until: Option<Instant> = None;
         // Bytes read before the codec started (protocol detection) count too.
-        stats.downstream_cx_rx_bytes_total.add(buf.len() as u64);
+        rec.add(stats.downstream_cx_rx_bytes_total, buf.len() as u64);
         // Asked as each response head goes out, as Envoy's `encodeHeaders`.
         let drain_close = || rt.drain_close();
         let mut ending = Ending::Close;
@@ -104,13 +105,14 @@ pub fn serve<'a>(
                         HeadRead::Head(h) => h.head_len,
                         _ => 0,
                     };
-                stats
-                    .downstream_cx_rx_bytes_total
-                    .add(read_len.saturating_sub(buffered) as u64);
+                rec.add(
+                    stats.downstream_cx_rx_bytes_total,
+                    read_len.saturating_sub(buffered) as u64,
+                );
                 if !codec && read_len > 0 {
                     codec = true;
-                    stats.downstream_cx_http1_total.inc();
-                    stats.downstream_cx_http1_active.inc();
+                    rec.inc(stats.downstream_cx_http1_total);
+                    rec.gauge_inc(stats.downstream_cx_http1_active);
                 }
                 match read {
                     HeadRead::Head(h) => h,
@@ -251,11 +253,11 @@ pub fn serve<'a>(
                 local_close = ended.count(stats);
             }
         }
-        stats.downstream_cx_active.dec();
+        rec.gauge_dec(stats.downstream_cx_active);
         if codec {
-            stats.downstream_cx_http1_active.dec();
+            rec.gauge_dec(stats.downstream_cx_http1_active);
         }
-        stats.connection_closed(local_close, opened);
+        stats.connection_closed(rec, local_close, opened);
     }
 }
 
@@ -376,8 +378,12 @@ async fn serve_request(
     {
         stats.downstream_cx_max_duration_reached.inc();
     }
-    stats.downstream_cx_rx_bytes_total.add(ds.wire_rx);
-    stats.downstream_cx_tx_bytes_total.add(ds.wire_tx);
+    worker
+        .stats
+        .add(stats.downstream_cx_rx_bytes_total, ds.wire_rx);
+    worker
+        .stats
+        .add(stats.downstream_cx_tx_bytes_total, ds.wire_tx);
     let served = Served {
         reset: outcome.reset,
         peer_closed: ds.peer_closed,
@@ -549,7 +555,8 @@ async fn codec_error_reply(
     info.response_status = Some(rendered.status);
     info.response_headers = Some(headers);
     info.end = Some(crate::clock::now());
-    rt.stats.response_code(rendered.status.as_u16());
+    rt.stats
+        .response_code(&worker.stats, rendered.status.as_u16());
     stats.downstream_rq_completed.inc();
     crate::access_log::emit(&rt.access_logs, &mut info);
 }

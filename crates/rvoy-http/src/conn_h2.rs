@@ -908,7 +908,7 @@ fn finish(rt: &HttpListenerRuntime, state: &H2State, opened: Instant, local: boo
     state.close();
     stats.downstream_cx_active.dec();
     stats.downstream_cx_http2_active.dec();
-    stats.connection_closed(local, opened);
+    stats.connection_closed(&rvoy_stats::Recorder::default(), local, opened);
     if active > 0 {
         stats.downstream_cx_destroy_active_rq.inc();
         if local {

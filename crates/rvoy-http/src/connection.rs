@@ -140,7 +140,7 @@ fn count_without_codec(rt: &HttpListenerRuntime, ended: NoCodec, accepted: Insta
         ended,
         NoCodec::PeerClosed | NoCodec::Transport(TransportFailure::Failed)
     );
-    stats.connection_closed(!remote, accepted);
+    stats.connection_closed(&rvoy_stats::Recorder::default(), !remote, accepted);
 }
 
 /// Waits for the transport, then for the first bytes of data, within the

@@ -249,6 +249,9 @@ pub struct WorkerContext {
     pub read_bufs: crate::buf_pool::DownstreamReadBufs,
     pub worker_id: usize,
     next_stream_id: Cell<u64>,
+    /// The worker's own shard of the stats store: the request path records
+    /// through it ([`rvoy_stats::Recorder`]).
+    pub stats: rvoy_stats::Recorder,
 }
 
 impl WorkerContext {

@@ -1131,9 +1131,9 @@ async fn attempt_once<D: Downstream>(
         return Err(AttemptFailure::Overflow);
     }
     let _rq_guard = ReleaseOnDrop(&resources.requests);
-    stats.upstream_rq_total.inc();
-    stats.upstream_rq_active.inc();
-    let _active = GaugeGuard(stats.upstream_rq_active);
+    worker.stats.inc(stats.upstream_rq_total);
+    worker.stats.gauge_inc(stats.upstream_rq_active);
+    let _active = RecordedGaugeGuard(stats.upstream_rq_active, &worker.stats);
     rvoy_upstream::host::HostStats::inc(&host.stats.rq_active);
     let _host_active = HostActive(&host);
 
@@ -1312,6 +1312,14 @@ struct GaugeGuard(rvoy_stats::Gauge);
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.0.dec();
+    }
+}
+
+/// [`GaugeGuard`] recording through the worker's [`rvoy_stats::Recorder`].
+struct RecordedGaugeGuard<'a>(rvoy_stats::Gauge, &'a rvoy_stats::Recorder);
+impl Drop for RecordedGaugeGuard<'_> {
+    fn drop(&mut self) {
+        self.1.gauge_dec(self.0);
     }
 }
 
@@ -1658,9 +1666,10 @@ async fn send_response<D: Downstream>(
     } = resp;
     let code = status.as_u16();
     let stats = &cluster.stats.traffic;
-    cluster.stats.rq_codes.inc(code);
+    let rec = &worker.stats;
+    cluster.stats.rq_codes.inc_with(rec, code);
     let upstream_ms = crate::clock::elapsed(start).as_millis() as u64;
-    stats.upstream_rq_time.record(upstream_ms);
+    stats.upstream_rq_time.record_with(rec, upstream_ms);
     if let Some(h) = &info.upstream_host {
         if code >= 500 {
             rvoy_upstream::host::HostStats::inc(&h.stats.rq_error);
@@ -1720,7 +1729,7 @@ async fn send_response<D: Downstream>(
                 .await
                 .is_ok();
             info.response_headers = Some(headers);
-            stats.upstream_rq_completed.inc();
+            rec.inc(stats.upstream_rq_completed);
             StreamOutcome {
                 close: !ok,
                 reset: !ok,
@@ -1837,7 +1846,7 @@ async fn send_response<D: Downstream>(
             }
             info.mark(|t| &mut t.last_upstream_rx);
             info.mark(|t| &mut t.last_downstream_tx);
-            stats.upstream_rq_completed.inc();
+            rec.inc(stats.upstream_rq_completed);
             let max_requests = cluster.config.common_http.max_requests_per_connection;
             let exhausted = max_requests.is_some_and(|m| conn.requests >= m);
             if exhausted {

@@ -96,16 +96,23 @@ stats_struct!(
 impl HcmCounters {
     /// A connection opened at `opened` closed, by this side (`local`) or the
     /// client: `downstream_cx_destroy`, `_destroy_local` or `_destroy_remote`,
-    /// `downstream_cx_length_ms`.
-    pub fn connection_closed(&self, local: bool, opened: std::time::Instant) {
-        self.downstream_cx_destroy.inc();
+    /// `downstream_cx_length_ms`; recorded through `rec`.
+    pub fn connection_closed(
+        &self,
+        rec: &rvoy_stats::Recorder,
+        local: bool,
+        opened: std::time::Instant,
+    ) {
+        rec.inc(self.downstream_cx_destroy);
         if local {
-            self.downstream_cx_destroy_local.inc();
+            rec.inc(self.downstream_cx_destroy_local);
         } else {
-            self.downstream_cx_destroy_remote.inc();
+            rec.inc(self.downstream_cx_destroy_remote);
         }
-        self.downstream_cx_length_ms
-            .record(crate::clock::elapsed(opened).as_millis() as u64);
+        rec.record(
+            self.downstream_cx_length_ms,
+            crate::clock::elapsed(opened).as_millis() as u64,
+        );
     }
 }
 
@@ -278,8 +285,9 @@ impl HcmStats {
         }
     }
 
-    /// Counts a response code in both the HCM and the listener scopes.
-    pub fn response_code(&self, code: u16) {
+    /// Counts a response code in both the HCM and the listener scopes,
+    /// through `rec`.
+    pub fn response_code(&self, rec: &rvoy_stats::Recorder, code: u16) {
         let (h, l) = match code / 100 {
             1 => (
                 &self.hcm.downstream_rq_1xx,
@@ -302,7 +310,7 @@ impl HcmStats {
                 &self.listener.downstream_rq_5xx,
             ),
         };
-        h.inc();
-        l.inc();
+        rec.inc(*h);
+        rec.inc(*l);
     }
 }

@@ -103,11 +103,12 @@ pub async fn handle<D: Downstream>(
     conn: &ConnInfo,
 ) -> StreamOutcome {
     let stats = &rt.stats.hcm;
-    stats.downstream_rq_total.inc();
-    stats.downstream_rq_active.inc();
+    let rec = &worker.stats;
+    rec.inc(stats.downstream_rq_total);
+    rec.gauge_inc(stats.downstream_rq_active);
     match req.protocol {
-        Protocol::Http2 => stats.downstream_rq_http2_total.inc(),
-        _ => stats.downstream_rq_http1_total.inc(),
+        Protocol::Http2 => rec.inc(stats.downstream_rq_http2_total),
+        _ => rec.inc(stats.downstream_rq_http1_total),
     }
     let mut info = RequestInfo::new(req.protocol, conn.id, conn.remote, conn.local);
     info.record_timings = rt.formats_stream_info();
@@ -163,15 +164,13 @@ pub async fn handle<D: Downstream>(
     if info.request_headers.is_none() {
         info.request_headers = Some(std::mem::take(&mut req.headers));
     }
-    stats.downstream_rq_active.dec();
+    rec.gauge_dec(stats.downstream_rq_active);
     if let Some(code) = info.response_status {
-        rt.stats.response_code(code.as_u16());
-        stats.downstream_rq_completed.inc();
-        rt.stats.listener.downstream_rq_completed.inc();
+        rt.stats.response_code(rec, code.as_u16());
+        rec.inc(stats.downstream_rq_completed);
+        rec.inc(rt.stats.listener.downstream_rq_completed);
     }
-    stats
-        .downstream_rq_time
-        .record(info.elapsed().as_millis() as u64);
+    rec.record(stats.downstream_rq_time, info.elapsed().as_millis() as u64);
     crate::access_log::emit(&rt.access_logs, &mut info);
     rvoy_log::stream_log!(
         rvoy_log::Component::Http,
@@ -415,7 +414,7 @@ async fn route_request<D: Downstream>(
         let close = !ds.body_complete();
         return send_local(ds, reply, info, rt, worker, close, grpc).await;
     }
-    rt.stats.hcm.rq_total.inc();
+    worker.stats.inc(rt.stats.hcm.rq_total);
     let Some(vhost) = vhost else {
         return no_route(ds, req, info, rt, worker, grpc).await;
     };

@@ -762,7 +762,8 @@ async fn handle(
     headers.append("server", HeaderValue::from_static("envoy"));
 
     let code = resp.status.as_u16();
-    rt.http.response_code(code);
+    rt.http
+        .response_code(&rvoy_stats::Recorder::default(), code);
     hcm.downstream_rq_completed.inc();
     rt.http.listener.downstream_rq_completed.inc();
     hcm.downstream_rq_active.dec();

@@ -266,7 +266,9 @@ pub fn start(
                     }
                 };
                 let local = tokio::task::LocalSet::new();
-                local.block_on(&rt, run_worker(id, snap, mine, ctl));
+                // Dropped (with every task holding it) before `_stats`.
+                let recorder = store.recorder();
+                local.block_on(&rt, run_worker(id, snap, mine, ctl, recorder));
             })?;
         handles.push(handle);
     }
@@ -279,9 +281,12 @@ async fn run_worker(
     snapshot: Arc<ArcSwap<Snapshot>>,
     sockets: Vec<(usize, Option<BoundSocket>)>,
     control: WorkerControl,
+    stats: rvoy_stats::Recorder,
 ) {
     rvoy_http::context::enter_worker(id);
-    let worker = Rc::new(WorkerContext::new(id));
+    let mut worker = WorkerContext::new(id);
+    worker.stats = stats;
+    let worker = Rc::new(worker);
     let mut accept_tasks = Vec::new();
     for (index, socket) in sockets {
         let Some(socket) = socket else { continue };
@@ -432,12 +437,13 @@ fn serve_connection(
     // future is what every idle connection holds.
     async move {
         let stats = &lr.stats;
-        stats.connections_accepted_per_socket_event.record(1);
-        stats.downstream_cx_total.inc();
-        stats.downstream_cx_active.inc();
+        let rec = &worker.stats;
+        rec.record(stats.connections_accepted_per_socket_event, 1);
+        rec.inc(stats.downstream_cx_total);
+        rec.gauge_inc(stats.downstream_cx_active);
         if let Some(w) = lr.worker_stats.get(worker_id) {
-            w.downstream_cx_total.inc();
-            w.downstream_cx_active.inc();
+            rec.inc(w.downstream_cx_total);
+            rec.gauge_inc(w.downstream_cx_active);
         }
         let started = rvoy_http::clock::now();
         if let (Some(ka), Stream::Tcp(s)) = (lr.config.tcp_keepalive, &stream) {
@@ -524,7 +530,8 @@ fn serve_connection(
                     } else {
                         rvoy_http::Transport::Ready(stream)
                     };
-                    rvoy_http::serve_connection(transport, http.clone(), worker, conn).await;
+                    rvoy_http::serve_connection(transport, http.clone(), worker.clone(), conn)
+                        .await;
                 } else if let (Some(tcp), Some(record)) = (&chain.tcp, info.as_deref_mut())
                     && let Ok(stream) = transport(chain, stream, stats, Some(&mut *record)).await
                 {
@@ -536,14 +543,16 @@ fn serve_connection(
             record.end = Some(rvoy_http::clock::now());
             rvoy_http::access_log::emit_info(&lr.access_logs, &*record);
         }
-        stats.downstream_cx_active.dec();
-        stats.downstream_cx_destroy.inc();
+        let rec = &worker.stats;
+        rec.gauge_dec(stats.downstream_cx_active);
+        rec.inc(stats.downstream_cx_destroy);
         if let Some(w) = lr.worker_stats.get(worker_id) {
-            w.downstream_cx_active.dec();
+            rec.gauge_dec(w.downstream_cx_active);
         }
-        stats
-            .downstream_cx_length_ms
-            .record(rvoy_http::clock::elapsed(started).as_millis() as u64);
+        rec.record(
+            stats.downstream_cx_length_ms,
+            rvoy_http::clock::elapsed(started).as_millis() as u64,
+        );
     }
 }
 

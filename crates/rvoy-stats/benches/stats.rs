@@ -1,5 +1,6 @@
 //! Micro-benchmark of the stats hot path on a registered worker thread:
-//! counter increments, gauge adds/subtracts, histogram records, a status-code
+//! counter increments (through the handle and through the worker's
+//! `Recorder`), gauge adds/subtracts, histogram records, a status-code
 //! counter lookup (`StatusCodeCounters`), and looking an existing counter up by
 //! name (what a cold path costs). Run with `cargo bench -p rvoy-stats --bench stats`.
 
@@ -62,12 +63,29 @@ fn status_code_counter(bencher: divan::Bencher<'_, '_>) {
     });
 }
 
-/// The per-request stats of a proxied request in Envoy's HTTP connection
-/// manager and router: about a dozen counters, two gauges, two histograms.
+/// [`counter_inc`] through the worker's [`rvoy_stats::Recorder`].
 #[divan::bench]
-fn request_stats(bencher: divan::Bencher<'_, '_>) {
+fn counter_inc_recorder(bencher: divan::Bencher<'_, '_>) {
     let store = Store::new();
     let _thread = store.register_thread();
+    let rec = store.recorder();
+    let c = store.scope("cluster.backend.").counter("upstream_rq_total");
+    rec.inc(c);
+    bencher.bench_local(|| divan::black_box(&rec).inc(*divan::black_box(&c)));
+}
+
+/// The per-request stats of a proxied request in Envoy's HTTP connection
+/// manager and router: about a dozen counters, two gauges, two histograms;
+/// through each handle (`recorder: false`) or the worker's recorder.
+#[divan::bench(args = [false, true])]
+fn request_stats(bencher: divan::Bencher<'_, '_>, recorder: bool) {
+    let store = Store::new();
+    let _thread = store.register_thread();
+    let rec = if recorder {
+        store.recorder()
+    } else {
+        rvoy_stats::Recorder::default()
+    };
     let hcm = store.scope("http.ingress_http.");
     let cluster = store.scope("cluster.backend.");
     let counters = [
@@ -91,16 +109,16 @@ fn request_stats(bencher: divan::Bencher<'_, '_>) {
     ];
     bencher.bench_local(|| {
         for g in &gauges {
-            g.inc();
+            rec.gauge_inc(*g);
         }
         for c in &counters {
-            c.inc();
+            rec.inc(*c);
         }
         for g in &gauges {
-            g.dec();
+            rec.gauge_dec(*g);
         }
         for h in &histograms {
-            h.record(3);
+            rec.record(*h, 3);
         }
     });
 }

@@ -25,6 +25,7 @@ pub mod error;
 pub mod histogram;
 pub mod matcher;
 pub mod numfmt;
+mod recorder;
 pub mod render;
 mod shard;
 pub mod snapshot;
@@ -35,6 +36,7 @@ pub mod tags;
 pub use error::{ParamsError, StatsError};
 pub use histogram::{HistogramStatistics, HistogramUnit};
 pub use matcher::{ListMatcher, NameMatcher, StatsMatcher};
+pub use recorder::Recorder;
 pub use snapshot::{HistogramView, Snapshot, StatKind, StatView};
 pub use store::{
     Counter, Gauge, GaugeImportMode, Histogram, HistogramBucketRule, Scope, StatusCodeCounters,

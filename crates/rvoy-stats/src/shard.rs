@@ -180,6 +180,18 @@ pub(crate) fn with_local<R>(store_id: u32, f: impl FnOnce(&Shard) -> R) -> Optio
         .flatten()
 }
 
+/// This thread's shard of `store_id`, if it has one.
+pub(crate) fn local_shard(store_id: u32) -> Option<Arc<Shard>> {
+    LOCAL
+        .try_with(|l| {
+            let l = l.try_borrow().ok()?;
+            let e = l.entries.iter().find(|e| e.store_id == store_id)?;
+            Some(e.shard.clone())
+        })
+        .ok()
+        .flatten()
+}
+
 /// Whether this thread already has a shard for `store_id`.
 pub(crate) fn has_local(store_id: u32) -> bool {
     with_local(store_id, |_| ()).is_some()

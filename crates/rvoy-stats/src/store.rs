@@ -126,6 +126,12 @@ fn record_slow(store: u32, f: &dyn Fn(&Shard)) {
 }
 
 impl Counter {
+    /// The store id and slot (for [`crate::Recorder`]).
+    #[inline]
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.store, self.slot)
+    }
+
     /// A handle that records nothing (rejected by `stats_matcher`).
     pub const fn null() -> Self {
         Counter {
@@ -157,6 +163,12 @@ impl Counter {
 }
 
 impl Gauge {
+    /// The store id and slot (for [`crate::Recorder`]).
+    #[inline]
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.store, self.slot)
+    }
+
     /// A handle that records nothing (rejected by `stats_matcher`).
     pub const fn null() -> Self {
         Gauge {
@@ -217,6 +229,12 @@ impl Gauge {
 }
 
 impl Histogram {
+    /// The store id and slot (for [`crate::Recorder`]).
+    #[inline]
+    pub(crate) fn parts(self) -> (u32, u32) {
+        (self.store, self.slot)
+    }
+
     /// A handle that records nothing (rejected by `stats_matcher`).
     pub const fn null() -> Self {
         Histogram {
@@ -543,6 +561,14 @@ impl Store {
             store: self.inner.id,
             _not_send: std::marker::PhantomData,
         }
+    }
+
+    /// A [`Recorder`](crate::Recorder) on this thread's shard, for a worker
+    /// to record through without a thread-local lookup per update. Call it
+    /// after [`Store::register_thread`] (without a shard the recorder records
+    /// through each handle's own path); the registration must outlive it.
+    pub fn recorder(&self) -> crate::Recorder {
+        crate::Recorder::new(self.inner.id, shard::local_shard(self.inner.id))
     }
 
     /// Current value of a counter (sums all shards).

@@ -169,6 +169,12 @@ impl ResponseTiming {
         self.all.record(ms);
         self.external.record(ms);
     }
+
+    /// [`ResponseTiming::record`] through a worker's recorder.
+    pub fn record_with(&self, rec: &rvoy_stats::Recorder, ms: u64) {
+        rec.record(self.all.get(), ms);
+        rec.record(self.external.get(), ms);
+    }
 }
 
 /// The response-code counters Envoy's `CodeStats::chargeResponseStat`
@@ -200,6 +206,13 @@ impl ResponseCodeStats {
         self.all.inc(code);
         self.external.inc(code);
         self.external_completed.inc();
+    }
+
+    /// [`ResponseCodeStats::inc`] through a worker's recorder.
+    pub fn inc_with(&self, rec: &rvoy_stats::Recorder, code: u16) {
+        rec.inc_code(&self.all, code);
+        rec.inc_code(&self.external, code);
+        rec.inc(self.external_completed.get());
     }
 
     /// The counter of `upstream_rq_<code>`.
