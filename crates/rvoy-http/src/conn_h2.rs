@@ -83,6 +83,7 @@ pub async fn serve(
         rt.stats.http2().clone(),
         stats.downstream_cx_rx_bytes_total,
         stats.downstream_cx_tx_bytes_total,
+        worker.stats.clone(),
     );
     let pre = io.buffered();
     let n = pre.len().min(PREFACE.len());
@@ -269,7 +270,7 @@ pub async fn serve(
                 let stream_shared = shared.clone();
                 let stream_state = state.clone();
                 shared.open.set(shared.open.get() + 1);
-                state.stats.streams_active.inc();
+                state.rec.gauge_inc(state.stats.streams_active);
                 // Boxed: the task then holds a pointer, not the stream's ~10 KiB
                 // state, which tokio would otherwise copy into the task and
                 // again when it writes the finished stage. Clocked: one clock
@@ -288,7 +289,9 @@ pub async fn serve(
                             &stream_shared,
                         )
                         .await;
-                        stream_state.stats.streams_active.dec();
+                        stream_state
+                            .rec
+                            .gauge_dec(stream_state.stats.streams_active);
                         stream_shared.open.set(stream_shared.open.get() - 1);
                         stream_shared.last_closed.set(crate::clock::now());
                         let premature = !responded

@@ -161,6 +161,8 @@ pub struct H2State {
     pub stats: std::sync::Arc<Http2CodecStats>,
     rx_bytes: Counter,
     tx_bytes: Counter,
+    /// The worker's recorder, for the per-frame and per-stream stats.
+    pub rec: rvoy_stats::Recorder,
     /// The highest stream id the peer opened.
     max_peer_stream: Cell<u32>,
     /// Streams the peer opened.
@@ -200,6 +202,7 @@ impl H2State {
         stats: std::sync::Arc<Http2CodecStats>,
         rx_bytes: Counter,
         tx_bytes: Counter,
+        rec: rvoy_stats::Recorder,
     ) -> Rc<Self> {
         let limits = Limits::from(opts);
         let now = crate::clock::now();
@@ -210,6 +213,7 @@ impl H2State {
             stats,
             rx_bytes,
             tx_bytes,
+            rec,
             max_peer_stream: Cell::new(0),
             inbound_streams: Cell::new(0),
             empty_run: Cell::new(0),
@@ -300,11 +304,12 @@ impl H2State {
         if bytes > 0 {
             self.pending_send_bytes
                 .set(self.pending_send_bytes.get() + bytes);
-            self.stats.pending_send_bytes.add(bytes);
+            self.rec.gauge_add(self.stats.pending_send_bytes, bytes);
         }
         let q = self.queued_frames.get() + frames;
         self.queued_frames.set(q);
-        self.stats.outbound_frames_active.add(frames);
+        self.rec
+            .gauge_add(self.stats.outbound_frames_active, frames);
         if self.server && q > self.limits.outbound {
             self.fail(Failure::OutboundFlood);
         }
@@ -424,7 +429,7 @@ impl H2State {
                 let left = self.pending_send_bytes.get().min(n);
                 self.pending_send_bytes
                     .set(self.pending_send_bytes.get() - left);
-                self.stats.pending_send_bytes.sub(left);
+                self.rec.gauge_sub(self.stats.pending_send_bytes, left);
                 self.dequeue_frame();
             }
             HEADERS => self.dequeue_frame(),
@@ -459,7 +464,7 @@ impl H2State {
     fn dequeue_frame(&self) {
         if self.queued_frames.get() > 0 {
             self.queued_frames.set(self.queued_frames.get() - 1);
-            self.stats.outbound_frames_active.dec();
+            self.rec.gauge_dec(self.stats.outbound_frames_active);
         }
     }
 }
@@ -665,7 +670,7 @@ impl<T: AsyncRead + Unpin> FrameIo<T> {
         }
         let got = self.ahead.len() - start;
         if got > 0 {
-            self.state.rx_bytes.add(got as u64);
+            self.state.rec.add(self.state.rx_bytes, got as u64);
             self.state.last_rx.set(crate::clock::now());
         }
         Poll::Ready(Ok(got))
@@ -737,7 +742,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for FrameIo<T> {
 
 impl<T: AsyncWrite + Unpin> FrameIo<T> {
     fn wrote(&mut self, bufs: &[&[u8]], mut n: usize) {
-        self.state.tx_bytes.add(n as u64);
+        self.state.rec.add(self.state.tx_bytes, n as u64);
         let state = &self.state;
         for b in bufs {
             if n == 0 {
@@ -947,7 +952,15 @@ mod tests {
             &[],
         ));
         let opts = Http2Options::defaults();
-        let st = H2State::new(true, &opts, false, stats, Counter::null(), Counter::null());
+        let st = H2State::new(
+            true,
+            &opts,
+            false,
+            stats,
+            Counter::null(),
+            Counter::null(),
+            rvoy_stats::Recorder::default(),
+        );
         let mut p = FrameParser::new(false);
         let mut bytes = frame(HEADERS, 0x4, 1, &[0x82]);
         bytes.extend(frame(DATA, 0, 1, &[]));

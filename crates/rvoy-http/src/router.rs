@@ -1506,9 +1506,10 @@ async fn exchange_h1<D: Downstream>(
             });
         }
     }
-    stats
-        .upstream_cx_tx_bytes_total
-        .add((head.len() + body_bytes.len()) as u64);
+    worker.stats.add(
+        stats.upstream_cx_tx_bytes_total,
+        (head.len() + body_bytes.len()) as u64,
+    );
     worker.put_head_buf(head);
     if streaming_body && !early_response {
         // Stream the request body as it arrives.

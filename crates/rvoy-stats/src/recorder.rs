@@ -53,6 +53,16 @@ impl Recorder {
         }
     }
 
+    /// Adds an already-shifted delta to a value slot of this recorder's
+    /// shard, or runs the handle's own path (`fallback`).
+    #[inline]
+    fn value_add(&self, (store, slot): (u32, u32), shifted: u64, fallback: impl FnOnce()) {
+        match self.shard_of(store) {
+            Some(s) => s.value_add(slot, shifted),
+            None => fallback(),
+        }
+    }
+
     /// [`Counter::inc`].
     #[inline]
     pub fn inc(&self, c: Counter) {
@@ -62,31 +72,31 @@ impl Recorder {
     /// [`Counter::add`].
     #[inline]
     pub fn add(&self, c: Counter, n: u64) {
-        let (store, slot) = c.parts();
-        match self.shard_of(store) {
-            Some(s) => s.value_add(slot, n << 1),
-            None => c.add(n),
-        }
+        self.value_add(c.parts(), n << 1, || c.add(n));
     }
 
     /// [`Gauge::inc`].
     #[inline]
     pub fn gauge_inc(&self, g: Gauge) {
-        let (store, slot) = g.parts();
-        match self.shard_of(store) {
-            Some(s) => s.value_add(slot, 2),
-            None => g.inc(),
-        }
+        self.gauge_add(g, 1);
     }
 
     /// [`Gauge::dec`].
     #[inline]
     pub fn gauge_dec(&self, g: Gauge) {
-        let (store, slot) = g.parts();
-        match self.shard_of(store) {
-            Some(s) => s.value_add(slot, 0u64.wrapping_sub(2)),
-            None => g.dec(),
-        }
+        self.gauge_sub(g, 1);
+    }
+
+    /// [`Gauge::add`].
+    #[inline]
+    pub fn gauge_add(&self, g: Gauge, n: u64) {
+        self.value_add(g.parts(), n << 1, || g.add(n));
+    }
+
+    /// [`Gauge::sub`] (wrapping, as the handle's).
+    #[inline]
+    pub fn gauge_sub(&self, g: Gauge, n: u64) {
+        self.value_add(g.parts(), 0u64.wrapping_sub(n << 1), || g.sub(n));
     }
 
     /// [`StatusCodeCounters::inc`]: `code`'s counter and its class's.
@@ -126,11 +136,13 @@ mod tests {
         rec.gauge_inc(g);
         rec.gauge_inc(g);
         rec.gauge_dec(g);
+        rec.gauge_add(g, 5);
+        rec.gauge_sub(g, 2);
         rec.record(h, 7);
         rec.inc(foreign);
         rec.inc(crate::Counter::null());
         assert_eq!(store.counter_value(c), 5);
-        assert_eq!(store.gauge_value(g), 1);
+        assert_eq!(store.gauge_value(g), 4);
         assert_eq!(other.counter_value(foreign), 1);
         store.merge_histograms();
         let snap = store.snapshot();
