@@ -62,23 +62,16 @@ pub fn emit(loggers: &[AccessLogger], info: &mut RequestInfo) {
     }
     info.access_log_type = AccessLogType::DownstreamEnd;
     let info = &*info;
-    let mut line = String::with_capacity(256);
+    // Bytes, as Envoy writes them: a header value that is not UTF-8 is
+    // logged as it came, not replaced.
+    let mut line = Vec::with_capacity(256);
     for logger in loggers {
         if let Some(f) = &logger.config.filter
             && !filter_matches(f, info)
         {
             continue;
         }
-        line.clear();
-        logger
-            .config
-            .format
-            .format
-            .render(info as &dyn StreamInfo, &mut line);
-        if logger.config.format.json && !line.ends_with('\n') {
-            line.push('\n');
-        }
-        logger.sink.write_line(line.as_bytes());
+        write_line(logger, info, &mut line);
     }
 }
 
@@ -129,18 +122,24 @@ pub fn emit_info(loggers: &[AccessLogger], info: &dyn StreamInfo) {
     if loggers.is_empty() {
         return;
     }
-    let mut line = String::with_capacity(256);
+    let mut line = Vec::with_capacity(256);
     for logger in loggers {
         if let Some(f) = &logger.config.filter
             && !filter_matches_info(f, info)
         {
             continue;
         }
-        line.clear();
-        logger.config.format.format.render(info, &mut line);
-        if logger.config.format.json && !line.ends_with('\n') {
-            line.push('\n');
-        }
-        logger.sink.write_line(line.as_bytes());
+        write_line(logger, info, &mut line);
     }
+}
+
+/// Renders `info` with the logger's format into `line` (cleared first) and
+/// hands it to the logger's sink; a JSON line gets its newline.
+fn write_line(logger: &AccessLogger, info: &dyn StreamInfo, line: &mut Vec<u8>) {
+    line.clear();
+    logger.config.format.format.render_bytes(info, line);
+    if logger.config.format.json && line.last() != Some(&b'\n') {
+        line.push(b'\n');
+    }
+    logger.sink.write_line(line);
 }

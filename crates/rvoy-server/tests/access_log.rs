@@ -1,7 +1,8 @@
 //! Access log types and the filters that read them and dynamic metadata:
 //! `%ACCESS_LOG_TYPE%` of the HTTP connection manager's, the TCP proxy's, the
 //! listener's and the admin server's logs, `log_type_filter` and
-//! `metadata_filter` on access logs and local reply mappers.
+//! `metadata_filter` on access logs and local reply mappers; header values
+//! that are not UTF-8 written as their bytes.
 //!
 //! The scenario runs on rvoy and, when it is installed, on Envoy 1.40; the
 //! log files and answers must be the same.
@@ -169,6 +170,67 @@ fn access_log_types_and_filters_as_envoy() {
     assert_eq!(rvoy, want, "rvoy");
     match Binary::envoy() {
         Some(envoy) => assert_eq!(observe(envoy), want, "Envoy disagrees with the expectation"),
+        None => eprintln!("differential part skipped: Envoy is not installed"),
+    }
+}
+
+/// A header value that is not UTF-8 (obs-text) is logged as the bytes that
+/// came, as Envoy writes it, not replaced.
+fn log_bytes_of_obs_text(binary: Binary) -> Vec<u8> {
+    let config = r#"
+admin:
+  address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}
+static_resources:
+  listeners:
+  - name: l
+    address: {socket_address: {address: 127.0.0.1, port_value: {{port:listener}}}}
+    filter_chains:
+    - filters:
+      - name: envoy.filters.network.http_connection_manager
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
+          stat_prefix: ingress
+          access_log:
+          - name: ua
+            typed_config:
+              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+              path: "{{tmp}}/ua.log"
+              log_format: {text_format: "%REQ(USER-AGENT)%\n"}
+          http_filters:
+          - name: envoy.filters.http.router
+            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
+          route_config:
+            virtual_hosts:
+            - name: v
+              domains: ["*"]
+              routes: [{match: {prefix: /}, direct_response: {status: 200}}]
+"#;
+    let proxy = ProxyBuilder::new(binary)
+        .config(config)
+        .extra_args(&["--file-flush-interval-msec", "50"])
+        .start()
+        .expect("proxy starts");
+    let req = b"GET / HTTP/1.1\r\nhost: x\r\nuser-agent: caf\xe9-\xff\r\n\r\n";
+    let status = send_once(proxy.addr("listener"), req).map_or(0, |r| r.status);
+    assert_eq!(status, 200);
+    let path = proxy.tmp().join("ua.log");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let bytes = std::fs::read(&path).unwrap_or_default();
+        if bytes.ends_with(b"\n") || Instant::now() >= deadline {
+            return bytes;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn header_values_are_logged_as_their_bytes() {
+    let want = b"caf\xe9-\xff\n".to_vec();
+    let rvoy = log_bytes_of_obs_text(Binary::Rvoy(env!("CARGO_BIN_EXE_rvoy").into()));
+    assert_eq!(rvoy, want, "rvoy");
+    match Binary::envoy() {
+        Some(envoy) => assert_eq!(log_bytes_of_obs_text(envoy), want, "Envoy"),
         None => eprintln!("differential part skipped: Envoy is not installed"),
     }
 }
