@@ -1133,7 +1133,7 @@ async fn attempt_once<D: Downstream>(
     let _rq_guard = ReleaseOnDrop(&resources.requests);
     worker.stats.inc(stats.upstream_rq_total);
     worker.stats.gauge_inc(stats.upstream_rq_active);
-    let _active = RecordedGaugeGuard(stats.upstream_rq_active, &worker.stats);
+    let _active = GaugeGuard(stats.upstream_rq_active, &worker.stats);
     rvoy_upstream::host::HostStats::inc(&host.stats.rq_active);
     let _host_active = HostActive(&host);
 
@@ -1308,16 +1308,10 @@ impl Drop for ReleaseOnDrop<'_> {
     }
 }
 
-struct GaugeGuard(rvoy_stats::Gauge);
-impl Drop for GaugeGuard {
-    fn drop(&mut self) {
-        self.0.dec();
-    }
-}
-
-/// [`GaugeGuard`] recording through the worker's [`rvoy_stats::Recorder`].
-struct RecordedGaugeGuard<'a>(rvoy_stats::Gauge, &'a rvoy_stats::Recorder);
-impl Drop for RecordedGaugeGuard<'_> {
+/// Decrements a gauge (through the worker's [`rvoy_stats::Recorder`]) when
+/// dropped.
+struct GaugeGuard<'a>(rvoy_stats::Gauge, &'a rvoy_stats::Recorder);
+impl Drop for GaugeGuard<'_> {
     fn drop(&mut self) {
         self.1.gauge_dec(self.0);
     }
@@ -1328,24 +1322,27 @@ impl Drop for RecordedGaugeGuard<'_> {
 /// `upstream_rq_pending_active` gauge until it is dropped.
 pub(crate) struct PendingRequest<'a> {
     _slot: ReleaseOnDrop<'a>,
-    _active: GaugeGuard,
+    _active: GaugeGuard<'a>,
 }
 
 impl<'a> PendingRequest<'a> {
     /// Takes a pending slot of `cluster` (default priority), or fails the
     /// attempt with `upstream_rq_pending_overflow`.
-    pub(crate) fn start(cluster: &'a Cluster) -> Result<Self, AttemptFailure> {
+    pub(crate) fn start(
+        cluster: &'a Cluster,
+        rec: &'a rvoy_stats::Recorder,
+    ) -> Result<Self, AttemptFailure> {
         let stats = &cluster.stats.traffic;
         let slot = &cluster.resources(false).pending_requests;
         if !slot.try_acquire() {
             stats.upstream_rq_pending_overflow.inc();
             return Err(AttemptFailure::Overflow);
         }
-        stats.upstream_rq_pending_total.inc();
-        stats.upstream_rq_pending_active.inc();
+        rec.inc(stats.upstream_rq_pending_total);
+        rec.gauge_inc(stats.upstream_rq_pending_active);
         Ok(PendingRequest {
             _slot: ReleaseOnDrop(slot),
-            _active: GaugeGuard(stats.upstream_rq_pending_active),
+            _active: GaugeGuard(stats.upstream_rq_pending_active, rec),
         })
     }
 }
@@ -1371,7 +1368,7 @@ async fn h1_connection(
     let stats = &cluster.stats.traffic;
     let resources = cluster.resources(false);
     // No idle connection: the request is pending until a new one connects.
-    let _pending = PendingRequest::start(cluster)?;
+    let _pending = PendingRequest::start(cluster, &worker.stats)?;
     if !resources.connections.try_acquire() {
         stats.upstream_cx_overflow.inc();
         resources.connections.acquire_unchecked();

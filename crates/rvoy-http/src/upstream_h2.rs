@@ -294,7 +294,7 @@ async fn connection(
     }
     let stats = &cluster.stats.traffic;
     // No usable connection: the request is pending until a new one is ready.
-    let _pending = crate::router::PendingRequest::start(cluster)?;
+    let _pending = crate::router::PendingRequest::start(cluster, &worker.stats)?;
     stats.upstream_cx_total.inc();
     stats.upstream_cx_http2_total.inc();
     rvoy_upstream::host::HostStats::inc(&host.stats.cx_total);

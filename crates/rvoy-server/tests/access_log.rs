@@ -7,6 +7,8 @@
 //! The scenario runs on rvoy and, when it is installed, on Envoy 1.40; the
 //! log files and answers must be the same.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use rvoy_testkit::raw::{Request, send_once};
@@ -177,36 +179,23 @@ fn access_log_types_and_filters_as_envoy() {
 /// A header value that is not UTF-8 (obs-text) is logged as the bytes that
 /// came, as Envoy writes it, not replaced.
 fn log_bytes_of_obs_text(binary: Binary) -> Vec<u8> {
-    let config = r#"
-admin:
-  address: {socket_address: {address: 127.0.0.1, port_value: {{port:admin}}}}
-static_resources:
-  listeners:
-  - name: l
-    address: {socket_address: {address: 127.0.0.1, port_value: {{port:listener}}}}
-    filter_chains:
-    - filters:
-      - name: envoy.filters.network.http_connection_manager
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager
-          stat_prefix: ingress
-          access_log:
-          - name: ua
-            typed_config:
-              "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
-              path: "{{tmp}}/ua.log"
-              log_format: {text_format: "%REQ(USER-AGENT)%\n"}
-          http_filters:
-          - name: envoy.filters.http.router
-            typed_config: {"@type": type.googleapis.com/envoy.extensions.filters.http.router.v3.Router}
-          route_config:
-            virtual_hosts:
-            - name: v
-              domains: ["*"]
-              routes: [{match: {prefix: /}, direct_response: {status: 200}}]
-"#;
+    let access_log = r#"access_log:
+- name: ua
+  typed_config:
+    "@type": type.googleapis.com/envoy.extensions.access_loggers.file.v3.FileAccessLog
+    path: "{{tmp}}/ua.log"
+    log_format: {text_format: "%REQ(USER-AGENT)%\n"}"#;
+    let config = common::hcm(
+        &common::vhost(
+            "v",
+            "[\"*\"]",
+            "- {match: {prefix: /}, direct_response: {status: 200}}",
+        ),
+        access_log,
+        "",
+    );
     let proxy = ProxyBuilder::new(binary)
-        .config(config)
+        .config(&config)
         .extra_args(&["--file-flush-interval-msec", "50"])
         .start()
         .expect("proxy starts");
