@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 
 use prost::Message as _;
 
+#[path = "build_options.rs"]
+mod options;
+
 /// Include roots inside `proto/`, in the order `protoc -I` would take them.
 const INCLUDE_ROOTS: &[&str] = &[
     "data-plane-api",
@@ -41,6 +44,7 @@ fn main() {
     let proto = manifest.join("proto");
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build_options.rs");
 
     let roots: Vec<PathBuf> = INCLUDE_ROOTS.iter().map(|r| proto.join(r)).collect();
     let mut files = Vec::new();
@@ -58,10 +62,8 @@ fn main() {
     // The embedded set is assembled from protox's encoded output, which keeps
     // custom options (`validate.rules`, Envoy's deprecation annotations); the
     // decoded `FileDescriptorSet` used for code generation drops them.
-    let mut raw_fds: Vec<u8> = Vec::new();
+    let mut entries: Vec<Vec<u8>> = Vec::new();
     let mut seen = std::collections::HashSet::new();
-    // Where each file's entry sits in `raw_fds`.
-    let mut spans: Vec<(usize, usize)> = Vec::new();
     let mut failures = Vec::new();
     for file in &files {
         let mut compiler = protox::Compiler::new(&roots).expect("include roots exist");
@@ -75,18 +77,31 @@ fn main() {
             let decoded =
                 prost_types::FileDescriptorProto::decode(entry).expect("protox output decodes");
             if seen.insert(decoded.name().to_owned()) {
-                let start = raw_fds.len();
-                // Field 1 (file), wire type 2 (length-delimited).
-                raw_fds.push(0x0a);
-                prost::encoding::encode_varint(entry.len() as u64, &mut raw_fds);
-                raw_fds.extend_from_slice(entry);
-                spans.push((start, raw_fds.len()));
+                entries.push(entry.to_vec());
                 fds.file.push(decoded);
             }
         }
     }
     if !failures.is_empty() {
         panic!("compiling the Envoy API snapshot:\n{}", failures.join("\n"));
+    }
+
+    // The embedded set keeps only the options rvoy reads (see `options::Kept`):
+    // decoding the pool resolves every option of every descriptor, and the
+    // annotations nothing reads (`udpa.annotations.versioning` on every message,
+    // file and service annotations) were a third of that work.
+    let kept = options::Kept::of(&fds);
+    let mut raw_fds: Vec<u8> = Vec::new();
+    // Where each file's entry sits in `raw_fds`.
+    let mut spans: Vec<(usize, usize)> = Vec::new();
+    for entry in &entries {
+        let entry = kept.strip_file(entry);
+        let start = raw_fds.len();
+        // Field 1 (file), wire type 2 (length-delimited).
+        raw_fds.push(0x0a);
+        prost::encoding::encode_varint(entry.len() as u64, &mut raw_fds);
+        raw_fds.extend_from_slice(&entry);
+        spans.push((start, raw_fds.len()));
     }
 
     let out = PathBuf::from(std::env::var("OUT_DIR").expect("cargo sets it"));

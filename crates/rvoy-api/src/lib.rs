@@ -247,6 +247,45 @@ mod tests {
     }
 
     #[test]
+    fn the_embedded_set_keeps_the_options_rvoy_reads_and_no_others() {
+        let pool = &descriptor_pool();
+        let ext = |name| pool.get_extension_by_name(name).expect(name);
+        let message = |name| pool.get_message_by_name(name).expect(name);
+        let field =
+            |m: &prost_reflect::MessageDescriptor, name| m.get_field_by_name(name).expect(name);
+        let cluster = message("envoy.config.cluster.v3.Cluster");
+        // `udpa.annotations.versioning` was the only option of most messages.
+        assert!(cluster.descriptor_proto().options.is_none());
+        assert!(
+            field(&cluster, "connect_timeout")
+                .options()
+                .has_extension(&ext("validate.rules"))
+        );
+        let deprecated = field(&cluster, "max_requests_per_connection");
+        assert!(
+            deprecated
+                .field_descriptor_proto()
+                .options
+                .as_ref()
+                .is_some_and(|o| o.deprecated())
+        );
+        assert!(
+            !deprecated
+                .options()
+                .has_extension(&ext("envoy.annotations.deprecated_at_minor_version"))
+        );
+        let library = field(&message("envoy.config.trace.v3.DynamicOtConfig"), "library");
+        assert!(
+            library
+                .options()
+                .has_extension(&ext("envoy.annotations.disallowed_by_default"))
+        );
+        // Built-in options stay, such as `map_entry`.
+        let metadata = message("envoy.config.core.v3.Metadata");
+        assert!(field(&metadata, "filter_metadata").is_map());
+    }
+
+    #[test]
     fn prost_names_match_descriptors() {
         assert_eq!(
             envoy::config::bootstrap::v3::Bootstrap::full_name(),

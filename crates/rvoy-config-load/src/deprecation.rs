@@ -111,12 +111,6 @@ struct DepField {
     child_walks: OnceLock<bool>,
 }
 
-fn bool_option(options: &DynamicMessage, name: &str) -> bool {
-    options
-        .get_field_by_name(name)
-        .is_some_and(|v| v.as_bool() == Some(true))
-}
-
 fn bool_ext(options: &DynamicMessage, ext: Option<&ExtensionDescriptor>) -> bool {
     ext.is_some_and(|ext| {
         options.has_extension(ext) && options.get_extension(ext).as_bool() == Some(true)
@@ -146,25 +140,33 @@ impl TypePlan for DepPlan {
             return plan;
         }
         for fd in desc.fields() {
-            let options = fd.options();
-            let deprecated = bool_option(&options, "deprecated")
-                .then(|| bool_ext(&options, ctx.disallowed.as_ref()));
+            // The typed options say whether the field is deprecated; only then
+            // are they decoded with their extensions (most fields are not).
+            let deprecated = fd
+                .field_descriptor_proto()
+                .options
+                .as_ref()
+                .is_some_and(|o| o.deprecated())
+                .then(|| bool_ext(&fd.options(), ctx.disallowed.as_ref()));
             let kind = fd.kind();
             let deprecated_values = match &kind {
                 Kind::Enum(e) if !fd.is_list() => {
                     let values: HashMap<i32, (String, bool)> = e
                         .values()
-                        .filter_map(|v| {
-                            let o = v.options();
-                            bool_option(&o, "deprecated").then(|| {
+                        .filter(|v| {
+                            v.enum_value_descriptor_proto()
+                                .options
+                                .as_ref()
+                                .is_some_and(|o| o.deprecated())
+                        })
+                        .map(|v| {
+                            (
+                                v.number(),
                                 (
-                                    v.number(),
-                                    (
-                                        v.name().to_owned(),
-                                        bool_ext(&o, ctx.disallowed_enum.as_ref()),
-                                    ),
-                                )
-                            })
+                                    v.name().to_owned(),
+                                    bool_ext(&v.options(), ctx.disallowed_enum.as_ref()),
+                                ),
+                            )
                         })
                         .collect();
                     (!values.is_empty()).then_some(values)

@@ -490,12 +490,35 @@ struct StrRules {
     ignore_empty: bool,
 }
 
-/// A compiled `pattern` (or `well_known_regex`, which PGV turns into one).
+/// A `pattern` (or `well_known_regex`, which PGV turns into one), compiled
+/// when a value is first checked against it: most fields that carry one are
+/// never set, and compiling their regexes was a tenth of loading a config.
 struct Pattern {
-    /// `None` when the `regex` crate cannot compile it (then it is not enforced).
-    regex: Option<Regex>,
+    regex: PatternRegex,
     /// The message when the value does not match.
     message: String,
+}
+
+enum PatternRegex {
+    /// One of [`HEADER_REGEXES`].
+    Header(&'static LazyLock<Option<Regex>>),
+    /// The field's own pattern, translated from RE2 to the `regex` syntax.
+    Own {
+        source: String,
+        compiled: OnceLock<Option<Regex>>,
+    },
+}
+
+impl Pattern {
+    /// `None` when the `regex` crate cannot compile it (then it is not enforced).
+    fn regex(&self) -> Option<&Regex> {
+        match &self.regex {
+            PatternRegex::Header(regex) => regex.as_ref(),
+            PatternRegex::Own { source, compiled } => compiled
+                .get_or_init(|| compile_re2(source).and_then(|p| Regex::new(&p).ok()))
+                .as_ref(),
+        }
+    }
 }
 
 #[derive(Clone, Copy)]
@@ -639,11 +662,14 @@ impl TypePlan for MessagePlan {
         if special != Special::None {
             return plan;
         }
-        let options = desc.options();
-        plan.disabled = [&ctx.disabled, &ctx.ignored]
-            .into_iter()
-            .flatten()
-            .any(|ext| options.get_extension(ext).as_bool() == Some(true));
+        // Options are decoded (extensions included) only where there are any.
+        if desc.descriptor_proto().options.is_some() {
+            let options = desc.options();
+            plan.disabled = [&ctx.disabled, &ctx.ignored]
+                .into_iter()
+                .flatten()
+                .any(|ext| options.get_extension(ext).as_bool() == Some(true));
+        }
 
         let mut plain = Vec::new();
         let mut synthetic = Vec::new();
@@ -710,10 +736,10 @@ impl TypePlan for MessagePlan {
                     plan.items.push(Item::Field(f));
                 }
             }
-            let required = ctx
-                .required
-                .as_ref()
-                .is_some_and(|ext| oneof.options().get_extension(ext).as_bool() == Some(true));
+            let required = ctx.required.as_ref().is_some_and(|ext| {
+                oneof.oneof_descriptor_proto().options.is_some()
+                    && oneof.options().get_extension(ext).as_bool() == Some(true)
+            });
             if required && !plan.disabled {
                 plan.interesting = true;
                 plan.items.push(Item::OneofRequired {
@@ -737,6 +763,7 @@ impl TypePlan for MessagePlan {
 /// The `validate.rules` of a field, if it has any.
 fn field_rules(fd: &FieldDescriptor, ext: Option<&ExtensionDescriptor>) -> Option<pgv::FieldRules> {
     let ext = ext?;
+    fd.field_descriptor_proto().options.as_ref()?;
     let options = fd.options();
     if !options.has_extension(ext) {
         return None;
@@ -1093,9 +1120,11 @@ const HTTP_HEADER_NAME: &str = r"^:?[0-9a-zA-Z!#$%&'*+\-.^_|~`]+$";
 const HTTP_HEADER_VALUE: &str = r"^[^\x00-\x08\x0A-\x1F\x7F]*$";
 const HEADER_STRING: &str = r"^[^\x00\x0A\x0D]*$";
 
-static HEADER_REGEXES: LazyLock<[Option<Regex>; 3]> = LazyLock::new(|| {
-    [HTTP_HEADER_NAME, HTTP_HEADER_VALUE, HEADER_STRING].map(|p| Regex::new(p).ok())
-});
+static HEADER_REGEXES: [LazyLock<Option<Regex>>; 3] = [
+    LazyLock::new(|| Regex::new(HTTP_HEADER_NAME).ok()),
+    LazyLock::new(|| Regex::new(HTTP_HEADER_VALUE).ok()),
+    LazyLock::new(|| Regex::new(HEADER_STRING).ok()),
+];
 
 static UUID: LazyLock<Option<Regex>> = LazyLock::new(|| {
     Regex::new("^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$").ok()
@@ -1105,7 +1134,10 @@ fn compile_str(r: &pgv::StringRules) -> StrRules {
     use pgv::string_rules::WellKnown as W;
     let mut well_known = None;
     let mut pattern = r.pattern.as_deref().map(|p| Pattern {
-        regex: compile_re2(p).and_then(|p| Regex::new(&p).ok()),
+        regex: PatternRegex::Own {
+            source: p.to_owned(),
+            compiled: OnceLock::new(),
+        },
         message: format!("value does not match regex pattern {}", quote(p)),
     });
     match r.well_known {
@@ -1129,7 +1161,7 @@ fn compile_str(r: &pgv::StringRules) -> StrRules {
             };
             if let Some(regex) = HEADER_REGEXES.get(i) {
                 pattern = Some(Pattern {
-                    regex: regex.clone(),
+                    regex: PatternRegex::Header(regex),
                     message: message.to_owned(),
                 });
             }
@@ -1895,7 +1927,7 @@ fn check_str(r: &StrRules, v: &str) -> Option<String> {
         return Some(format!("value contains substring {}", quote(c)));
     }
     if let Some(p) = &r.pattern
-        && let Some(re) = &p.regex
+        && let Some(re) = p.regex()
         && !re.is_match(v)
     {
         return Some(p.message.clone());
