@@ -453,15 +453,9 @@ fn serve(
         sources,
         warnings,
     } = loaded;
-    // Freed on a thread of its own: start-up does not wait for the trees
-    // (tens of MiB on a big config) to be taken apart. Should no thread
-    // start, the closure, and the trees with it, are dropped right here.
-    let _ = std::thread::Builder::new()
-        .name("config-free".into())
-        .spawn(move || {
-            drop((message, sources, warnings, decoded));
-            crate::memory::return_freed_memory(true);
-        });
+    // Start-up does not wait for the trees (tens of MiB on a big config) to
+    // be taken apart: see `free_in_background`.
+    let config_freed = crate::memory::free_in_background((message, sources, warnings, decoded));
     let concurrency = options.concurrency.max(1) as usize;
     let mut store_options = crate::stats_config::store_options(&bootstrap, &options)?;
     let tag_producer = std::mem::replace(
@@ -624,6 +618,7 @@ fn serve(
         );
 
         spawn_descriptor_pool_release();
+        crate::memory::collect_after(config_freed);
         if !server.flush_on_admin {
             // With `stats_flush_on_admin`, Envoy creates no flush timer.
             spawn_periodic(server.clone(), config.stats_flush_interval);
