@@ -33,17 +33,31 @@ struct Cached {
     narrowed: bool,
 }
 
-/// The pool's state: the cached pool, and the part of the set the next
-/// decode is limited to, if any.
+/// The pool's state: the cached pool, the part of the set the next decode
+/// is limited to, if any, and how many decodes there were.
 struct PoolState {
     cached: Option<Cached>,
     narrow_to: Option<Vec<u8>>,
+    decodes: u32,
 }
 
 static POOL: Mutex<PoolState> = Mutex::new(PoolState {
     cached: None,
     narrow_to: None,
+    decodes: 0,
 });
+
+/// Decodes the pool ahead of its first use (on a thread of the caller's), so
+/// that it is ready when config is read. Does nothing once a pool has been
+/// decoded: a prefetch that only gets to run after the load is done (one
+/// core, the loader first) must not decode the whole snapshot again (17 MiB
+/// and tens of milliseconds) once the load's pool has been released.
+pub fn prefetch_descriptor_pool() {
+    let mut state = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    if state.decodes == 0 {
+        drop(cached_or_decoded(&mut state));
+    }
+}
 
 /// The descriptor pool: decoded on first use (~20 ms for the whole snapshot,
 /// ~3 ms for a typical config's part of it, see [`narrow_descriptor_pool`]),
@@ -54,6 +68,10 @@ static POOL: Mutex<PoolState> = Mutex::new(PoolState {
 /// those moments.
 pub fn descriptor_pool() -> DescriptorPool {
     let mut state = POOL.lock().unwrap_or_else(PoisonError::into_inner);
+    cached_or_decoded(&mut state)
+}
+
+fn cached_or_decoded(state: &mut PoolState) -> DescriptorPool {
     let now = Instant::now();
     if let Some(cached) = &mut state.cached {
         cached.used = now;
@@ -68,6 +86,7 @@ pub fn descriptor_pool() -> DescriptorPool {
     let pool = std::thread::scope(|s| s.spawn(|| DescriptorPool::decode(set)).join().ok())
         .and_then(Result::ok)
         .expect("the descriptor set generated at build time decodes");
+    state.decodes = state.decodes.saturating_add(1);
     state.cached = Some(Cached {
         pool: pool.clone(),
         used: now,
@@ -283,6 +302,19 @@ mod tests {
         // Built-in options stay, such as `map_entry`.
         let metadata = message("envoy.config.core.v3.Metadata");
         assert!(field(&metadata, "filter_metadata").is_map());
+    }
+
+    #[test]
+    fn a_prefetch_after_the_first_decode_decodes_nothing() {
+        drop(descriptor_pool());
+        let before = POOL.lock().map(|s| s.decodes).unwrap_or(0);
+        assert!(before > 0);
+        // Released (as after a load), a prefetch leaves it released.
+        assert!(release_idle_descriptor_pool(Duration::ZERO));
+        prefetch_descriptor_pool();
+        let state = POOL.lock().expect("not poisoned");
+        assert!(state.cached.is_none());
+        assert_eq!(state.decodes, before);
     }
 
     #[test]

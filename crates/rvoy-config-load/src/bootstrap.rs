@@ -54,7 +54,7 @@ pub fn load_bootstrap(options: &LoadOptions) -> Result<LoadedBootstrap, ConfigEr
     // file. Should no thread start, the pool is decoded when first needed.
     let _ = std::thread::Builder::new()
         .name("descriptor-pool".into())
-        .spawn(|| drop(rvoy_api::descriptor_pool()));
+        .spawn(rvoy_api::prefetch_descriptor_pool);
 
     let path = options.config_path.as_deref().filter(|p| !p.is_empty());
     let yaml_override = options.config_yaml.as_deref().filter(|y| !y.is_empty());
