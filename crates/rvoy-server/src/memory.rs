@@ -57,7 +57,7 @@ pub fn free_in_background(trees: impl Send + 'static) -> oneshot::Receiver<()> {
 /// heap. Memory allocated by one thread and freed by another only goes back
 /// to its owner's heap when the owner next allocates or collects: the main
 /// thread, idle once started, would otherwise keep the pages of the config
-/// trees it built (~1 MiB of resident memory).
+/// trees it built.
 pub fn collect_after(freed: oneshot::Receiver<()>) {
     tokio::task::spawn_local(async move {
         let _ = freed.await;
