@@ -73,6 +73,11 @@ pub fn serve<'a>(
         // (see `wait_until`): armed once, not once per request.
         let idle_timer = tokio::time::sleep(FAR_FUTURE);
         tokio::pin!(idle_timer);
+        // The wait for the listener's drain, likewise kept across requests:
+        // registered with the drain's notification once per connection, not
+        // at every wait for a request head (a lock and an unlock each time).
+        let listener_drain = rt.draining.idle_close();
+        tokio::pin!(listener_drain);
         // Envoy's drain sequence on an HTTP/1 connection (after its idle timeout
         // or maximum duration): requests arriving within `drain_timeout` are
         // served with `connection: close`, then the connection closes.
@@ -94,7 +99,7 @@ pub fn serve<'a>(
                     &hcm,
                     max_duration_at,
                     drain_until,
-                    &rt.draining,
+                    listener_drain.as_mut(),
                     idle_timer.as_mut(),
                     &worker.read_bufs,
                 )
@@ -424,7 +429,7 @@ fn read_head<'a>(
     hcm: &'a rvoy_model::hcm::HttpConnectionManager,
     max_duration_at: Option<Instant>,
     drain_until: Option<Instant>,
-    drain: &'a crate::context::Drain,
+    mut listener_drain: Pin<&'a mut (impl Future<Output = ()> + 'a)>,
     mut idle_timer: Pin<&'a mut tokio::time::Sleep>,
     bufs: &'a DownstreamReadBufs,
 ) -> impl Future<Output = HeadRead> + 'a {
@@ -470,7 +475,9 @@ fn read_head<'a>(
                         }
                     }
                     _ = wait_until(idle_timer.as_mut(), deadline) => return expired.into(),
-                    _ = drain.idle_close() => return HeadRead::ListenerDrain,
+                    // Completes once; the connection then ends, so it is
+                    // never polled again.
+                    _ = listener_drain.as_mut() => return HeadRead::ListenerDrain,
                 }
                 if buf.capacity() == 0 {
                     *buf = bufs.take();

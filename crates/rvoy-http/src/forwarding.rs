@@ -205,37 +205,35 @@ pub struct ResponseSeen {
 }
 
 impl Present {
+    /// One pass over the names. Their length sorts out almost every name
+    /// before a comparison (the few names of a typical request cost a
+    /// length check each, not a dozen comparisons).
     fn scan(headers: &HeaderMap, internal_only: &[HeaderName]) -> Present {
         let mut p = Present::default();
         for name in headers.keys() {
-            if name == CONNECTION {
-                p.connection = true;
-            } else if name == UPGRADE {
-                p.upgrade = true;
-            } else if name == TE {
-                p.te = true;
-            } else if name == TRANSFER_ENCODING {
-                p.transfer_encoding = true;
-            } else if name == http::header::DATE {
-                p.date = true;
-            } else {
-                let s = name.as_str();
-                if s.starts_with("x-envoy-") {
-                    p.x_envoy = true;
-                } else if s.starts_with("x-forwarded-") {
-                    p.x_forwarded_for |= s == X_FORWARDED_FOR.as_str();
-                    p.x_forwarded_proto |= s == X_FORWARDED_PROTO.as_str();
-                    p.x_forwarded_client_cert |= s == X_FORWARDED_CLIENT_CERT.as_str();
-                } else if s == X_REQUEST_ID.as_str() {
-                    p.x_request_id = true;
-                } else if s == KEEP_ALIVE.as_str() || s == PROXY_CONNECTION.as_str() {
-                    p.legacy_hop_by_hop = true;
-                } else if s == crate::grpc::GRPC_STATUS.as_str() {
-                    p.grpc_status = true;
+            let s = name.as_str();
+            match s.len() {
+                2 => p.te |= s == "te",
+                4 => p.date |= s == "date",
+                7 => p.upgrade |= s == "upgrade",
+                10 => {
+                    p.connection |= s == "connection";
+                    p.legacy_hop_by_hop |= s == "keep-alive";
                 }
-                if !internal_only.is_empty() && internal_only.contains(name) {
-                    p.internal_only = true;
+                11 => p.grpc_status |= s == "grpc-status",
+                12 => p.x_request_id |= s == "x-request-id",
+                15 => p.x_forwarded_for |= s == "x-forwarded-for",
+                16 => p.legacy_hop_by_hop |= s == "proxy-connection",
+                17 => {
+                    p.transfer_encoding |= s == "transfer-encoding";
+                    p.x_forwarded_proto |= s == "x-forwarded-proto";
                 }
+                23 => p.x_forwarded_client_cert |= s == "x-forwarded-client-cert",
+                _ => {}
+            }
+            p.x_envoy |= s.starts_with("x-envoy-");
+            if !internal_only.is_empty() && internal_only.contains(name) {
+                p.internal_only = true;
             }
         }
         p
@@ -578,6 +576,75 @@ pub fn new_uuid() -> HeaderValue {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_scan_notes_each_header_it_looks_for_and_no_other() {
+        let flags = |p: Present| {
+            [
+                p.connection,
+                p.upgrade,
+                p.te,
+                p.transfer_encoding,
+                p.legacy_hop_by_hop,
+                p.x_envoy,
+                p.x_forwarded_for,
+                p.x_forwarded_proto,
+                p.x_request_id,
+                p.x_forwarded_client_cert,
+                p.internal_only,
+                p.date,
+                p.grpc_status,
+            ]
+        };
+        let internal = [HeaderName::from_static("x-internal")];
+        let cases: [(&str, usize); 15] = [
+            ("connection", 0),
+            ("upgrade", 1),
+            ("te", 2),
+            ("transfer-encoding", 3),
+            ("keep-alive", 4),
+            ("proxy-connection", 4),
+            ("x-envoy-retry-on", 5),
+            ("x-forwarded-for", 6),
+            ("x-forwarded-proto", 7),
+            ("x-request-id", 8),
+            ("x-forwarded-client-cert", 9),
+            ("x-internal", 10),
+            ("date", 11),
+            ("grpc-status", 12),
+            ("x-envoy-", 5),
+        ];
+        for (name, flag) in cases {
+            let mut headers = HeaderMap::new();
+            headers.insert(HeaderName::from_static(name), HeaderValue::from_static("v"));
+            let got = flags(Present::scan(&headers, &internal));
+            for (i, set) in got.iter().enumerate() {
+                assert_eq!(*set, i == flag, "{name}: flag {i}");
+            }
+        }
+        // Names of the same lengths that are none of them.
+        let mut headers = HeaderMap::new();
+        for name in [
+            "tx",
+            "dat",
+            "date2",
+            "upgrades",
+            "connexion",
+            "grpc-stat",
+            "x-request-ix",
+            "x-forwarded-fox",
+            "proxy-connectiox",
+            "transfer-encodinx",
+            "x-envoy",
+            "accept",
+        ] {
+            headers.insert(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                HeaderValue::from_static("v"),
+            );
+        }
+        assert!(flags(Present::scan(&headers, &internal)).iter().all(|f| !f));
+    }
 
     #[test]
     fn decimal_values_match_their_numbers() {

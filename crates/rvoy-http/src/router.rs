@@ -1142,9 +1142,9 @@ async fn attempt_once<D: Downstream>(
         UpstreamProtocol::Http1 => false,
         UpstreamProtocol::UseDownstream => req.protocol == Protocol::Http2,
     };
-    let upstream_authority = match &action.host_rewrite {
-        HostRewrite::Auto if !host.hostname.is_empty() => host.hostname.to_string(),
-        _ => authority.to_owned(),
+    let upstream_authority: std::borrow::Cow<'_, str> = match &action.host_rewrite {
+        HostRewrite::Auto if !host.hostname.is_empty() => host.hostname.to_string().into(),
+        _ => authority.into(),
     };
     // With a rewritten host the attempt's headers say where the request was
     // going (`x-envoy-original-host`, `x-forwarded-host`); otherwise they are

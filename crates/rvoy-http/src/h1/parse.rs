@@ -110,6 +110,28 @@ fn check_target(method: &Method, target: &str) -> Result<(), HeadError> {
     }
 }
 
+/// The header slots a head is parsed with on the stack; a limit above them
+/// takes slots on the heap.
+const INLINE_HEADER_SLOTS: usize = 128;
+
+/// The slots httparse parses a head's headers into: one more than
+/// `max_headers`, so that "too many" is told apart from "just enough",
+/// from `inline` when they fit, else from `heap`. They are left
+/// uninitialised: zeroing 4 KiB per head cost more than parsing a small one.
+fn header_slots<'s, 'b>(
+    inline: &'s mut [MaybeUninit<httparse::Header<'b>>; INLINE_HEADER_SLOTS],
+    heap: &'s mut Vec<MaybeUninit<httparse::Header<'b>>>,
+    max_headers: usize,
+) -> &'s mut [MaybeUninit<httparse::Header<'b>>] {
+    let wanted = max_headers.saturating_add(1);
+    if wanted <= INLINE_HEADER_SLOTS {
+        &mut inline[..wanted]
+    } else {
+        heap.resize_with(wanted, MaybeUninit::uninit);
+        heap
+    }
+}
+
 /// Parses a request head from the start of `buf`.
 ///
 /// Returns `Ok(None)` when more bytes are needed (and the limit is not hit
@@ -127,18 +149,9 @@ pub fn parse_request(
         status: StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
         details: "http1.headers_too_large",
     };
-    // httparse wants one slot more than the limit to tell "too many" apart.
-    // The slots are left uninitialised: zeroing 4 KiB per request cost more
-    // than parsing a small head.
-    let mut slots = [const { MaybeUninit::<httparse::Header<'_>>::uninit() }; 128];
-    let mut big_slots;
-    let slots: &mut [MaybeUninit<httparse::Header<'_>>] = if limits.max_headers < slots.len() {
-        &mut slots[..limits.max_headers + 1]
-    } else {
-        big_slots = Vec::with_capacity(limits.max_headers + 1);
-        big_slots.resize_with(limits.max_headers + 1, MaybeUninit::uninit);
-        &mut big_slots
-    };
+    let mut inline = [const { MaybeUninit::uninit() }; INLINE_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(&mut inline, &mut heap, limits.max_headers);
     let mut req = httparse::Request::new(&mut []);
     let status = req.parse_with_uninit_headers(buf, slots);
     let head_len = match status {
@@ -650,30 +663,18 @@ pub enum ResponseError {
     TooLarge,
 }
 
-/// The header slots a response head is parsed with first.
-const FEW_RESPONSE_HEADERS: usize = 32;
-
 /// Parses a response head from the start of `buf`: as [`parse_request`], the
 /// complete head is split off and its header values are slices of it.
 pub fn parse_response(
     buf: &mut BytesMut,
     limits: HeadLimits,
 ) -> Result<Option<ResponseHead>, ResponseError> {
-    // httparse has no uninitialised-slots parse for responses: most heads fit
-    // in a few slots, so those are tried (and zeroed) first, and the full
-    // `max_headers + 1` only for a head with more headers.
-    let mut few = [httparse::EMPTY_HEADER; FEW_RESPONSE_HEADERS];
-    let mut slots_buf;
-    let wanted = limits.max_headers + 1;
-    let mut slots: &mut [httparse::Header<'_>] = &mut few[..wanted.min(FEW_RESPONSE_HEADERS)];
-    let mut resp = httparse::Response::new(slots);
-    let mut parsed = resp.parse(buf);
-    if matches!(parsed, Err(httparse::Error::TooManyHeaders)) && wanted > FEW_RESPONSE_HEADERS {
-        slots_buf = vec![httparse::EMPTY_HEADER; wanted];
-        slots = &mut slots_buf;
-        resp = httparse::Response::new(slots);
-        parsed = resp.parse(buf);
-    }
+    let mut inline = [const { MaybeUninit::uninit() }; INLINE_HEADER_SLOTS];
+    let mut heap = Vec::new();
+    let slots = header_slots(&mut inline, &mut heap, limits.max_headers);
+    let mut resp = httparse::Response::new(&mut []);
+    let parsed =
+        httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut resp, buf, slots);
     let head_len = match parsed {
         Ok(httparse::Status::Complete(_)) if resp.headers.len() > limits.max_headers => {
             return Err(ResponseError::TooLarge);
