@@ -163,7 +163,7 @@ pub fn serve<'a>(
                 .max_requests_per_connection
                 .is_some_and(|m| served >= m);
             let close_after = max_reached || drain_until.is_some();
-            // Boxed: the request's state (~8 KiB of futures, its head and its
+            // Boxed: the request's state (~7 KiB of futures, its head and its
             // downstream) lives only while the request does, so an idle
             // keep-alive connection holds little more than its socket.
             // Written into a fresh allocation rather than moved into one
@@ -322,7 +322,8 @@ struct Served {
 /// downstream, runs the connection manager's stream, and counts what came
 /// of it. Runs boxed, see [`serve`].
 #[allow(clippy::too_many_arguments)]
-async fn serve_request(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn serve_request(
     stream: &mut Stream,
     buf: &mut BytesMut,
     head: parse::RequestHead,
@@ -333,75 +334,80 @@ async fn serve_request(
     rt: &Arc<HttpListenerRuntime>,
     worker: &Rc<WorkerContext>,
     conn: &ConnInfo,
-) -> Served {
-    let stats = &rt.stats.hcm;
-    let hcm = &rt.hcm;
-    let protocol = if head.version == http::Version::HTTP_10 {
-        Protocol::Http10
-    } else {
-        Protocol::Http11
-    };
-    let authority = head
-        .headers
-        .get(http::header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .map(smol_str::SmolStr::new);
-    let request = Request {
-        method: head.method.clone(),
-        path: head.target,
-        authority,
-        scheme: None,
-        headers: head.headers,
-        protocol,
-        expect_continue: head.expect_continue,
-        has_body: head.framing != parse::BodyFraming::Empty,
-        head_bytes: head.head_len as u64,
-        replay_body: None,
-        internal_redirects: 0,
-    };
-    let mut ds = H1Downstream::new(
-        stream,
-        buf,
-        head.framing,
-        head.version,
-        &head.method,
-        hcm.http1.proper_case_headers,
-        worker.take_head_buf(),
-    );
-    ds.close_after = head.close || close_after;
-    ds.close_requested = head.close;
-    // Envoy's connection manager marks the last request the connection
-    // allows as soon as the stream starts.
-    ds.saw_connection_close = last_request;
-    ds.drain_at = max_duration_at;
-    ds.drain_close = Some(drain_close);
-    let closing_before = ds.close_after;
-    let outcome = stream::handle(&mut ds, request, rt, worker, conn).await;
-    if ds.close_after
-        && !closing_before
-        && max_duration_at.is_some_and(|at| at <= crate::clock::now())
-    {
-        stats.downstream_cx_max_duration_reached.inc();
+) -> impl std::future::Future<Output = Served> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let stats = &rt.stats.hcm;
+        let hcm = &rt.hcm;
+        let protocol = if head.version == http::Version::HTTP_10 {
+            Protocol::Http10
+        } else {
+            Protocol::Http11
+        };
+        let authority = head
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(smol_str::SmolStr::new);
+        let request = Request {
+            method: head.method.clone(),
+            path: head.target,
+            authority,
+            scheme: None,
+            headers: head.headers,
+            protocol,
+            expect_continue: head.expect_continue,
+            has_body: head.framing != parse::BodyFraming::Empty,
+            head_bytes: head.head_len as u64,
+            replay_body: None,
+            internal_redirects: 0,
+        };
+        let mut ds = H1Downstream::new(
+            stream,
+            buf,
+            head.framing,
+            head.version,
+            &head.method,
+            hcm.http1.proper_case_headers,
+            worker.take_head_buf(),
+        );
+        ds.close_after = head.close || close_after;
+        ds.close_requested = head.close;
+        // Envoy's connection manager marks the last request the connection
+        // allows as soon as the stream starts.
+        ds.saw_connection_close = last_request;
+        ds.drain_at = max_duration_at;
+        ds.drain_close = Some(drain_close);
+        let closing_before = ds.close_after;
+        let outcome = stream::handle(&mut ds, request, rt, worker, conn).await;
+        if ds.close_after
+            && !closing_before
+            && max_duration_at.is_some_and(|at| at <= crate::clock::now())
+        {
+            stats.downstream_cx_max_duration_reached.inc();
+        }
+        worker
+            .stats
+            .add(stats.downstream_cx_rx_bytes_total, ds.wire_rx);
+        worker
+            .stats
+            .add(stats.downstream_cx_tx_bytes_total, ds.wire_tx);
+        let served = Served {
+            reset: outcome.reset,
+            peer_closed: ds.peer_closed,
+            body_pending: !ds.body_complete(),
+            close: outcome.close || ds.close_after || ds.close_delimited,
+            close_delimited: ds.close_delimited,
+            tunnel: ds.tunnel,
+            saw_connection_close: ds.saw_connection_close,
+            answered_later: ds.answered_later,
+            draining: ds.drain_closed,
+        };
+        worker.put_head_buf(ds.into_head_buf());
+        served
     }
-    worker
-        .stats
-        .add(stats.downstream_cx_rx_bytes_total, ds.wire_rx);
-    worker
-        .stats
-        .add(stats.downstream_cx_tx_bytes_total, ds.wire_tx);
-    let served = Served {
-        reset: outcome.reset,
-        peer_closed: ds.peer_closed,
-        body_pending: !ds.body_complete(),
-        close: outcome.close || ds.close_after || ds.close_delimited,
-        close_delimited: ds.close_delimited,
-        tunnel: ds.tunnel,
-        saw_connection_close: ds.saw_connection_close,
-        answered_later: ds.answered_later,
-        draining: ds.drain_closed,
-    };
-    worker.put_head_buf(ds.into_head_buf());
-    served
 }
 
 use crate::buf_pool::DownstreamReadBufs;

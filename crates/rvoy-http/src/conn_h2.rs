@@ -271,7 +271,7 @@ pub async fn serve(
                 let stream_state = state.clone();
                 shared.open.set(shared.open.get() + 1);
                 state.rec.gauge_inc(state.stats.streams_active);
-                // Boxed: the task then holds a pointer, not the stream's ~10 KiB
+                // Boxed: the task then holds a pointer, not the stream's ~8 KiB
                 // state, which tokio would otherwise copy into the task and
                 // again when it writes the finished stage. Clocked: one clock
                 // reading per poll.
@@ -957,7 +957,8 @@ fn head_limits_exceeded(
 }
 
 /// Runs one stream; returns whether a response head was sent.
-async fn serve_stream(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn serve_stream(
     request: http::Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     rt: &Arc<HttpListenerRuntime>,
@@ -965,128 +966,133 @@ async fn serve_stream(
     conn: ConnInfo,
     state: &Rc<H2State>,
     shared: &Rc<ConnShared>,
-) -> bool {
-    let (mut parts, body) = request.into_parts();
-    let stats = &rt.stats.hcm;
-    if let Some(which) = head_limits_exceeded(&parts, rt) {
-        // Envoy's codec resets the stream (INTERNAL_ERROR).
-        match which {
-            "header_overflow" => state.stats.header_overflow.inc(),
-            _ => state.stats.header_list_size_too_large.inc(),
-        }
-        stats.downstream_rq_total.inc();
-        stats.downstream_rq_http2_total.inc();
-        stats.downstream_rq_rx_reset.inc();
-        state.note_local_reset();
-        respond.send_reset(h2::Reason::INTERNAL_ERROR);
-        return false;
-    }
-    let extended_connect = parts
-        .extensions
-        .get::<h2::ext::Protocol>()
-        .map(|p| p.as_str().to_owned());
-    let authority = parts
-        .uri
-        .authority()
-        .map(|a| smol_str::SmolStr::new(a.as_str()))
-        .or_else(|| {
-            parts
-                .headers
-                .get(http::header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(smol_str::SmolStr::new)
-        });
-    if authority.is_none() {
-        // Envoy's codec: a request needs `:authority` or `host`.
-        state.stats.rx_messaging_error.inc();
-        stats.downstream_rq_total.inc();
-        stats.downstream_rq_http2_total.inc();
-        stats.downstream_rq_rx_reset.inc();
-        if rt
-            .hcm
-            .http2
-            .stream_error(rt.hcm.stream_error_on_invalid_http_message)
-        {
-            state.note_local_reset();
-            respond.send_reset(h2::Reason::PROTOCOL_ERROR);
-        } else {
-            state.fail(Failure::Messaging);
-        }
-        return false;
-    }
-    let mut method = parts.method;
-    let path = if method == Method::CONNECT && extended_connect.is_none() {
-        // A plain CONNECT has no `:path`.
-        smol_str::SmolStr::default()
-    } else {
-        parts
-            .uri
-            .path_and_query()
-            .map_or_else(|| smol_str::SmolStr::new_static("/"), |p| p.as_str().into())
-    };
-    let mut headers = std::mem::take(&mut parts.headers);
-    headers.remove(http::header::HOST);
-    join_cookies(&mut headers);
-    if let Some(protocol) = &extended_connect {
-        // Extended CONNECT (RFC 8441) is an HTTP/1 upgrade to the rest of
-        // the proxy, as in Envoy: GET with `upgrade: <protocol>`.
-        method = Method::GET;
-        if let Ok(v) = HeaderValue::from_str(protocol) {
-            headers.insert(http::header::UPGRADE, v);
-            headers.insert(
-                http::header::CONNECTION,
-                HeaderValue::from_static("upgrade"),
-            );
-        }
-    }
-    let head_bytes = rvoy_format::header_map_bytes(&headers);
-    let has_body = !body.is_end_stream();
-    let request = Request {
-        method,
-        path,
-        authority,
-        scheme: parts.uri.scheme_str().map(str::to_owned),
-        expect_continue: headers
-            .get(http::header::EXPECT)
-            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
-        headers,
-        protocol: Protocol::Http2,
-        has_body,
-        head_bytes,
-        replay_body: None,
-        internal_redirects: 0,
-    };
-    let mut ds = H2Downstream {
-        recv: body,
-        respond,
-        send: None,
-        trailers: None,
-        done: !has_body,
-        sent: 0,
-        received: 0,
-        state: state.clone(),
-        upgrade: extended_connect.is_some(),
-        reset_by_peer: false,
-        rt: rt.clone(),
-        conn: shared.clone(),
-    };
-    let outcome = stream::handle(&mut ds, request, rt, &worker, &conn).await;
-    let responded = ds.send.is_some();
-    if outcome.reset {
-        if !ds.peer_reset() {
-            state.note_local_reset();
-            stats.downstream_rq_tx_reset.inc();
-            match ds.send.as_mut() {
-                Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
-                None => ds.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+) -> impl std::future::Future<Output = bool> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let (mut parts, body) = request.into_parts();
+        let stats = &rt.stats.hcm;
+        if let Some(which) = head_limits_exceeded(&parts, rt) {
+            // Envoy's codec resets the stream (INTERNAL_ERROR).
+            match which {
+                "header_overflow" => state.stats.header_overflow.inc(),
+                _ => state.stats.header_list_size_too_large.inc(),
             }
+            stats.downstream_rq_total.inc();
+            stats.downstream_rq_http2_total.inc();
+            stats.downstream_rq_rx_reset.inc();
+            state.note_local_reset();
+            respond.send_reset(h2::Reason::INTERNAL_ERROR);
+            return false;
+        }
+        let extended_connect = parts
+            .extensions
+            .get::<h2::ext::Protocol>()
+            .map(|p| p.as_str().to_owned());
+        let authority = parts
+            .uri
+            .authority()
+            .map(|a| smol_str::SmolStr::new(a.as_str()))
+            .or_else(|| {
+                parts
+                    .headers
+                    .get(http::header::HOST)
+                    .and_then(|v| v.to_str().ok())
+                    .map(smol_str::SmolStr::new)
+            });
+        if authority.is_none() {
+            // Envoy's codec: a request needs `:authority` or `host`.
+            state.stats.rx_messaging_error.inc();
+            stats.downstream_rq_total.inc();
+            stats.downstream_rq_http2_total.inc();
+            stats.downstream_rq_rx_reset.inc();
+            if rt
+                .hcm
+                .http2
+                .stream_error(rt.hcm.stream_error_on_invalid_http_message)
+            {
+                state.note_local_reset();
+                respond.send_reset(h2::Reason::PROTOCOL_ERROR);
+            } else {
+                state.fail(Failure::Messaging);
+            }
+            return false;
+        }
+        let mut method = parts.method;
+        let path = if method == Method::CONNECT && extended_connect.is_none() {
+            // A plain CONNECT has no `:path`.
+            smol_str::SmolStr::default()
         } else {
+            parts
+                .uri
+                .path_and_query()
+                .map_or_else(|| smol_str::SmolStr::new_static("/"), |p| p.as_str().into())
+        };
+        let mut headers = std::mem::take(&mut parts.headers);
+        headers.remove(http::header::HOST);
+        join_cookies(&mut headers);
+        if let Some(protocol) = &extended_connect {
+            // Extended CONNECT (RFC 8441) is an HTTP/1 upgrade to the rest of
+            // the proxy, as in Envoy: GET with `upgrade: <protocol>`.
+            method = Method::GET;
+            if let Ok(v) = HeaderValue::from_str(protocol) {
+                headers.insert(http::header::UPGRADE, v);
+                headers.insert(
+                    http::header::CONNECTION,
+                    HeaderValue::from_static("upgrade"),
+                );
+            }
+        }
+        let head_bytes = rvoy_format::header_map_bytes(&headers);
+        let has_body = !body.is_end_stream();
+        let request = Request {
+            method,
+            path,
+            authority,
+            scheme: parts.uri.scheme_str().map(str::to_owned),
+            expect_continue: headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+            headers,
+            protocol: Protocol::Http2,
+            has_body,
+            head_bytes,
+            replay_body: None,
+            internal_redirects: 0,
+        };
+        let mut ds = H2Downstream {
+            recv: body,
+            respond,
+            send: None,
+            trailers: None,
+            done: !has_body,
+            sent: 0,
+            received: 0,
+            state: state.clone(),
+            upgrade: extended_connect.is_some(),
+            reset_by_peer: false,
+            rt: rt.clone(),
+            conn: shared.clone(),
+        };
+        let outcome = stream::handle(&mut ds, request, rt, &worker, &conn).await;
+        let responded = ds.send.is_some();
+        if outcome.reset {
+            if !ds.peer_reset() {
+                state.note_local_reset();
+                stats.downstream_rq_tx_reset.inc();
+                match ds.send.as_mut() {
+                    Some(s) => s.send_reset(h2::Reason::INTERNAL_ERROR),
+                    None => ds.respond.send_reset(h2::Reason::INTERNAL_ERROR),
+                }
+            } else {
+                stats.downstream_rq_rx_reset.inc();
+            }
+        } else if ds.peer_reset() {
             stats.downstream_rq_rx_reset.inc();
         }
-    } else if ds.peer_reset() {
-        stats.downstream_rq_rx_reset.inc();
+        responded
     }
-    responded
 }
 
 /// HTTP/2 splits `cookie` into one field per cookie; the rest of the proxy

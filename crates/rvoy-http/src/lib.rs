@@ -62,7 +62,7 @@ mod tests {
     }
 
     /// An idle keep-alive connection holds only its connection future: the
-    /// per-request state (~10 KiB of nested futures) and HTTP/2's codec are
+    /// per-request state (~7 KiB of nested futures) and HTTP/2's codec are
     /// boxed while they run, so thousands of idle connections stay cheap.
     /// 952 bytes with Rust 1.95 (2,712 before the idle state was trimmed);
     /// the bound catches a regression that puts a request's state back in.

@@ -289,7 +289,8 @@ fn header_u64(headers: &HeaderMap, name: &HeaderName) -> Option<u64> {
 
 /// Forwards a request matched to a `route` action.
 #[allow(clippy::too_many_arguments)]
-pub async fn forward<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+pub fn forward<D: Downstream>(
     ds: &mut D,
     req: &mut Request,
     info: &mut RequestInfo,
@@ -301,595 +302,602 @@ pub async fn forward<D: Downstream>(
     action: &ForwardAction,
     _fwd: &Forwarding,
     grpc: bool,
-) -> StreamOutcome {
-    // Cluster selection.
-    let (cluster_name, weighted) = match &action.cluster {
-        ClusterSpecifier::Cluster(c) => (Some(std::borrow::Cow::Borrowed(&**c)), None),
-        ClusterSpecifier::Header(h) => (
-            req.headers
-                .get(h)
-                .and_then(|v| v.to_str().ok())
-                .map(|v| std::borrow::Cow::Owned(v.to_owned())),
-            None,
-        ),
-        ClusterSpecifier::Weighted(w) => {
-            let random = w
-                .random_value_header
-                .as_ref()
-                .and_then(|h| header_u64(&req.headers, h))
-                .unwrap_or_else(|| fastrand::u64(..));
-            match w.pick(random) {
-                Some(c) => {
-                    let name = match &c.name {
-                        ClusterName::Static(n) => Some(std::borrow::Cow::Borrowed(&**n)),
-                        ClusterName::Header(h) => req
-                            .headers
-                            .get(h)
-                            .and_then(|v| v.to_str().ok())
-                            .map(|v| std::borrow::Cow::Owned(v.to_owned())),
-                    };
-                    (name, Some(c))
+) -> impl std::future::Future<Output = StreamOutcome> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        // Cluster selection.
+        let (cluster_name, weighted) = match &action.cluster {
+            ClusterSpecifier::Cluster(c) => (Some(std::borrow::Cow::Borrowed(&**c)), None),
+            ClusterSpecifier::Header(h) => (
+                req.headers
+                    .get(h)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| std::borrow::Cow::Owned(v.to_owned())),
+                None,
+            ),
+            ClusterSpecifier::Weighted(w) => {
+                let random = w
+                    .random_value_header
+                    .as_ref()
+                    .and_then(|h| header_u64(&req.headers, h))
+                    .unwrap_or_else(|| fastrand::u64(..));
+                match w.pick(random) {
+                    Some(c) => {
+                        let name = match &c.name {
+                            ClusterName::Static(n) => Some(std::borrow::Cow::Borrowed(&**n)),
+                            ClusterName::Header(h) => req
+                                .headers
+                                .get(h)
+                                .and_then(|v| v.to_str().ok())
+                                .map(|v| std::borrow::Cow::Owned(v.to_owned())),
+                        };
+                        (name, Some(c))
+                    }
+                    None => (None, None),
                 }
-                None => (None, None),
             }
-        }
-    };
-    let cluster = cluster_name
-        .as_deref()
-        .and_then(|n| rt.clusters.get(n))
-        .cloned();
-    let Some(cluster) = cluster else {
-        rt.stats.hcm.no_cluster.inc();
-        info.set_flag(ResponseFlag::NoClusterFound);
-        let reply = LocalReply::new(
-            action.cluster_not_found_status,
-            Bytes::new(),
-            "cluster_not_found",
-        );
-        return send_local(ds, reply, info, rt, worker, false, grpc).await;
-    };
-    info.upstream_cluster = Some(cluster.config.name.clone());
-    rvoy_log::debug!(
-        rvoy_log::Component::Router,
-        "[Tags: \"ConnectionId\":\"{}\"] cluster '{}' match for URL '{}'",
-        info.connection_id,
-        cluster.config.name,
-        req.path
-    );
-
-    // Timeouts: route timeout, overridable by x-envoy-upstream-rq-timeout-ms.
-    let has_envoy_headers = req
-        .headers
-        .keys()
-        .any(|k| k.as_str().starts_with("x-envoy-"));
-    let mut global_timeout = action.timeout;
-    if let Some(ms) = has_envoy_headers
-        .then(|| header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS))
-        .flatten()
-    {
-        global_timeout = (ms > 0).then(|| Duration::from_millis(ms));
-    }
-    let mut per_try = action.retry_policy.as_ref().and_then(|p| p.per_try_timeout);
-    if let Some(ms) = has_envoy_headers
-        .then(|| header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS))
-        .flatten()
-    {
-        per_try = (ms > 0).then(|| Duration::from_millis(ms));
-    }
-    if per_try.is_some_and(|p| global_timeout.is_some_and(|g| p >= g)) {
-        per_try = None;
-    }
-    let per_try_idle = action
-        .retry_policy
-        .as_ref()
-        .and_then(|p| p.per_try_idle_timeout);
-    let mut retry = RetryState::new(action.retry_policy.as_ref(), req, has_envoy_headers);
-    for h in [
-        &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
-        &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS,
-        &names::X_ENVOY_RETRY_ON,
-        &names::X_ENVOY_RETRY_GRPC_ON,
-        &names::X_ENVOY_MAX_RETRIES,
-        &names::X_ENVOY_RETRIABLE_STATUS_CODES,
-        &names::X_ENVOY_RETRIABLE_HEADER_NAMES,
-        &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_ALT_RESPONSE,
-    ] {
-        if !has_envoy_headers {
-            break;
-        }
-        req.headers.remove(h);
-    }
-    let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
-
-    // Request headers for upstream: mutations, rewrites.
-    info.request_headers = Some(std::mem::take(&mut req.headers));
-    let levels = if rc.most_specific_header_mutations_wins {
-        [
-            &rc.request_headers,
-            &vhost.request_headers,
-            &route.request_headers,
-        ]
-    } else {
-        [
-            &route.request_headers,
-            &vhost.request_headers,
-            &rc.request_headers,
-        ]
-    };
-    for m in levels {
-        apply_request_mutations(m, info);
-    }
-    if let Some(w) = weighted {
-        apply_request_mutations(&w.request_headers, info);
-    }
-    let mut headers = info.request_headers.take().unwrap_or_default();
-    let mut path = req.path.clone();
-    let rewritten = rewrite_path(&path, route, action);
-    if let Some(new_path) = rewritten {
-        if !suppress && let Ok(v) = HeaderValue::from_str(&path) {
-            headers.insert(names::X_ENVOY_ORIGINAL_PATH.clone(), v);
-        }
-        path = new_path.into();
-    }
-    let mut authority = req.authority.clone().unwrap_or_default();
-    match &action.host_rewrite {
-        HostRewrite::Literal(h) => authority = h.as_str().into(),
-        HostRewrite::Header(h) => {
-            if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
-                && !v.is_empty()
-            {
-                authority = v.into();
-            }
-        }
-        HostRewrite::PathRegex {
-            pattern,
-            substitution,
-        } => {
-            let path_only = path.split('?').next().unwrap_or("");
-            authority = pattern
-                .replace_all(path_only, substitution.as_str())
-                .as_ref()
-                .into();
-        }
-        HostRewrite::None | HostRewrite::Auto => {}
-    }
-    if let Some(w) = weighted
-        && let Some(h) = &w.host_rewrite_literal
-    {
-        authority = h.as_str().into();
-    }
-    if info.authority.as_deref() != Some(authority.as_str()) {
-        info.authority = Some(authority.clone());
-    }
-    // Expected timeout header.
-    if !suppress {
-        let expected = match (per_try, global_timeout) {
-            (Some(p), _) => Some(p),
-            (None, g) => g,
         };
-        if let Some(t) = expected {
-            headers.insert(
-                names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
-                forwarding::decimal_value(t.as_millis() as u64),
+        let cluster = cluster_name
+            .as_deref()
+            .and_then(|n| rt.clusters.get(n))
+            .cloned();
+        let Some(cluster) = cluster else {
+            rt.stats.hcm.no_cluster.inc();
+            info.set_flag(ResponseFlag::NoClusterFound);
+            let reply = LocalReply::new(
+                action.cluster_not_found_status,
+                Bytes::new(),
+                "cluster_not_found",
             );
-        }
-    }
-    // The request headers live in `info` from here on (access logs,
-    // `%REQ(...)%`), in `req` only while an attempt sends them.
-    let is_upgrade = forwarding::is_upgrade(&headers);
-    let upgrade_type = is_upgrade.then(|| {
-        headers
-            .get(http::header::UPGRADE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_ascii_lowercase()
-    });
-    info.request_headers = Some(headers);
-    if let Some(upgrade_type) = upgrade_type {
-        let route_override = action
-            .upgrades
-            .iter()
-            .find(|(t, _)| *t == upgrade_type)
-            .map(|(_, e)| *e);
-        let allowed = route_override.unwrap_or_else(|| rt.hcm.upgrades.contains(&upgrade_type));
-        if !allowed {
-            rt.stats.hcm.downstream_rq_ws_on_non_ws_route.inc();
-            let reply = LocalReply::new(StatusCode::FORBIDDEN, Bytes::new(), "upgrade_failed");
-            return send_local(ds, reply, info, rt, worker, true, grpc).await;
-        }
-    }
+            return send_local(ds, reply, info, rt, worker, false, grpc).await;
+        };
+        info.upstream_cluster = Some(cluster.config.name.clone());
+        rvoy_log::debug!(
+            rvoy_log::Component::Router,
+            "[Tags: \"ConnectionId\":\"{}\"] cluster '{}' match for URL '{}'",
+            info.connection_id,
+            cluster.config.name,
+            req.path
+        );
 
-    let start = crate::clock::now();
-    // The route timeout runs from the end of the request, so an upgraded
-    // stream (whose request never ends) has none.
-    if is_upgrade {
-        global_timeout = None;
-    }
-    let stream_timers = ds.timers();
-    let global_deadline = || {
-        let t = global_timeout?;
-        match &stream_timers {
-            Some(st) => st.request_completed_at().map(|at| at + t),
-            None => Some(start + t),
+        // Timeouts: route timeout, overridable by x-envoy-upstream-rq-timeout-ms.
+        let has_envoy_headers = req
+            .headers
+            .keys()
+            .any(|k| k.as_str().starts_with("x-envoy-"));
+        let mut global_timeout = action.timeout;
+        if let Some(ms) = has_envoy_headers
+            .then(|| header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS))
+            .flatten()
+        {
+            global_timeout = (ms > 0).then(|| Duration::from_millis(ms));
         }
-    };
-    // Request body: read it all when it must be replayable (retries/mirrors)
-    // or small; otherwise it streams during the first attempt.
-    let buffer_limit = route
-        .per_request_buffer_limit_bytes
-        .or(vhost.per_request_buffer_limit_bytes)
-        .unwrap_or(1024 * 1024) as usize;
-    let mirrors: Vec<_> = action
-        .mirror_policies
-        .iter()
-        .chain(vhost.mirror_policies.iter())
-        .chain(rc.mirror_policies.iter())
-        .collect();
-    let mut body_buf: Option<BytesMut> = None;
-    let mut stream_prefix: Option<Bytes> = None;
-    let need_replay =
-        (retry.enabled() || !mirrors.is_empty() || action.internal_redirect.is_some())
-            && !is_upgrade;
-    if let Some(replay) = req.replay_body.take() {
-        // After an internal redirect: the body read by the first pass.
-        body_buf = Some(BytesMut::from(&replay[..]));
-    } else if need_replay && req.has_body {
-        let mut buf = BytesMut::new();
-        let mut too_large = false;
-        loop {
-            match ds.read_body().await {
-                Ok(Some(chunk)) => {
-                    if buf.len() + chunk.len() > buffer_limit {
-                        too_large = true;
-                    }
-                    buf.extend_from_slice(&chunk);
-                    if too_large {
-                        break;
-                    }
-                }
-                Ok(None) => break,
-                Err(_) => {
-                    info.downstream_disconnected();
-                    return StreamOutcome {
-                        close: true,
-                        reset: true,
-                        redirected: false,
-                    };
+        let mut per_try = action.retry_policy.as_ref().and_then(|p| p.per_try_timeout);
+        if let Some(ms) = has_envoy_headers
+            .then(|| header_u64(&req.headers, &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS))
+            .flatten()
+        {
+            per_try = (ms > 0).then(|| Duration::from_millis(ms));
+        }
+        if per_try.is_some_and(|p| global_timeout.is_some_and(|g| p >= g)) {
+            per_try = None;
+        }
+        let per_try_idle = action
+            .retry_policy
+            .as_ref()
+            .and_then(|p| p.per_try_idle_timeout);
+        let mut retry = RetryState::new(action.retry_policy.as_ref(), req, has_envoy_headers);
+        for h in [
+            &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_MS,
+            &names::X_ENVOY_UPSTREAM_RQ_PER_TRY_TIMEOUT_MS,
+            &names::X_ENVOY_RETRY_ON,
+            &names::X_ENVOY_RETRY_GRPC_ON,
+            &names::X_ENVOY_MAX_RETRIES,
+            &names::X_ENVOY_RETRIABLE_STATUS_CODES,
+            &names::X_ENVOY_RETRIABLE_HEADER_NAMES,
+            &names::X_ENVOY_UPSTREAM_RQ_TIMEOUT_ALT_RESPONSE,
+        ] {
+            if !has_envoy_headers {
+                break;
+            }
+            req.headers.remove(h);
+        }
+        let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
+
+        // Request headers for upstream: mutations, rewrites.
+        info.request_headers = Some(std::mem::take(&mut req.headers));
+        let levels = if rc.most_specific_header_mutations_wins {
+            [
+                &rc.request_headers,
+                &vhost.request_headers,
+                &route.request_headers,
+            ]
+        } else {
+            [
+                &route.request_headers,
+                &vhost.request_headers,
+                &rc.request_headers,
+            ]
+        };
+        for m in levels {
+            apply_request_mutations(m, info);
+        }
+        if let Some(w) = weighted {
+            apply_request_mutations(&w.request_headers, info);
+        }
+        let mut headers = info.request_headers.take().unwrap_or_default();
+        let mut path = req.path.clone();
+        let rewritten = rewrite_path(&path, route, action);
+        if let Some(new_path) = rewritten {
+            if !suppress && let Ok(v) = HeaderValue::from_str(&path) {
+                headers.insert(names::X_ENVOY_ORIGINAL_PATH.clone(), v);
+            }
+            path = new_path.into();
+        }
+        let mut authority = req.authority.clone().unwrap_or_default();
+        match &action.host_rewrite {
+            HostRewrite::Literal(h) => authority = h.as_str().into(),
+            HostRewrite::Header(h) => {
+                if let Some(v) = headers.get(h).and_then(|v| v.to_str().ok())
+                    && !v.is_empty()
+                {
+                    authority = v.into();
                 }
             }
+            HostRewrite::PathRegex {
+                pattern,
+                substitution,
+            } => {
+                let path_only = path.split('?').next().unwrap_or("");
+                authority = pattern
+                    .replace_all(path_only, substitution.as_str())
+                    .as_ref()
+                    .into();
+            }
+            HostRewrite::None | HostRewrite::Auto => {}
         }
-        if too_large {
-            // Too big to replay: no retries, mirrors or redirects; what was
-            // read goes first and the rest streams.
-            cluster.stats.traffic.retry_or_shadow_abandoned.inc();
-            retry.max = 0;
-            stream_prefix = Some(buf.freeze());
-        } else {
-            body_buf = Some(buf);
-        }
-    } else if !req.has_body {
-        body_buf = Some(BytesMut::new());
-    }
-    info.mark(|t| &mut t.last_downstream_rx);
-    let trailers_in = ds.take_trailers();
-
-    for mirror in &mirrors {
-        if let Some(body) = &body_buf
-            && body.len() <= buffer_limit
+        if let Some(w) = weighted
+            && let Some(h) = &w.host_rewrite_literal
         {
-            spawn_mirror(
-                mirror,
-                rt,
-                worker,
-                &req.method,
-                &path,
-                &authority,
-                info.request_headers.as_ref().unwrap_or(&HeaderMap::new()),
-                body.clone().freeze(),
-            );
+            authority = h.as_str().into();
         }
-    }
-
-    let attempts_header = vhost.include_request_attempt_count;
-    let mut previous_hosts: Vec<Arc<Host>> = Vec::new();
-    let mut attempt = 0u32;
-    let mut last_was_timeout = false;
-    let stats = &cluster.stats.traffic;
-    let failure = loop {
-        attempt += 1;
-        info.attempt_count = attempt;
-        let remaining = global_deadline().map(|d| d.saturating_duration_since(crate::clock::now()));
-        if remaining.is_some_and(|r| r.is_zero()) {
-            break AttemptFailure::GlobalTimeout;
+        if info.authority.as_deref() != Some(authority.as_str()) {
+            info.authority = Some(authority.clone());
         }
-        // During the attempt the headers sit in the request, so that they are
-        // still there for the access log if a stream timer ends it.
-        req.headers = info.request_headers.take().unwrap_or_default();
-        let attempt_headers = &mut req.headers;
-        if attempts_header {
-            attempt_headers.insert(
-                names::X_ENVOY_ATTEMPT_COUNT.clone(),
-                forwarding::decimal_value(u64::from(attempt)),
-            );
-        }
-        if attempt > 1 && vhost.include_is_timeout_retry_header {
-            attempt_headers.insert(
-                names::X_ENVOY_IS_TIMEOUT_RETRY.clone(),
-                HeaderValue::from_static(if last_was_timeout { "true" } else { "false" }),
-            );
-        }
-        if attempt > 1 && !suppress {
-            // The expected timeout carries the time left.
-            let left = per_try.or(remaining);
-            if let Some(t) = left {
-                attempt_headers.insert(
+        // Expected timeout header.
+        if !suppress {
+            let expected = match (per_try, global_timeout) {
+                (Some(p), _) => Some(p),
+                (None, g) => g,
+            };
+            if let Some(t) = expected {
+                headers.insert(
                     names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
                     forwarding::decimal_value(t.as_millis() as u64),
                 );
             }
         }
-        let timers = AttemptTimers {
-            start,
-            per_try: per_try.map(|p| crate::clock::now() + p),
-            global: global_timeout,
-            idle: per_try_idle,
-        };
-        let avoid_previous = retry
-            .policy
-            .as_ref()
-            .is_some_and(|p| p.avoid_previous_hosts);
-        let result = attempt_once(
-            ds,
-            req,
-            info,
-            rt,
-            worker,
-            &cluster,
-            action,
-            &req.headers,
-            &path,
-            &authority,
-            body_buf.as_ref().map(|b| b.clone().freeze()),
-            stream_prefix.take(),
-            trailers_in.clone(),
-            timers,
-            if avoid_previous { &previous_hosts } else { &[] },
-            retry
-                .policy
-                .as_ref()
-                .map_or(1, |p| p.host_selection_retry_max_attempts),
-        )
-        .await;
-        info.request_headers = Some(std::mem::take(&mut req.headers));
-        if let (true, Some(h)) = (avoid_previous, &info.upstream_host)
-            && !previous_hosts.iter().any(|p| Arc::ptr_eq(p, h))
-        {
-            previous_hosts.push(h.clone());
+        // The request headers live in `info` from here on (access logs,
+        // `%REQ(...)%`), in `req` only while an attempt sends them.
+        let is_upgrade = forwarding::is_upgrade(&headers);
+        let upgrade_type = is_upgrade.then(|| {
+            headers
+                .get(http::header::UPGRADE)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("")
+                .to_ascii_lowercase()
+        });
+        info.request_headers = Some(headers);
+        if let Some(upgrade_type) = upgrade_type {
+            let route_override = action
+                .upgrades
+                .iter()
+                .find(|(t, _)| *t == upgrade_type)
+                .map(|(_, e)| *e);
+            let allowed = route_override.unwrap_or_else(|| rt.hcm.upgrades.contains(&upgrade_type));
+            if !allowed {
+                rt.stats.hcm.downstream_rq_ws_on_non_ws_route.inc();
+                let reply = LocalReply::new(StatusCode::FORBIDDEN, Bytes::new(), "upgrade_failed");
+                return send_local(ds, reply, info, rt, worker, true, grpc).await;
+            }
         }
-        match result {
-            Ok(resp) => {
-                let status = resp.status.as_u16();
-                if retry.retriable_response(status, &resp.headers)
-                    && retry.can_retry()
-                    && body_buf.is_some()
-                {
-                    if !cluster
-                        .resources(action.priority_high)
-                        .retries
-                        .try_acquire()
-                    {
-                        stats.upstream_rq_retry_overflow.inc();
-                        return send_response(
-                            ds,
-                            resp,
-                            info,
-                            rt,
-                            worker,
-                            rc,
-                            vhost,
-                            route,
-                            action,
-                            start,
-                            attempt,
-                            ResponseDeadline {
-                                global: global_deadline(),
-                                idle: per_try_idle,
-                            },
-                            grpc,
-                            &cluster,
-                            weighted,
-                        )
-                        .await;
-                    }
-                    cluster.stats.rq_codes.inc(status);
-                    discard(resp, worker, &cluster);
-                    last_was_timeout = false;
-                    retry.used += 1;
-                    stats.upstream_rq_retry.inc();
-                    let wait = retry.backoff();
-                    tokio::time::sleep(wait).await;
-                    cluster.resources(action.priority_high).retries.release();
-                    continue;
-                }
-                if retry.used > 0 && status < 500 {
-                    stats.upstream_rq_retry_success.inc();
-                }
-                if retry.used > 0
-                    && retry.used >= retry.max
-                    && retry.retriable_response(status, &resp.headers)
-                {
-                    stats.upstream_rq_retry_limit_exceeded.inc();
-                }
-                if let Some(policy) = &action.internal_redirect
-                    && policy.redirect_response_codes.contains(&status)
-                {
-                    let empty = HeaderMap::new();
-                    let redirect = InternalRedirect {
-                        policy,
-                        response: &resp.headers,
-                        status,
-                        headers: info.request_headers.as_ref().unwrap_or(&empty),
-                        path: &path,
-                        authority: &authority,
-                        body: body_buf.as_ref(),
-                    };
-                    match redirect.apply(req, rc, rt) {
-                        Ok(()) => {
-                            info.response_status = Some(resp.status);
-                            info.response_code_details = Some("internal_redirect");
-                            cluster.stats.rq_codes.inc(status);
-                            stats.upstream_internal_redirect_succeeded_total.inc();
-                            discard(resp, worker, &cluster);
-                            return StreamOutcome {
-                                close: false,
-                                reset: false,
-                                redirected: true,
-                            };
+
+        let start = crate::clock::now();
+        // The route timeout runs from the end of the request, so an upgraded
+        // stream (whose request never ends) has none.
+        if is_upgrade {
+            global_timeout = None;
+        }
+        let stream_timers = ds.timers();
+        let global_deadline = || {
+            let t = global_timeout?;
+            match &stream_timers {
+                Some(st) => st.request_completed_at().map(|at| at + t),
+                None => Some(start + t),
+            }
+        };
+        // Request body: read it all when it must be replayable (retries/mirrors)
+        // or small; otherwise it streams during the first attempt.
+        let buffer_limit = route
+            .per_request_buffer_limit_bytes
+            .or(vhost.per_request_buffer_limit_bytes)
+            .unwrap_or(1024 * 1024) as usize;
+        let mirrors: Vec<_> = action
+            .mirror_policies
+            .iter()
+            .chain(vhost.mirror_policies.iter())
+            .chain(rc.mirror_policies.iter())
+            .collect();
+        let mut body_buf: Option<BytesMut> = None;
+        let mut stream_prefix: Option<Bytes> = None;
+        let need_replay =
+            (retry.enabled() || !mirrors.is_empty() || action.internal_redirect.is_some())
+                && !is_upgrade;
+        if let Some(replay) = req.replay_body.take() {
+            // After an internal redirect: the body read by the first pass.
+            body_buf = Some(BytesMut::from(&replay[..]));
+        } else if need_replay && req.has_body {
+            let mut buf = BytesMut::new();
+            let mut too_large = false;
+            loop {
+                match ds.read_body().await {
+                    Ok(Some(chunk)) => {
+                        if buf.len() + chunk.len() > buffer_limit {
+                            too_large = true;
                         }
-                        Err(passthrough) => {
-                            if let Some(reason) = passthrough {
-                                reason.counter(&rt.stats.hcm).inc();
-                            }
-                            stats.upstream_internal_redirect_failed_total.inc();
+                        buf.extend_from_slice(&chunk);
+                        if too_large {
+                            break;
                         }
                     }
+                    Ok(None) => break,
+                    Err(_) => {
+                        info.downstream_disconnected();
+                        return StreamOutcome {
+                            close: true,
+                            reset: true,
+                            redirected: false,
+                        };
+                    }
                 }
-                return send_response(
-                    ds,
-                    resp,
-                    info,
+            }
+            if too_large {
+                // Too big to replay: no retries, mirrors or redirects; what was
+                // read goes first and the rest streams.
+                cluster.stats.traffic.retry_or_shadow_abandoned.inc();
+                retry.max = 0;
+                stream_prefix = Some(buf.freeze());
+            } else {
+                body_buf = Some(buf);
+            }
+        } else if !req.has_body {
+            body_buf = Some(BytesMut::new());
+        }
+        info.mark(|t| &mut t.last_downstream_rx);
+        let trailers_in = ds.take_trailers();
+
+        for mirror in &mirrors {
+            if let Some(body) = &body_buf
+                && body.len() <= buffer_limit
+            {
+                spawn_mirror(
+                    mirror,
                     rt,
                     worker,
-                    rc,
-                    vhost,
-                    route,
-                    action,
-                    start,
-                    attempt,
-                    ResponseDeadline {
-                        global: global_deadline(),
-                        idle: per_try_idle,
-                    },
-                    grpc,
-                    &cluster,
-                    weighted,
-                )
-                .await;
+                    &req.method,
+                    &path,
+                    &authority,
+                    info.request_headers.as_ref().unwrap_or(&HeaderMap::new()),
+                    body.clone().freeze(),
+                );
             }
-            Err(failure) => {
-                if matches!(failure, AttemptFailure::Downstream) {
-                    info.downstream_disconnected();
-                    return StreamOutcome {
-                        close: true,
-                        reset: true,
-                        redirected: false,
-                    };
-                }
-                let retriable =
-                    retry.retriable_failure(&failure) && retry.can_retry() && body_buf.is_some();
-                if retriable
-                    && cluster
-                        .resources(action.priority_high)
-                        .retries
-                        .try_acquire()
-                {
-                    last_was_timeout = matches!(
-                        failure,
-                        AttemptFailure::PerTryTimeout | AttemptFailure::PerTryIdleTimeout
+        }
+
+        let attempts_header = vhost.include_request_attempt_count;
+        let mut previous_hosts: Vec<Arc<Host>> = Vec::new();
+        let mut attempt = 0u32;
+        let mut last_was_timeout = false;
+        let stats = &cluster.stats.traffic;
+        let failure = loop {
+            attempt += 1;
+            info.attempt_count = attempt;
+            let remaining =
+                global_deadline().map(|d| d.saturating_duration_since(crate::clock::now()));
+            if remaining.is_some_and(|r| r.is_zero()) {
+                break AttemptFailure::GlobalTimeout;
+            }
+            // During the attempt the headers sit in the request, so that they are
+            // still there for the access log if a stream timer ends it.
+            req.headers = info.request_headers.take().unwrap_or_default();
+            let attempt_headers = &mut req.headers;
+            if attempts_header {
+                attempt_headers.insert(
+                    names::X_ENVOY_ATTEMPT_COUNT.clone(),
+                    forwarding::decimal_value(u64::from(attempt)),
+                );
+            }
+            if attempt > 1 && vhost.include_is_timeout_retry_header {
+                attempt_headers.insert(
+                    names::X_ENVOY_IS_TIMEOUT_RETRY.clone(),
+                    HeaderValue::from_static(if last_was_timeout { "true" } else { "false" }),
+                );
+            }
+            if attempt > 1 && !suppress {
+                // The expected timeout carries the time left.
+                let left = per_try.or(remaining);
+                if let Some(t) = left {
+                    attempt_headers.insert(
+                        names::X_ENVOY_EXPECTED_RQ_TIMEOUT_MS.clone(),
+                        forwarding::decimal_value(t.as_millis() as u64),
                     );
-                    retry.used += 1;
-                    stats.upstream_rq_retry.inc();
-                    let wait = retry.backoff();
-                    tokio::time::sleep(wait).await;
-                    cluster.resources(action.priority_high).retries.release();
-                    continue;
                 }
-                if retriable {
-                    stats.upstream_rq_retry_overflow.inc();
-                }
-                if retry.used > 0 && retry.retriable_failure(&failure) {
-                    info.set_flag(ResponseFlag::UpstreamRetryLimitExceeded);
-                    stats.upstream_rq_retry_limit_exceeded.inc();
-                }
-                break failure;
             }
-        }
-    };
-    let retried = retry.used > 0;
-    let mut reply = match failure {
-        AttemptFailure::NoHealthyUpstream => {
-            info.set_flag(ResponseFlag::NoHealthyUpstream);
-            LocalReply::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "no healthy upstream",
-                "no_healthy_upstream",
-            )
-        }
-        AttemptFailure::Overflow => {
-            info.set_flag(ResponseFlag::UpstreamOverflow);
-            LocalReply::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                reset_body(retried, "overflow", ""),
-                "upstream_reset_before_response_started{overflow}",
-            )
-        }
-        AttemptFailure::Connect { reason, timeout } => {
-            info.set_flag(ResponseFlag::UpstreamConnectionFailure);
-            cluster.stats.rq_codes.inc(503);
-            let what = if timeout {
-                "connection timeout"
-            } else {
-                "remote connection failure"
+            let timers = AttemptTimers {
+                start,
+                per_try: per_try.map(|p| crate::clock::now() + p),
+                global: global_timeout,
+                idle: per_try_idle,
             };
-            info.upstream_transport_failure_reason = (!reason.is_empty()).then_some(reason);
-            LocalReply::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                reset_body(retried, what, ""),
-                if timeout {
-                    "upstream_reset_before_response_started{connection_timeout}"
+            let avoid_previous = retry
+                .policy
+                .as_ref()
+                .is_some_and(|p| p.avoid_previous_hosts);
+            let result = attempt_once(
+                ds,
+                req,
+                info,
+                rt,
+                worker,
+                &cluster,
+                action,
+                &req.headers,
+                &path,
+                &authority,
+                body_buf.as_ref().map(|b| b.clone().freeze()),
+                stream_prefix.take(),
+                trailers_in.clone(),
+                timers,
+                if avoid_previous { &previous_hosts } else { &[] },
+                retry
+                    .policy
+                    .as_ref()
+                    .map_or(1, |p| p.host_selection_retry_max_attempts),
+            )
+            .await;
+            info.request_headers = Some(std::mem::take(&mut req.headers));
+            if let (true, Some(h)) = (avoid_previous, &info.upstream_host)
+                && !previous_hosts.iter().any(|p| Arc::ptr_eq(p, h))
+            {
+                previous_hosts.push(h.clone());
+            }
+            match result {
+                Ok(resp) => {
+                    let status = resp.status.as_u16();
+                    if retry.retriable_response(status, &resp.headers)
+                        && retry.can_retry()
+                        && body_buf.is_some()
+                    {
+                        if !cluster
+                            .resources(action.priority_high)
+                            .retries
+                            .try_acquire()
+                        {
+                            stats.upstream_rq_retry_overflow.inc();
+                            return send_response(
+                                ds,
+                                resp,
+                                info,
+                                rt,
+                                worker,
+                                rc,
+                                vhost,
+                                route,
+                                action,
+                                start,
+                                attempt,
+                                ResponseDeadline {
+                                    global: global_deadline(),
+                                    idle: per_try_idle,
+                                },
+                                grpc,
+                                &cluster,
+                                weighted,
+                            )
+                            .await;
+                        }
+                        cluster.stats.rq_codes.inc(status);
+                        discard(resp, worker, &cluster);
+                        last_was_timeout = false;
+                        retry.used += 1;
+                        stats.upstream_rq_retry.inc();
+                        let wait = retry.backoff();
+                        tokio::time::sleep(wait).await;
+                        cluster.resources(action.priority_high).retries.release();
+                        continue;
+                    }
+                    if retry.used > 0 && status < 500 {
+                        stats.upstream_rq_retry_success.inc();
+                    }
+                    if retry.used > 0
+                        && retry.used >= retry.max
+                        && retry.retriable_response(status, &resp.headers)
+                    {
+                        stats.upstream_rq_retry_limit_exceeded.inc();
+                    }
+                    if let Some(policy) = &action.internal_redirect
+                        && policy.redirect_response_codes.contains(&status)
+                    {
+                        let empty = HeaderMap::new();
+                        let redirect = InternalRedirect {
+                            policy,
+                            response: &resp.headers,
+                            status,
+                            headers: info.request_headers.as_ref().unwrap_or(&empty),
+                            path: &path,
+                            authority: &authority,
+                            body: body_buf.as_ref(),
+                        };
+                        match redirect.apply(req, rc, rt) {
+                            Ok(()) => {
+                                info.response_status = Some(resp.status);
+                                info.response_code_details = Some("internal_redirect");
+                                cluster.stats.rq_codes.inc(status);
+                                stats.upstream_internal_redirect_succeeded_total.inc();
+                                discard(resp, worker, &cluster);
+                                return StreamOutcome {
+                                    close: false,
+                                    reset: false,
+                                    redirected: true,
+                                };
+                            }
+                            Err(passthrough) => {
+                                if let Some(reason) = passthrough {
+                                    reason.counter(&rt.stats.hcm).inc();
+                                }
+                                stats.upstream_internal_redirect_failed_total.inc();
+                            }
+                        }
+                    }
+                    return send_response(
+                        ds,
+                        resp,
+                        info,
+                        rt,
+                        worker,
+                        rc,
+                        vhost,
+                        route,
+                        action,
+                        start,
+                        attempt,
+                        ResponseDeadline {
+                            global: global_deadline(),
+                            idle: per_try_idle,
+                        },
+                        grpc,
+                        &cluster,
+                        weighted,
+                    )
+                    .await;
+                }
+                Err(failure) => {
+                    if matches!(failure, AttemptFailure::Downstream) {
+                        info.downstream_disconnected();
+                        return StreamOutcome {
+                            close: true,
+                            reset: true,
+                            redirected: false,
+                        };
+                    }
+                    let retriable = retry.retriable_failure(&failure)
+                        && retry.can_retry()
+                        && body_buf.is_some();
+                    if retriable
+                        && cluster
+                            .resources(action.priority_high)
+                            .retries
+                            .try_acquire()
+                    {
+                        last_was_timeout = matches!(
+                            failure,
+                            AttemptFailure::PerTryTimeout | AttemptFailure::PerTryIdleTimeout
+                        );
+                        retry.used += 1;
+                        stats.upstream_rq_retry.inc();
+                        let wait = retry.backoff();
+                        tokio::time::sleep(wait).await;
+                        cluster.resources(action.priority_high).retries.release();
+                        continue;
+                    }
+                    if retriable {
+                        stats.upstream_rq_retry_overflow.inc();
+                    }
+                    if retry.used > 0 && retry.retriable_failure(&failure) {
+                        info.set_flag(ResponseFlag::UpstreamRetryLimitExceeded);
+                        stats.upstream_rq_retry_limit_exceeded.inc();
+                    }
+                    break failure;
+                }
+            }
+        };
+        let retried = retry.used > 0;
+        let mut reply = match failure {
+            AttemptFailure::NoHealthyUpstream => {
+                info.set_flag(ResponseFlag::NoHealthyUpstream);
+                LocalReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "no healthy upstream",
+                    "no_healthy_upstream",
+                )
+            }
+            AttemptFailure::Overflow => {
+                info.set_flag(ResponseFlag::UpstreamOverflow);
+                LocalReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reset_body(retried, "overflow", ""),
+                    "upstream_reset_before_response_started{overflow}",
+                )
+            }
+            AttemptFailure::Connect { reason, timeout } => {
+                info.set_flag(ResponseFlag::UpstreamConnectionFailure);
+                cluster.stats.rq_codes.inc(503);
+                let what = if timeout {
+                    "connection timeout"
                 } else {
-                    "upstream_reset_before_response_started{remote_connection_failure}"
-                },
-            )
+                    "remote connection failure"
+                };
+                info.upstream_transport_failure_reason = (!reason.is_empty()).then_some(reason);
+                LocalReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reset_body(retried, what, ""),
+                    if timeout {
+                        "upstream_reset_before_response_started{connection_timeout}"
+                    } else {
+                        "upstream_reset_before_response_started{remote_connection_failure}"
+                    },
+                )
+            }
+            AttemptFailure::Reset { reason } => {
+                let (flag, details) = crate::upstream_h2::reset_flag_and_details(reason);
+                info.set_flag(flag);
+                cluster.stats.rq_codes.inc(503);
+                LocalReply::new(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    reset_body(retried, reason, ""),
+                    details,
+                )
+            }
+            AttemptFailure::PerTryTimeout
+            | AttemptFailure::PerTryIdleTimeout
+            | AttemptFailure::GlobalTimeout => {
+                info.set_flag(ResponseFlag::UpstreamRequestTimeout);
+                cluster.stats.rq_codes.inc(504);
+                LocalReply::new(
+                    StatusCode::GATEWAY_TIMEOUT,
+                    "upstream request timeout",
+                    match failure {
+                        AttemptFailure::PerTryTimeout => "upstream_per_try_timeout",
+                        AttemptFailure::PerTryIdleTimeout => "upstream_per_try_idle_timeout",
+                        _ => "response_timeout",
+                    },
+                )
+            }
+            AttemptFailure::Downstream => LocalReply::new(
+                StatusCode::BAD_REQUEST,
+                Bytes::new(),
+                "downstream_remote_disconnect",
+            ),
+        };
+        if vhost.include_attempt_count_in_response {
+            reply.headers.insert(
+                names::X_ENVOY_ATTEMPT_COUNT.clone(),
+                forwarding::decimal_value(u64::from(attempt)),
+            );
         }
-        AttemptFailure::Reset { reason } => {
-            let (flag, details) = crate::upstream_h2::reset_flag_and_details(reason);
-            info.set_flag(flag);
-            cluster.stats.rq_codes.inc(503);
-            LocalReply::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                reset_body(retried, reason, ""),
-                details,
-            )
-        }
-        AttemptFailure::PerTryTimeout
-        | AttemptFailure::PerTryIdleTimeout
-        | AttemptFailure::GlobalTimeout => {
-            info.set_flag(ResponseFlag::UpstreamRequestTimeout);
-            cluster.stats.rq_codes.inc(504);
-            LocalReply::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream request timeout",
-                match failure {
-                    AttemptFailure::PerTryTimeout => "upstream_per_try_timeout",
-                    AttemptFailure::PerTryIdleTimeout => "upstream_per_try_idle_timeout",
-                    _ => "response_timeout",
-                },
-            )
-        }
-        AttemptFailure::Downstream => LocalReply::new(
-            StatusCode::BAD_REQUEST,
-            Bytes::new(),
-            "downstream_remote_disconnect",
-        ),
-    };
-    if vhost.include_attempt_count_in_response {
-        reply.headers.insert(
-            names::X_ENVOY_ATTEMPT_COUNT.clone(),
-            forwarding::decimal_value(u64::from(attempt)),
-        );
+        send_local(ds, reply, info, rt, worker, false, grpc).await
     }
-    send_local(ds, reply, info, rt, worker, false, grpc).await
 }
 
 /// Why an internal redirect was not followed (the router's
@@ -1093,7 +1101,8 @@ fn discard(resp: UpstreamResponse, _worker: &WorkerContext, _cluster: &Cluster) 
 
 /// Runs one attempt: choose a host, connect or reuse, send, read the head.
 #[allow(clippy::too_many_arguments)]
-async fn attempt_once<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn attempt_once<D: Downstream>(
     ds: &mut D,
     req: &Request,
     info: &mut RequestInfo,
@@ -1110,119 +1119,124 @@ async fn attempt_once<D: Downstream>(
     timers: AttemptTimers,
     avoid: &[Arc<Host>],
     host_attempts: u32,
-) -> Result<UpstreamResponse, AttemptFailure> {
-    let stats = &cluster.stats.traffic;
-    let set = cluster.hosts();
-    let lb = worker.lb_state(cluster);
-    let Some(host) = lb.choose(
-        cluster.config.lb_policy,
-        &set,
-        &|h| avoid.iter().any(|a| a.address == h.address),
-        host_attempts,
-    ) else {
-        stats.upstream_cx_none_healthy.inc();
-        return Err(AttemptFailure::NoHealthyUpstream);
-    };
-    drop(set);
-    info.upstream_host = Some(host.clone());
-    let resources = cluster.resources(action.priority_high);
-    if !resources.requests.try_acquire() {
-        stats.upstream_rq_pending_overflow.inc();
-        return Err(AttemptFailure::Overflow);
-    }
-    let _rq_guard = ReleaseOnDrop(&resources.requests);
-    worker.stats.inc(stats.upstream_rq_total);
-    worker.stats.gauge_inc(stats.upstream_rq_active);
-    let _active = GaugeGuard(stats.upstream_rq_active, &worker.stats);
-    rvoy_upstream::host::HostStats::inc(&host.stats.rq_active);
-    let _host_active = HostActive(&host);
+) -> impl std::future::Future<Output = Result<UpstreamResponse, AttemptFailure>> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let stats = &cluster.stats.traffic;
+        let set = cluster.hosts();
+        let lb = worker.lb_state(cluster);
+        let Some(host) = lb.choose(
+            cluster.config.lb_policy,
+            &set,
+            &|h| avoid.iter().any(|a| a.address == h.address),
+            host_attempts,
+        ) else {
+            stats.upstream_cx_none_healthy.inc();
+            return Err(AttemptFailure::NoHealthyUpstream);
+        };
+        drop(set);
+        info.upstream_host = Some(host.clone());
+        let resources = cluster.resources(action.priority_high);
+        if !resources.requests.try_acquire() {
+            stats.upstream_rq_pending_overflow.inc();
+            return Err(AttemptFailure::Overflow);
+        }
+        let _rq_guard = ReleaseOnDrop(&resources.requests);
+        worker.stats.inc(stats.upstream_rq_total);
+        worker.stats.gauge_inc(stats.upstream_rq_active);
+        let _active = GaugeGuard(stats.upstream_rq_active, &worker.stats);
+        rvoy_upstream::host::HostStats::inc(&host.stats.rq_active);
+        let _host_active = HostActive(&host);
 
-    let h2 = match cluster.config.protocol {
-        UpstreamProtocol::Http2 => true,
-        UpstreamProtocol::Http1 => false,
-        UpstreamProtocol::UseDownstream => req.protocol == Protocol::Http2,
-    };
-    let upstream_authority: std::borrow::Cow<'_, str> = match &action.host_rewrite {
-        HostRewrite::Auto if !host.hostname.is_empty() => host.hostname.to_string().into(),
-        _ => authority.into(),
-    };
-    // With a rewritten host the attempt's headers say where the request was
-    // going (`x-envoy-original-host`, `x-forwarded-host`); otherwise they are
-    // sent as they are. The `host` header is always written from the authority.
-    let original_host = req.authority.as_deref().unwrap_or("");
-    let rewritten;
-    let headers = if upstream_authority != original_host && !original_host.is_empty() {
-        let mut h = headers.clone();
-        if let Ok(v) = HeaderValue::from_str(original_host) {
-            if action.append_x_forwarded_host {
-                forwarding::append_comma(&mut h, &names::X_FORWARDED_HOST, &v);
+        let h2 = match cluster.config.protocol {
+            UpstreamProtocol::Http2 => true,
+            UpstreamProtocol::Http1 => false,
+            UpstreamProtocol::UseDownstream => req.protocol == Protocol::Http2,
+        };
+        let upstream_authority: std::borrow::Cow<'_, str> = match &action.host_rewrite {
+            HostRewrite::Auto if !host.hostname.is_empty() => host.hostname.to_string().into(),
+            _ => authority.into(),
+        };
+        // With a rewritten host the attempt's headers say where the request was
+        // going (`x-envoy-original-host`, `x-forwarded-host`); otherwise they are
+        // sent as they are. The `host` header is always written from the authority.
+        let original_host = req.authority.as_deref().unwrap_or("");
+        let rewritten;
+        let headers = if upstream_authority != original_host && !original_host.is_empty() {
+            let mut h = headers.clone();
+            if let Ok(v) = HeaderValue::from_str(original_host) {
+                if action.append_x_forwarded_host {
+                    forwarding::append_comma(&mut h, &names::X_FORWARDED_HOST, &v);
+                }
+                h.insert(names::X_ENVOY_ORIGINAL_HOST.clone(), v);
             }
-            h.insert(names::X_ENVOY_ORIGINAL_HOST.clone(), v);
-        }
-        rewritten = h;
-        &rewritten
-    } else {
-        headers
-    };
-    let stream_timers = ds.timers();
-    // Pinned where it is built and lent to the timers, so the exchange's
-    // state is stored once in this future, not copied into each wrapper.
-    let exchange = std::pin::pin!(async {
-        if h2 {
-            // Boxed: the HTTP/2 exchange's state (~4 KiB) would otherwise
-            // size every request's future, HTTP/1 upstreams' too.
-            Box::pin(crate::upstream_h2::exchange(
-                ds,
-                req,
-                info,
-                rt,
-                worker,
-                cluster,
-                &host,
-                headers,
-                path,
-                &upstream_authority,
-                body,
-                prefix,
-                trailers,
-            ))
-            .await
+            rewritten = h;
+            &rewritten
         } else {
-            exchange_h1(
-                ds,
-                req,
-                info,
-                rt,
-                worker,
-                cluster,
-                &host,
-                headers,
-                path,
-                &upstream_authority,
-                body,
-                prefix,
-                trailers,
-            )
-            .await
+            headers
+        };
+        let stream_timers = ds.timers();
+        // Pinned where it is built and lent to the timers, so the exchange's
+        // state is stored once in this future, not copied into each wrapper.
+        let exchange = std::pin::pin!(async {
+            if h2 {
+                // Boxed: the HTTP/2 exchange's state (~4 KiB) would otherwise
+                // size every request's future, HTTP/1 upstreams' too.
+                Box::pin(crate::upstream_h2::exchange(
+                    ds,
+                    req,
+                    info,
+                    rt,
+                    worker,
+                    cluster,
+                    &host,
+                    headers,
+                    path,
+                    &upstream_authority,
+                    body,
+                    prefix,
+                    trailers,
+                ))
+                .await
+            } else {
+                exchange_h1(
+                    ds,
+                    req,
+                    info,
+                    rt,
+                    worker,
+                    cluster,
+                    &host,
+                    headers,
+                    path,
+                    &upstream_authority,
+                    body,
+                    prefix,
+                    trailers,
+                )
+                .await
+            }
+        });
+        let result = timers.run(exchange, stream_timers, &worker.sleeps).await;
+        match &result {
+            Err(AttemptFailure::PerTryTimeout) => {
+                stats.upstream_rq_per_try_timeout.inc();
+                rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
+            }
+            Err(AttemptFailure::PerTryIdleTimeout) => {
+                stats.upstream_rq_per_try_idle_timeout.inc();
+                rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
+            }
+            Err(AttemptFailure::GlobalTimeout) => {
+                stats.upstream_rq_timeout.inc();
+                rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
+            }
+            _ => {}
         }
-    });
-    let result = timers.run(exchange, stream_timers, &worker.sleeps).await;
-    match &result {
-        Err(AttemptFailure::PerTryTimeout) => {
-            stats.upstream_rq_per_try_timeout.inc();
-            rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
-        }
-        Err(AttemptFailure::PerTryIdleTimeout) => {
-            stats.upstream_rq_per_try_idle_timeout.inc();
-            rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
-        }
-        Err(AttemptFailure::GlobalTimeout) => {
-            stats.upstream_rq_timeout.inc();
-            rvoy_upstream::host::HostStats::inc(&host.stats.rq_timeout);
-        }
-        _ => {}
+        result
     }
-    result
 }
 
 /// The timers of one attempt until the response head: `per_try_timeout`,
@@ -1429,7 +1443,8 @@ pub(crate) fn close_h1(mut conn: H1Conn, _cluster: &Cluster, local: bool) {
 
 /// Sends the request on HTTP/1 and reads the response head.
 #[allow(clippy::too_many_arguments)]
-async fn exchange_h1<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn exchange_h1<D: Downstream>(
     ds: &mut D,
     req: &Request,
     info: &mut RequestInfo,
@@ -1443,203 +1458,212 @@ async fn exchange_h1<D: Downstream>(
     body: Option<Bytes>,
     mut prefix: Option<Bytes>,
     trailers: Option<HeaderMap>,
-) -> Result<UpstreamResponse, AttemptFailure> {
-    // A client that goes away while the connection is made cancels the
-    // request (Envoy cancels its pending pool request).
-    let mut conn = tokio::select! {
-        biased;
-        c = h1_connection(worker, cluster, host, info) => c?,
-        _ = ds.closed() => return Err(AttemptFailure::Downstream),
-    };
-    conn.requests += 1;
-    rvoy_upstream::host::HostStats::inc(&host.stats.rq_total);
-    let streaming_body = body.is_none();
-    let chunked = streaming_body && !headers.contains_key(CONTENT_LENGTH);
-    let framing = if forwarding::is_upgrade(headers) {
-        encode::RequestFraming::NoTransferEncoding
-    } else if let Some(b) = &body {
-        // Envoy adds `content-length: 0` to bodyless requests of methods that may
-        // carry a body (`requestShouldHaveNoBody`: not GET, HEAD, DELETE,
-        // CONNECT, TRACE).
-        let no_body_method = matches!(
-            req.method,
-            Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT | Method::TRACE
-        );
-        if !b.is_empty() || headers.contains_key(CONTENT_LENGTH) || !no_body_method {
-            encode::RequestFraming::Length(b.len() as u64)
+) -> impl std::future::Future<Output = Result<UpstreamResponse, AttemptFailure>> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        // A client that goes away while the connection is made cancels the
+        // request (Envoy cancels its pending pool request).
+        let mut conn = tokio::select! {
+            biased;
+            c = h1_connection(worker, cluster, host, info) => c?,
+            _ = ds.closed() => return Err(AttemptFailure::Downstream),
+        };
+        conn.requests += 1;
+        rvoy_upstream::host::HostStats::inc(&host.stats.rq_total);
+        let streaming_body = body.is_none();
+        let chunked = streaming_body && !headers.contains_key(CONTENT_LENGTH);
+        let framing = if forwarding::is_upgrade(headers) {
+            encode::RequestFraming::NoTransferEncoding
+        } else if let Some(b) = &body {
+            // Envoy adds `content-length: 0` to bodyless requests of methods that may
+            // carry a body (`requestShouldHaveNoBody`: not GET, HEAD, DELETE,
+            // CONNECT, TRACE).
+            let no_body_method = matches!(
+                req.method,
+                Method::GET | Method::HEAD | Method::DELETE | Method::CONNECT | Method::TRACE
+            );
+            if !b.is_empty() || headers.contains_key(CONTENT_LENGTH) || !no_body_method {
+                encode::RequestFraming::Length(b.len() as u64)
+            } else {
+                encode::RequestFraming::AsIs
+            }
+        } else if chunked {
+            encode::RequestFraming::Chunked
         } else {
             encode::RequestFraming::AsIs
+        };
+        let mut head = worker.take_head_buf();
+        encode::request_head(
+            &req.method,
+            path,
+            Some(authority.as_bytes()),
+            headers,
+            cluster.config.http1.proper_case_headers,
+            framing,
+            &mut head,
+        );
+        info.mark(|t| &mut t.first_upstream_tx);
+        let stats = &cluster.stats.traffic;
+        let empty: &[u8] = &[];
+        let body_bytes = body.clone().unwrap_or_default();
+        let mut early_response = false;
+        let first: [&[u8]; 2] = [&head, if streaming_body { empty } else { &body_bytes }];
+        match upstream_h1::write_or_readable(&mut conn.stream, &first).await {
+            Ok(WriteOutcome::Written) => {}
+            Ok(WriteOutcome::ResponseStarted) => early_response = true,
+            Err(e) => {
+                let reused = conn.requests > 1;
+                close_h1(conn, cluster, false);
+                let _ = reused;
+                return Err(AttemptFailure::Reset {
+                    reason: e.reset_reason(),
+                });
+            }
         }
-    } else if chunked {
-        encode::RequestFraming::Chunked
-    } else {
-        encode::RequestFraming::AsIs
-    };
-    let mut head = worker.take_head_buf();
-    encode::request_head(
-        &req.method,
-        path,
-        Some(authority.as_bytes()),
-        headers,
-        cluster.config.http1.proper_case_headers,
-        framing,
-        &mut head,
-    );
-    info.mark(|t| &mut t.first_upstream_tx);
-    let stats = &cluster.stats.traffic;
-    let empty: &[u8] = &[];
-    let body_bytes = body.clone().unwrap_or_default();
-    let mut early_response = false;
-    let first: [&[u8]; 2] = [&head, if streaming_body { empty } else { &body_bytes }];
-    match upstream_h1::write_or_readable(&mut conn.stream, &first).await {
-        Ok(WriteOutcome::Written) => {}
-        Ok(WriteOutcome::ResponseStarted) => early_response = true,
-        Err(e) => {
-            let reused = conn.requests > 1;
-            close_h1(conn, cluster, false);
-            let _ = reused;
-            return Err(AttemptFailure::Reset {
-                reason: e.reset_reason(),
-            });
+        worker.stats.add(
+            stats.upstream_cx_tx_bytes_total,
+            (head.len() + body_bytes.len()) as u64,
+        );
+        worker.put_head_buf(head);
+        if streaming_body && !early_response {
+            // Stream the request body as it arrives.
+            loop {
+                let chunk = match prefix.take() {
+                    Some(p) => Ok(Some(p)),
+                    None => tokio::select! {
+                        biased;
+                        r = ds.read_body() => r,
+                        _ = conn.stream.readable() => { early_response = true; break; }
+                    },
+                };
+                match chunk {
+                    Ok(Some(data)) => {
+                        let mut hdr = Vec::new();
+                        if chunked {
+                            crate::h1::body::chunk_header(data.len(), &mut hdr);
+                        }
+                        let crlf: &[u8] = if chunked { b"\r\n" } else { b"" };
+                        let parts: [&[u8]; 3] = [&hdr, &data, crlf];
+                        match upstream_h1::write_or_readable(&mut conn.stream, &parts).await {
+                            Ok(WriteOutcome::Written) => {}
+                            Ok(WriteOutcome::ResponseStarted) => {
+                                early_response = true;
+                                break;
+                            }
+                            Err(e) => {
+                                close_h1(conn, cluster, false);
+                                return Err(AttemptFailure::Reset {
+                                    reason: e.reset_reason(),
+                                });
+                            }
+                        }
+                        stats.upstream_cx_tx_bytes_total.add(data.len() as u64);
+                    }
+                    Ok(None) => {
+                        if chunked {
+                            let mut tail = Vec::new();
+                            crate::h1::body::last_chunk(ds.take_trailers().as_ref(), &mut tail);
+                            if upstream_h1::write_or_readable(&mut conn.stream, &[&tail])
+                                .await
+                                .is_err()
+                            {
+                                close_h1(conn, cluster, false);
+                                return Err(AttemptFailure::Reset {
+                                    reason: "connection termination",
+                                });
+                            }
+                        }
+                        break;
+                    }
+                    Err(_) => {
+                        close_h1(conn, cluster, true);
+                        return Err(AttemptFailure::Downstream);
+                    }
+                }
+            }
+            info.mark(|t| &mut t.last_downstream_rx);
+        } else if let Some(t) = trailers {
+            let _ = t;
         }
-    }
-    worker.stats.add(
-        stats.upstream_cx_tx_bytes_total,
-        (head.len() + body_bytes.len()) as u64,
-    );
-    worker.put_head_buf(head);
-    if streaming_body && !early_response {
-        // Stream the request body as it arrives.
-        loop {
-            let chunk = match prefix.take() {
-                Some(p) => Ok(Some(p)),
-                None => tokio::select! {
-                    biased;
-                    r = ds.read_body() => r,
-                    _ = conn.stream.readable() => { early_response = true; break; }
-                },
-            };
-            match chunk {
-                Ok(Some(data)) => {
-                    let mut hdr = Vec::new();
-                    if chunked {
-                        crate::h1::body::chunk_header(data.len(), &mut hdr);
-                    }
-                    let crlf: &[u8] = if chunked { b"\r\n" } else { b"" };
-                    let parts: [&[u8]; 3] = [&hdr, &data, crlf];
-                    match upstream_h1::write_or_readable(&mut conn.stream, &parts).await {
-                        Ok(WriteOutcome::Written) => {}
-                        Ok(WriteOutcome::ResponseStarted) => {
-                            early_response = true;
-                            break;
-                        }
-                        Err(e) => {
-                            close_h1(conn, cluster, false);
-                            return Err(AttemptFailure::Reset {
-                                reason: e.reset_reason(),
-                            });
-                        }
-                    }
-                    stats.upstream_cx_tx_bytes_total.add(data.len() as u64);
-                }
-                Ok(None) => {
-                    if chunked {
-                        let mut tail = Vec::new();
-                        crate::h1::body::last_chunk(ds.take_trailers().as_ref(), &mut tail);
-                        if upstream_h1::write_or_readable(&mut conn.stream, &[&tail])
-                            .await
-                            .is_err()
-                        {
-                            close_h1(conn, cluster, false);
-                            return Err(AttemptFailure::Reset {
-                                reason: "connection termination",
-                            });
-                        }
-                    }
-                    break;
-                }
-                Err(_) => {
+        info.mark(|t| &mut t.last_upstream_tx);
+        let limits = HeadLimits {
+            max_head_bytes: 60 * 1024,
+            max_headers: cluster.config.common_http.max_headers_count as usize,
+        };
+        let head = loop {
+            let read = tokio::select! {
+                biased;
+                r = upstream_h1::read_response_head(&mut conn, limits) => r,
+                _ = ds.closed() => {
                     close_h1(conn, cluster, true);
                     return Err(AttemptFailure::Downstream);
                 }
-            }
-        }
-        info.mark(|t| &mut t.last_downstream_rx);
-    } else if let Some(t) = trailers {
-        let _ = t;
-    }
-    info.mark(|t| &mut t.last_upstream_tx);
-    let limits = HeadLimits {
-        max_head_bytes: 60 * 1024,
-        max_headers: cluster.config.common_http.max_headers_count as usize,
-    };
-    let head = loop {
-        let read = tokio::select! {
-            biased;
-            r = upstream_h1::read_response_head(&mut conn, limits) => r,
-            _ = ds.closed() => {
-                close_h1(conn, cluster, true);
-                return Err(AttemptFailure::Downstream);
+            };
+            match read {
+                Ok(h) if h.status.as_u16() == 100 => {
+                    if rt.hcm.proxy_100_continue {
+                        let _ = ds.send_continue().await;
+                    }
+                    continue;
+                }
+                Ok(h)
+                    if h.status.is_informational()
+                        && h.status != StatusCode::SWITCHING_PROTOCOLS =>
+                {
+                    continue;
+                }
+                Ok(h) => break h,
+                Err(e) => {
+                    let reason = e.reset_reason();
+                    if matches!(e, UpstreamError::Protocol | UpstreamError::HeadersTooLarge) {
+                        stats.upstream_cx_protocol_error.inc();
+                    }
+                    close_h1(conn, cluster, false);
+                    return Err(AttemptFailure::Reset { reason });
+                }
             }
         };
-        match read {
-            Ok(h) if h.status.as_u16() == 100 => {
-                if rt.hcm.proxy_100_continue {
-                    let _ = ds.send_continue().await;
-                }
-                continue;
-            }
-            Ok(h) if h.status.is_informational() && h.status != StatusCode::SWITCHING_PROTOCOLS => {
-                continue;
-            }
-            Ok(h) => break h,
-            Err(e) => {
-                let reason = e.reset_reason();
-                if matches!(e, UpstreamError::Protocol | UpstreamError::HeadersTooLarge) {
-                    stats.upstream_cx_protocol_error.inc();
-                }
+        let _ = early_response;
+        info.mark(|t| &mut t.first_upstream_rx);
+        info.upstream_protocol = Some(Protocol::Http11);
+        let framing = match parse::response_framing(&head, &req.method) {
+            Ok(f) => f,
+            Err(_) => {
+                stats.upstream_cx_protocol_error.inc();
                 close_h1(conn, cluster, false);
-                return Err(AttemptFailure::Reset { reason });
+                return Err(AttemptFailure::Reset {
+                    reason: "protocol error",
+                });
             }
+        };
+        if head.close {
+            // The upstream said it closes after this response (`connection:
+            // close`, or HTTP/1.0 without keep-alive): we close it when done.
+            cluster.stats.traffic.upstream_cx_close_notify.inc();
+            conn.close_notified = true;
         }
-    };
-    let _ = early_response;
-    info.mark(|t| &mut t.first_upstream_rx);
-    info.upstream_protocol = Some(Protocol::Http11);
-    let framing = match parse::response_framing(&head, &req.method) {
-        Ok(f) => f,
-        Err(_) => {
-            stats.upstream_cx_protocol_error.inc();
-            close_h1(conn, cluster, false);
-            return Err(AttemptFailure::Reset {
-                reason: "protocol error",
-            });
-        }
-    };
-    if head.close {
-        // The upstream said it closes after this response (`connection:
-        // close`, or HTTP/1.0 without keep-alive): we close it when done.
-        cluster.stats.traffic.upstream_cx_close_notify.inc();
-        conn.close_notified = true;
+        let close = head.close
+            || framing == BodyFraming::UntilClose
+            || head.status == StatusCode::SWITCHING_PROTOCOLS;
+        Ok(UpstreamResponse {
+            status: head.status,
+            reason: head.reason,
+            headers: head.headers,
+            body: UpstreamBody::H1 {
+                conn,
+                decoder: BodyDecoder::new(framing),
+                close,
+            },
+        })
     }
-    let close = head.close
-        || framing == BodyFraming::UntilClose
-        || head.status == StatusCode::SWITCHING_PROTOCOLS;
-    Ok(UpstreamResponse {
-        status: head.status,
-        reason: head.reason,
-        headers: head.headers,
-        body: UpstreamBody::H1 {
-            conn,
-            decoder: BodyDecoder::new(framing),
-            close,
-        },
-    })
 }
 
 /// Sends an upstream response downstream (head, body, trailers).
 #[allow(clippy::too_many_arguments)]
-async fn send_response<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn send_response<D: Downstream>(
     ds: &mut D,
     resp: UpstreamResponse,
     info: &mut RequestInfo,
@@ -1655,109 +1679,102 @@ async fn send_response<D: Downstream>(
     _grpc: bool,
     cluster: &Arc<Cluster>,
     weighted: Option<&rvoy_model::route::ClusterWeight>,
-) -> StreamOutcome {
-    let UpstreamResponse {
-        status,
-        reason,
-        mut headers,
-        body,
-    } = resp;
-    let code = status.as_u16();
-    let stats = &cluster.stats.traffic;
-    let rec = &worker.stats;
-    cluster.stats.rq_codes.inc_with(rec, code);
-    let upstream_ms = crate::clock::elapsed(start).as_millis() as u64;
-    stats.upstream_rq_time.record_with(rec, upstream_ms);
-    if let Some(h) = &info.upstream_host {
-        if code >= 500 {
-            rvoy_upstream::host::HostStats::inc(&h.stats.rq_error);
-        } else {
-            rvoy_upstream::host::HostStats::inc(&h.stats.rq_success);
-        }
-    }
-    let request_upgrade = info
-        .request_headers
-        .as_ref()
-        .is_some_and(forwarding::is_upgrade);
-    let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
-    if !suppress && status != StatusCode::SWITCHING_PROTOCOLS {
-        headers.insert(
-            names::X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
-            forwarding::decimal_value(upstream_ms),
-        );
-    }
-    if vhost.include_attempt_count_in_response {
-        headers.insert(
-            names::X_ENVOY_ATTEMPT_COUNT.clone(),
-            forwarding::decimal_value(u64::from(attempt)),
-        );
-    }
-    if let Some(w) = weighted {
-        apply_mutations(&w.response_headers, &mut headers, info);
-    }
-    finalize_response_headers(&mut headers, route, vhost, rc, info);
-    let seen = forwarding::mutate_response(
-        &mut headers,
-        request_upgrade,
-        info.request_id.as_deref(),
-        &rt.hcm,
-    );
-    if !seen.date {
-        headers.insert(http::header::DATE, worker.date.now());
-    }
-    info.response_status = Some(status);
-    info.response_code_details = Some("via_upstream");
-    if seen.grpc_status
-        && let Some(g) = headers
-            .get(&crate::grpc::GRPC_STATUS)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse().ok())
-    {
-        info.grpc_status = Some(g);
-    }
-    // Envoy writes the standard reason phrase, not the upstream's.
-    let _ = reason;
-    let reason_ref: Option<&[u8]> = None;
-    info.mark(|t| &mut t.first_downstream_tx);
-    match body {
-        UpstreamBody::Empty => {
-            ds.encode_headers(status, &mut headers, true, info);
-            let ok = ds
-                .send_head(status, reason_ref, &mut headers, true)
-                .await
-                .is_ok();
-            info.response_headers = Some(headers);
-            rec.inc(stats.upstream_rq_completed);
-            StreamOutcome {
-                close: !ok,
-                reset: !ok,
-                redirected: false,
+) -> impl std::future::Future<Output = StreamOutcome> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let UpstreamResponse {
+            status,
+            reason,
+            mut headers,
+            body,
+        } = resp;
+        let code = status.as_u16();
+        let stats = &cluster.stats.traffic;
+        let rec = &worker.stats;
+        cluster.stats.rq_codes.inc_with(rec, code);
+        let upstream_ms = crate::clock::elapsed(start).as_millis() as u64;
+        stats.upstream_rq_time.record_with(rec, upstream_ms);
+        if let Some(h) = &info.upstream_host {
+            if code >= 500 {
+                rvoy_upstream::host::HostStats::inc(&h.stats.rq_error);
+            } else {
+                rvoy_upstream::host::HostStats::inc(&h.stats.rq_success);
             }
         }
-        UpstreamBody::H1 {
-            mut conn,
-            mut decoder,
-            close,
-        } => {
-            let end = decoder.is_done() && status != StatusCode::SWITCHING_PROTOCOLS;
-            ds.encode_headers(status, &mut headers, end, info);
-            if ds
-                .send_head(status, reason_ref, &mut headers, end)
-                .await
-                .is_err()
-            {
+        let request_upgrade = info
+            .request_headers
+            .as_ref()
+            .is_some_and(forwarding::is_upgrade);
+        let suppress = router_config(rt).is_some_and(|r| r.suppress_envoy_headers);
+        if !suppress && status != StatusCode::SWITCHING_PROTOCOLS {
+            headers.insert(
+                names::X_ENVOY_UPSTREAM_SERVICE_TIME.clone(),
+                forwarding::decimal_value(upstream_ms),
+            );
+        }
+        if vhost.include_attempt_count_in_response {
+            headers.insert(
+                names::X_ENVOY_ATTEMPT_COUNT.clone(),
+                forwarding::decimal_value(u64::from(attempt)),
+            );
+        }
+        if let Some(w) = weighted {
+            apply_mutations(&w.response_headers, &mut headers, info);
+        }
+        finalize_response_headers(&mut headers, route, vhost, rc, info);
+        let seen = forwarding::mutate_response(
+            &mut headers,
+            request_upgrade,
+            info.request_id.as_deref(),
+            &rt.hcm,
+        );
+        if !seen.date {
+            headers.insert(http::header::DATE, worker.date.now());
+        }
+        info.response_status = Some(status);
+        info.response_code_details = Some("via_upstream");
+        if seen.grpc_status
+            && let Some(g) = headers
+                .get(&crate::grpc::GRPC_STATUS)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse().ok())
+        {
+            info.grpc_status = Some(g);
+        }
+        // Envoy writes the standard reason phrase, not the upstream's.
+        let _ = reason;
+        let reason_ref: Option<&[u8]> = None;
+        info.mark(|t| &mut t.first_downstream_tx);
+        match body {
+            UpstreamBody::Empty => {
+                ds.encode_headers(status, &mut headers, true, info);
+                let ok = ds
+                    .send_head(status, reason_ref, &mut headers, true)
+                    .await
+                    .is_ok();
                 info.response_headers = Some(headers);
-                close_h1(conn, cluster, true);
-                return StreamOutcome {
-                    close: true,
-                    reset: true,
+                rec.inc(stats.upstream_rq_completed);
+                StreamOutcome {
+                    close: !ok,
+                    reset: !ok,
                     redirected: false,
-                };
+                }
             }
-            info.response_headers = Some(headers);
-            if status == StatusCode::SWITCHING_PROTOCOLS {
-                // The connection is now a tunnel: send the 101 now, then relay bytes.
-                if ds.send_data(Bytes::new(), false).await.is_err() {
+            UpstreamBody::H1 {
+                mut conn,
+                mut decoder,
+                close,
+            } => {
+                let end = decoder.is_done() && status != StatusCode::SWITCHING_PROTOCOLS;
+                ds.encode_headers(status, &mut headers, end, info);
+                if ds
+                    .send_head(status, reason_ref, &mut headers, end)
+                    .await
+                    .is_err()
+                {
+                    info.response_headers = Some(headers);
                     close_h1(conn, cluster, true);
                     return StreamOutcome {
                         close: true,
@@ -1765,44 +1782,70 @@ async fn send_response<D: Downstream>(
                         redirected: false,
                     };
                 }
-                return tunnel_h1(ds, conn, cluster, info).await;
-            }
-            let mut trailers: Option<HeaderMap>;
-            if !end {
-                loop {
-                    // What is already buffered needs no waiting and no timers
-                    // (a small response's body came with its head).
-                    let read = match upstream_h1::decode_buffered(&mut conn, &mut decoder) {
-                        Some(r) => Ok(r),
-                        None => tokio::select! {
-                            biased;
-                            r = deadline.read(upstream_h1::read_body(&mut conn, &mut decoder)) => r,
-                            _ = ds.closed() => {
+                info.response_headers = Some(headers);
+                if status == StatusCode::SWITCHING_PROTOCOLS {
+                    // The connection is now a tunnel: send the 101 now, then relay bytes.
+                    if ds.send_data(Bytes::new(), false).await.is_err() {
+                        close_h1(conn, cluster, true);
+                        return StreamOutcome {
+                            close: true,
+                            reset: true,
+                            redirected: false,
+                        };
+                    }
+                    return tunnel_h1(ds, conn, cluster, info).await;
+                }
+                let mut trailers: Option<HeaderMap>;
+                if !end {
+                    loop {
+                        // What is already buffered needs no waiting and no timers
+                        // (a small response's body came with its head).
+                        let read = match upstream_h1::decode_buffered(&mut conn, &mut decoder) {
+                            Some(r) => Ok(r),
+                            None => tokio::select! {
+                                biased;
+                                r = deadline.read(upstream_h1::read_body(&mut conn, &mut decoder)) => r,
+                                _ = ds.closed() => {
+                                    close_h1(conn, cluster, true);
+                                    info.downstream_disconnected();
+                                    return StreamOutcome {
+                                        close: true,
+                                        reset: true, redirected: false };
+                                }
+                            },
+                        };
+                        let read = match read {
+                            Ok(r) => r,
+                            Err(kind) => {
+                                ResponseDeadline::on_timeout(kind, info, cluster);
                                 close_h1(conn, cluster, true);
-                                info.downstream_disconnected();
                                 return StreamOutcome {
                                     close: true,
-                                    reset: true, redirected: false };
+                                    reset: true,
+                                    redirected: false,
+                                };
                             }
-                        },
-                    };
-                    let read = match read {
-                        Ok(r) => r,
-                        Err(kind) => {
-                            ResponseDeadline::on_timeout(kind, info, cluster);
-                            close_h1(conn, cluster, true);
-                            return StreamOutcome {
-                                close: true,
-                                reset: true,
-                                redirected: false,
-                            };
-                        }
-                    };
-                    match read {
-                        Ok(Body::Data(d)) => {
-                            if ds.send_data(d, false).await.is_err() {
-                                close_h1(conn, cluster, true);
-                                info.downstream_disconnected();
+                        };
+                        match read {
+                            Ok(Body::Data(d)) => {
+                                if ds.send_data(d, false).await.is_err() {
+                                    close_h1(conn, cluster, true);
+                                    info.downstream_disconnected();
+                                    return StreamOutcome {
+                                        close: true,
+                                        reset: true,
+                                        redirected: false,
+                                    };
+                                }
+                            }
+                            Ok(Body::End(t)) => {
+                                trailers = t;
+                                break;
+                            }
+                            Err(_) => {
+                                close_h1(conn, cluster, false);
+                                info.set_flag(ResponseFlag::UpstreamConnectionTermination);
+                                stats.upstream_rq_rx_reset.inc();
                                 return StreamOutcome {
                                     close: true,
                                     reset: true,
@@ -1810,60 +1853,46 @@ async fn send_response<D: Downstream>(
                                 };
                             }
                         }
-                        Ok(Body::End(t)) => {
-                            trailers = t;
-                            break;
-                        }
-                        Err(_) => {
-                            close_h1(conn, cluster, false);
-                            info.set_flag(ResponseFlag::UpstreamConnectionTermination);
-                            stats.upstream_rq_rx_reset.inc();
-                            return StreamOutcome {
-                                close: true,
-                                reset: true,
-                                redirected: false,
-                            };
-                        }
                     }
-                }
-                let done = match trailers.take() {
-                    Some(t) if ds.protocol() == Protocol::Http2 || !t.is_empty() => {
-                        info.response_trailers = Some(t.clone());
-                        ds.send_trailers(t).await
-                    }
-                    _ => ds.send_data(Bytes::new(), true).await,
-                };
-                if done.is_err() {
-                    close_h1(conn, cluster, true);
-                    return StreamOutcome {
-                        close: true,
-                        reset: true,
-                        redirected: false,
+                    let done = match trailers.take() {
+                        Some(t) if ds.protocol() == Protocol::Http2 || !t.is_empty() => {
+                            info.response_trailers = Some(t.clone());
+                            ds.send_trailers(t).await
+                        }
+                        _ => ds.send_data(Bytes::new(), true).await,
                     };
+                    if done.is_err() {
+                        close_h1(conn, cluster, true);
+                        return StreamOutcome {
+                            close: true,
+                            reset: true,
+                            redirected: false,
+                        };
+                    }
                 }
+                info.mark(|t| &mut t.last_upstream_rx);
+                info.mark(|t| &mut t.last_downstream_tx);
+                rec.inc(stats.upstream_rq_completed);
+                let max_requests = cluster.config.common_http.max_requests_per_connection;
+                let exhausted = max_requests.is_some_and(|m| conn.requests >= m);
+                if exhausted {
+                    stats.upstream_cx_max_requests.inc();
+                }
+                if close || exhausted || !decoder.is_done() || !conn.read_buf.is_empty() {
+                    let local = exhausted || conn.close_notified;
+                    close_h1(conn, cluster, local);
+                } else {
+                    let key = PoolKey::new(&cluster.config, &conn.host);
+                    worker.h1_pools.put(key, conn);
+                }
+                StreamOutcome::default()
             }
-            info.mark(|t| &mut t.last_upstream_rx);
-            info.mark(|t| &mut t.last_downstream_tx);
-            rec.inc(stats.upstream_rq_completed);
-            let max_requests = cluster.config.common_http.max_requests_per_connection;
-            let exhausted = max_requests.is_some_and(|m| conn.requests >= m);
-            if exhausted {
-                stats.upstream_cx_max_requests.inc();
+            UpstreamBody::H2(h2) => {
+                crate::upstream_h2::relay_response(
+                    ds, h2, status, reason_ref, headers, info, cluster, deadline,
+                )
+                .await
             }
-            if close || exhausted || !decoder.is_done() || !conn.read_buf.is_empty() {
-                let local = exhausted || conn.close_notified;
-                close_h1(conn, cluster, local);
-            } else {
-                let key = PoolKey::new(&cluster.config, &conn.host);
-                worker.h1_pools.put(key, conn);
-            }
-            StreamOutcome::default()
-        }
-        UpstreamBody::H2(h2) => {
-            crate::upstream_h2::relay_response(
-                ds, h2, status, reason_ref, headers, info, cluster, deadline,
-            )
-            .await
         }
     }
 }

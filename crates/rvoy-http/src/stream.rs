@@ -95,104 +95,112 @@ pub struct StreamOutcome {
 }
 
 /// Runs one request to completion.
-pub async fn handle<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+pub fn handle<D: Downstream>(
     ds: &mut D,
     mut req: Request,
     rt: &Arc<HttpListenerRuntime>,
     worker: &Rc<WorkerContext>,
     conn: &ConnInfo,
-) -> StreamOutcome {
-    let stats = &rt.stats.hcm;
-    let rec = &worker.stats;
-    rec.inc(stats.downstream_rq_total);
-    rec.gauge_inc(stats.downstream_rq_active);
-    match req.protocol {
-        Protocol::Http2 => rec.inc(stats.downstream_rq_http2_total),
-        _ => rec.inc(stats.downstream_rq_http1_total),
-    }
-    let mut info = RequestInfo::new(req.protocol, conn.id, conn.remote, conn.local);
-    info.record_timings = rt.formats_stream_info();
-    let stream_id = worker.next_id();
-    rvoy_log::stream_log!(
-        rvoy_log::Component::Http,
-        rvoy_log::Level::Debug,
-        conn.id,
-        stream_id,
-        "request headers complete (end_stream={}):\n':authority', '{}'\n':path', '{}'\n':method', '{}'",
-        !req.has_body,
-        req.authority.as_deref().unwrap_or(""),
-        req.path,
-        req.method
-    );
-    info.method = req.method.clone();
-    info.request_headers_bytes = req.head_bytes;
-    info.scheme = if conn.tls { "https" } else { "http" };
-    let hcm = &rt.hcm;
-    let grpc = local_reply::is_grpc_request(&req.headers);
-    let timers = Rc::new(StreamTimers::new(
-        hcm.stream_idle_timeout,
-        hcm.request_timeout,
-        hcm.common.max_stream_duration,
-        !req.has_body,
-    ));
-    let result = {
-        let mut timed = Timed {
-            inner: &mut *ds,
-            timers: timers.clone(),
+) -> impl std::future::Future<Output = StreamOutcome> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let stats = &rt.stats.hcm;
+        let rec = &worker.stats;
+        rec.inc(stats.downstream_rq_total);
+        rec.gauge_inc(stats.downstream_rq_active);
+        match req.protocol {
+            Protocol::Http2 => rec.inc(stats.downstream_rq_http2_total),
+            _ => rec.inc(stats.downstream_rq_http1_total),
+        }
+        let mut info = RequestInfo::new(req.protocol, conn.id, conn.remote, conn.local);
+        info.record_timings = rt.formats_stream_info();
+        let stream_id = worker.next_id();
+        rvoy_log::stream_log!(
+            rvoy_log::Component::Http,
+            rvoy_log::Level::Debug,
+            conn.id,
+            stream_id,
+            "request headers complete (end_stream={}):\n':authority', '{}'\n':path', '{}'\n':method', '{}'",
+            !req.has_body,
+            req.authority.as_deref().unwrap_or(""),
+            req.path,
+            req.method
+        );
+        info.method = req.method.clone();
+        info.request_headers_bytes = req.head_bytes;
+        info.scheme = if conn.tls { "https" } else { "http" };
+        let hcm = &rt.hcm;
+        let grpc = local_reply::is_grpc_request(&req.headers);
+        let timers = Rc::new(StreamTimers::new(
+            hcm.stream_idle_timeout,
+            hcm.request_timeout,
+            hcm.common.max_stream_duration,
+            !req.has_body,
+        ));
+        let result = {
+            let mut timed = Timed {
+                inner: &mut *ds,
+                timers: timers.clone(),
+            };
+            let stream =
+                std::pin::pin!(run(&mut timed, &mut req, &mut info, rt, worker, conn, grpc));
+            timers.run(stream, &worker.sleeps).await
         };
-        let stream = std::pin::pin!(run(&mut timed, &mut req, &mut info, rt, worker, conn, grpc));
-        timers.run(stream, &worker.sleeps).await
-    };
-    if info.request_headers.is_none() {
-        info.request_headers = Some(std::mem::take(&mut req.headers));
-    }
-    let outcome = match result {
-        Ok(outcome) => {
-            if info.upstream_host.is_some() {
-                ds.answered_later();
+        if info.request_headers.is_none() {
+            info.request_headers = Some(std::mem::take(&mut req.headers));
+        }
+        let outcome = match result {
+            Ok(outcome) => {
+                if info.upstream_host.is_some() {
+                    ds.answered_later();
+                }
+                outcome
             }
-            outcome
+            Err(kind) => {
+                ds.answered_later();
+                on_stream_timeout(ds, kind, &timers, &mut info, rt, worker, grpc).await
+            }
+        };
+        info.end = Some(crate::clock::now());
+        info.bytes_received = ds.bytes_received();
+        info.bytes_sent = ds.bytes_sent();
+        if info.request_headers.is_none() {
+            info.request_headers = Some(std::mem::take(&mut req.headers));
         }
-        Err(kind) => {
-            ds.answered_later();
-            on_stream_timeout(ds, kind, &timers, &mut info, rt, worker, grpc).await
+        rec.gauge_dec(stats.downstream_rq_active);
+        if let Some(code) = info.response_status {
+            rt.stats.response_code(rec, code.as_u16());
+            rec.inc(stats.downstream_rq_completed);
+            rec.inc(rt.stats.listener.downstream_rq_completed);
         }
-    };
-    info.end = Some(crate::clock::now());
-    info.bytes_received = ds.bytes_received();
-    info.bytes_sent = ds.bytes_sent();
-    if info.request_headers.is_none() {
-        info.request_headers = Some(std::mem::take(&mut req.headers));
+        rec.record(stats.downstream_rq_time, info.elapsed().as_millis() as u64);
+        crate::access_log::emit(&rt.access_logs, &mut info);
+        rvoy_log::stream_log!(
+            rvoy_log::Component::Http,
+            rvoy_log::Level::Debug,
+            conn.id,
+            stream_id,
+            "encoding headers via codec (end_stream={}):\n':status', '{}'",
+            outcome.reset,
+            info.response_status.map_or(0, |s| s.as_u16())
+        );
+        // The heads' maps serve the next requests' heads.
+        if let Some(h) = info.request_headers.take() {
+            crate::header_pool::put(h);
+        }
+        if let Some(h) = info.response_headers.take() {
+            crate::header_pool::put(h);
+        }
+        outcome
     }
-    rec.gauge_dec(stats.downstream_rq_active);
-    if let Some(code) = info.response_status {
-        rt.stats.response_code(rec, code.as_u16());
-        rec.inc(stats.downstream_rq_completed);
-        rec.inc(rt.stats.listener.downstream_rq_completed);
-    }
-    rec.record(stats.downstream_rq_time, info.elapsed().as_millis() as u64);
-    crate::access_log::emit(&rt.access_logs, &mut info);
-    rvoy_log::stream_log!(
-        rvoy_log::Component::Http,
-        rvoy_log::Level::Debug,
-        conn.id,
-        stream_id,
-        "encoding headers via codec (end_stream={}):\n':status', '{}'",
-        outcome.reset,
-        info.response_status.map_or(0, |s| s.as_u16())
-    );
-    // The heads' maps serve the next requests' heads.
-    if let Some(h) = info.request_headers.take() {
-        crate::header_pool::put(h);
-    }
-    if let Some(h) = info.response_headers.take() {
-        crate::header_pool::put(h);
-    }
-    outcome
 }
 
 /// `grpc`: the request came from a gRPC client (its local replies are gRPC).
-async fn run<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn run<D: Downstream>(
     ds: &mut D,
     req: &mut Request,
     info: &mut RequestInfo,
@@ -200,187 +208,193 @@ async fn run<D: Downstream>(
     worker: &Rc<WorkerContext>,
     conn: &ConnInfo,
     grpc: bool,
-) -> StreamOutcome {
-    let hcm = &rt.hcm;
+) -> impl std::future::Future<Output = StreamOutcome> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let hcm = &rt.hcm;
 
-    // HTTP/1.0 and Host handling (Envoy's codec and HCM checks).
-    if req.protocol == Protocol::Http10 && !hcm.http1.accept_http_10 {
-        info.set_flag(ResponseFlag::DownstreamProtocolError);
-        ds.use_http11_status_line();
-        let reply = LocalReply::new(
-            StatusCode::UPGRADE_REQUIRED,
-            "Upgrade Required",
-            "low_version",
-        );
-        return send_local(ds, reply, info, rt, worker, true, false).await;
-    }
-    ds.close_request_counts(CloseStage::VersionAccepted);
-    if req.authority.is_none() {
-        if req.protocol == Protocol::Http10
-            && let Some(h) = &hcm.http1.default_host_for_http_10
-        {
-            req.authority = Some(h.as_str().into());
-        }
-        if req.authority.is_none() {
+        // HTTP/1.0 and Host handling (Envoy's codec and HCM checks).
+        if req.protocol == Protocol::Http10 && !hcm.http1.accept_http_10 {
             info.set_flag(ResponseFlag::DownstreamProtocolError);
-            let reply =
-                LocalReply::new(StatusCode::BAD_REQUEST, Bytes::new(), "missing_host_header");
+            ds.use_http11_status_line();
+            let reply = LocalReply::new(
+                StatusCode::UPGRADE_REQUIRED,
+                "Upgrade Required",
+                "low_version",
+            );
             return send_local(ds, reply, info, rt, worker, true, false).await;
         }
-    }
-
-    // Headers with underscores.
-    if hcm.common.headers_with_underscores != UnderscoresAction::Allow {
-        let offending: Vec<http::HeaderName> = req
-            .headers
-            .keys()
-            .filter(|k| k.as_str().contains('_'))
-            .cloned()
-            .collect();
-        if !offending.is_empty() {
-            if hcm.common.headers_with_underscores == UnderscoresAction::RejectRequest {
-                rt.stats
-                    .http1
-                    .requests_rejected_with_underscores_in_headers
-                    .inc();
+        ds.close_request_counts(CloseStage::VersionAccepted);
+        if req.authority.is_none() {
+            if req.protocol == Protocol::Http10
+                && let Some(h) = &hcm.http1.default_host_for_http_10
+            {
+                req.authority = Some(h.as_str().into());
+            }
+            if req.authority.is_none() {
                 info.set_flag(ResponseFlag::DownstreamProtocolError);
-                let reply = LocalReply::new(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request",
-                    "unexpected_underscore",
-                );
+                let reply =
+                    LocalReply::new(StatusCode::BAD_REQUEST, Bytes::new(), "missing_host_header");
                 return send_local(ds, reply, info, rt, worker, true, false).await;
             }
-            for k in offending {
-                req.headers.remove(&k);
-                rt.stats.http1.dropped_headers_with_underscores.inc();
+        }
+
+        // Headers with underscores.
+        if hcm.common.headers_with_underscores != UnderscoresAction::Allow {
+            let offending: Vec<http::HeaderName> = req
+                .headers
+                .keys()
+                .filter(|k| k.as_str().contains('_'))
+                .cloned()
+                .collect();
+            if !offending.is_empty() {
+                if hcm.common.headers_with_underscores == UnderscoresAction::RejectRequest {
+                    rt.stats
+                        .http1
+                        .requests_rejected_with_underscores_in_headers
+                        .inc();
+                    info.set_flag(ResponseFlag::DownstreamProtocolError);
+                    let reply = LocalReply::new(
+                        StatusCode::BAD_REQUEST,
+                        "Bad Request",
+                        "unexpected_underscore",
+                    );
+                    return send_local(ds, reply, info, rt, worker, true, false).await;
+                }
+                for k in offending {
+                    req.headers.remove(&k);
+                    rt.stats.http1.dropped_headers_with_underscores.inc();
+                }
             }
         }
-    }
 
-    // Path: absolute form, then normalization.
-    if !req.path.starts_with('/') {
-        let scheme_len = ["http://", "https://"].iter().find_map(|s| {
-            req.path
-                .get(..s.len())
-                .filter(|p| p.eq_ignore_ascii_case(s))
-                .map(str::len)
-        });
-        if let Some(rest) = scheme_len.map(|n| &req.path[n..]) {
-            let (authority, path) = match rest.find('/') {
-                Some(i) => (&rest[..i], &rest[i..]),
-                None => (rest, "/"),
-            };
-            req.authority = Some(authority.into());
-            req.path = path.into();
-        } else if req.method != Method::CONNECT {
-            // `OPTIONS *` too: Envoy's connection manager only takes paths.
-            info.path = req.path.clone();
-            rt.stats.hcm.downstream_rq_non_relative_path.inc();
-            info.set_flag(ResponseFlag::DownstreamProtocolError);
-            let reply = LocalReply::new(
-                StatusCode::NOT_FOUND,
-                Bytes::new(),
-                "absolute_path_rejected",
-            );
-            return send_local(ds, reply, info, rt, worker, false, grpc).await;
-        }
-    }
-    if path::is_active(hcm.normalize_path, hcm.merge_slashes, hcm.escaped_slashes) {
-        match path::normalize(
-            &req.path,
-            hcm.normalize_path,
-            hcm.merge_slashes,
-            hcm.escaped_slashes,
-        ) {
-            Normalized::Path(p) => req.path = p.into(),
-            Normalized::Reject => {
-                rt.stats.hcm.downstream_rq_failed_path_normalization.inc();
+        // Path: absolute form, then normalization.
+        if !req.path.starts_with('/') {
+            let scheme_len = ["http://", "https://"].iter().find_map(|s| {
+                req.path
+                    .get(..s.len())
+                    .filter(|p| p.eq_ignore_ascii_case(s))
+                    .map(str::len)
+            });
+            if let Some(rest) = scheme_len.map(|n| &req.path[n..]) {
+                let (authority, path) = match rest.find('/') {
+                    Some(i) => (&rest[..i], &rest[i..]),
+                    None => (rest, "/"),
+                };
+                req.authority = Some(authority.into());
+                req.path = path.into();
+            } else if req.method != Method::CONNECT {
+                // `OPTIONS *` too: Envoy's connection manager only takes paths.
+                info.path = req.path.clone();
+                rt.stats.hcm.downstream_rq_non_relative_path.inc();
                 info.set_flag(ResponseFlag::DownstreamProtocolError);
                 let reply = LocalReply::new(
-                    StatusCode::BAD_REQUEST,
-                    "Bad Request",
-                    "path_normalization_failed",
-                );
-                return send_local(ds, reply, info, rt, worker, false, grpc).await;
-            }
-            Normalized::Redirect(p) => {
-                rt.stats
-                    .hcm
-                    .downstream_rq_redirected_with_normalized_path
-                    .inc();
-                let mut reply = LocalReply::new(
-                    StatusCode::TEMPORARY_REDIRECT,
+                    StatusCode::NOT_FOUND,
                     Bytes::new(),
-                    "path_normalization_redirect",
+                    "absolute_path_rejected",
                 );
-                if let Ok(v) = HeaderValue::from_str(&p) {
-                    reply.headers.insert(http::header::LOCATION, v);
-                }
                 return send_local(ds, reply, info, rt, worker, false, grpc).await;
             }
         }
-    }
-    info.path = req.path.clone();
-    info.authority = req.authority.clone();
-    ds.close_request_counts(CloseStage::PathAccepted);
-
-    // Forwarding headers, request id.
-    let peer = Peer {
-        remote: conn.remote,
-        tls: conn.tls,
-        machine_address: rt.machine_address,
-    };
-    let route_config = hcm.route_config.clone();
-    let fwd = forwarding::mutate_request(
-        &mut req.headers,
-        &peer,
-        hcm,
-        &route_config.internal_only_headers,
-        forwarding::new_uuid,
-    );
-    if fwd.remote.is_some() {
-        info.downstream_remote = fwd.remote;
-    }
-    info.request_id = req
-        .headers
-        .get(&forwarding::names::X_REQUEST_ID)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned);
-    if req.expect_continue && !hcm.proxy_100_continue {
-        req.headers.remove(EXPECT);
-        if ds.send_continue().await.is_err() {
-            return StreamOutcome {
-                close: true,
-                reset: true,
-                redirected: false,
-            };
+        if path::is_active(hcm.normalize_path, hcm.merge_slashes, hcm.escaped_slashes) {
+            match path::normalize(
+                &req.path,
+                hcm.normalize_path,
+                hcm.merge_slashes,
+                hcm.escaped_slashes,
+            ) {
+                Normalized::Path(p) => req.path = p.into(),
+                Normalized::Reject => {
+                    rt.stats.hcm.downstream_rq_failed_path_normalization.inc();
+                    info.set_flag(ResponseFlag::DownstreamProtocolError);
+                    let reply = LocalReply::new(
+                        StatusCode::BAD_REQUEST,
+                        "Bad Request",
+                        "path_normalization_failed",
+                    );
+                    return send_local(ds, reply, info, rt, worker, false, grpc).await;
+                }
+                Normalized::Redirect(p) => {
+                    rt.stats
+                        .hcm
+                        .downstream_rq_redirected_with_normalized_path
+                        .inc();
+                    let mut reply = LocalReply::new(
+                        StatusCode::TEMPORARY_REDIRECT,
+                        Bytes::new(),
+                        "path_normalization_redirect",
+                    );
+                    if let Ok(v) = HeaderValue::from_str(&p) {
+                        reply.headers.insert(http::header::LOCATION, v);
+                    }
+                    return send_local(ds, reply, info, rt, worker, false, grpc).await;
+                }
+            }
         }
-    }
-
-    loop {
-        let outcome = route_request(ds, req, info, rt, worker, &route_config, &fwd, grpc).await;
-        if !outcome.redirected {
-            return outcome;
-        }
-        // Envoy logs each pass of an internally redirected request, with
-        // the rewritten request and the upstream's 3xx.
         info.path = req.path.clone();
         info.authority = req.authority.clone();
-        info.method = req.method.clone();
-        info.request_headers = Some(req.headers.clone());
-        info.end = Some(crate::clock::now());
-        info.bytes_received = ds.bytes_received();
-        crate::access_log::emit(&rt.access_logs, info);
-        *info = info.next_pass();
-        info.path = req.path.clone();
-        info.authority = req.authority.clone();
+        ds.close_request_counts(CloseStage::PathAccepted);
+
+        // Forwarding headers, request id.
+        let peer = Peer {
+            remote: conn.remote,
+            tls: conn.tls,
+            machine_address: rt.machine_address,
+        };
+        let route_config = hcm.route_config.clone();
+        let fwd = forwarding::mutate_request(
+            &mut req.headers,
+            &peer,
+            hcm,
+            &route_config.internal_only_headers,
+            forwarding::new_uuid,
+        );
+        if fwd.remote.is_some() {
+            info.downstream_remote = fwd.remote;
+        }
+        info.request_id = req
+            .headers
+            .get(&forwarding::names::X_REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if req.expect_continue && !hcm.proxy_100_continue {
+            req.headers.remove(EXPECT);
+            if ds.send_continue().await.is_err() {
+                return StreamOutcome {
+                    close: true,
+                    reset: true,
+                    redirected: false,
+                };
+            }
+        }
+
+        loop {
+            let outcome = route_request(ds, req, info, rt, worker, &route_config, &fwd, grpc).await;
+            if !outcome.redirected {
+                return outcome;
+            }
+            // Envoy logs each pass of an internally redirected request, with
+            // the rewritten request and the upstream's 3xx.
+            info.path = req.path.clone();
+            info.authority = req.authority.clone();
+            info.method = req.method.clone();
+            info.request_headers = Some(req.headers.clone());
+            info.end = Some(crate::clock::now());
+            info.bytes_received = ds.bytes_received();
+            crate::access_log::emit(&rt.access_logs, info);
+            *info = info.next_pass();
+            info.path = req.path.clone();
+            info.authority = req.authority.clone();
+        }
     }
 }
 
 /// Routes a request and runs its route's action.
 #[allow(clippy::too_many_arguments)]
-async fn route_request<D: Downstream>(
+#[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
+fn route_request<D: Downstream>(
     ds: &mut D,
     req: &mut Request,
     info: &mut RequestInfo,
@@ -389,115 +403,121 @@ async fn route_request<D: Downstream>(
     route_config: &Arc<RouteConfig>,
     fwd: &forwarding::Forwarding,
     grpc: bool,
-) -> StreamOutcome {
-    let route_config = &**route_config;
-    let host = routing_host(req, rt);
-    let vhost = route_config.find_virtual_host(&host);
-    let tls_redirect = vhost.is_some_and(|v| needs_tls_redirect(v, req));
-    let route = match vhost {
-        Some(v) if !tls_redirect => {
-            match_route(v, req, route_config.ignore_path_parameters_in_path_matching)
-        }
-        _ => None,
-    };
-    // The HTTP filters see the request before the router; every response
-    // goes back through them.
-    let ctx = filter::RouteContext {
-        rc: route_config,
-        vhost,
-        route,
-    };
-    let (chain, filter_reply) =
-        filter::FilterChain::decode_headers(&rt.filters, ctx, req, info, ds).await;
-    let ds = &mut filter::Encoder { inner: ds, chain };
-    if let Some(reply) = filter_reply {
-        let close = !ds.body_complete();
-        return send_local(ds, reply, info, rt, worker, close, grpc).await;
-    }
-    worker.stats.inc(rt.stats.hcm.rq_total);
-    let Some(vhost) = vhost else {
-        return no_route(ds, req, info, rt, worker, grpc).await;
-    };
-    if tls_redirect {
-        // Envoy's SSL redirect route: 301 to the same URL over https.
-        rt.stats.hcm.rq_redirect.inc();
-        let mut reply = LocalReply::new(StatusCode::MOVED_PERMANENTLY, Bytes::new(), "redirect");
-        let location = format!(
-            "https://{}{}",
-            req.authority.as_deref().unwrap_or(""),
-            req.path
-        );
-        if let Ok(v) = HeaderValue::from_str(&location) {
-            reply.headers.insert(http::header::LOCATION, v);
-        }
-        return send_local(ds, reply, info, rt, worker, false, grpc).await;
-    }
-    let Some(route) = route else {
-        return no_route(ds, req, info, rt, worker, grpc).await;
-    };
-    info.route_name = Some(route.name.clone());
-
-    match &route.action {
-        RouteAction::DirectResponse(d) => {
-            rt.stats.hcm.rq_direct_response.inc();
-            let mut reply = LocalReply::new(
-                d.status,
-                d.body.clone().unwrap_or_default(),
-                "direct_response",
-            );
-            reply.grpc = false;
-            let code = d.status.as_u16();
-            if (code == 201 || (300..400).contains(&code))
-                && let Ok(v) = HeaderValue::from_str(&new_uri(req, None, None))
-            {
-                reply.headers.insert(http::header::LOCATION, v);
+) -> impl std::future::Future<Output = StreamOutcome> {
+    // An `async move` block, not an `async fn`: the latter keeps a second
+    // copy of its arguments in the future (rust-lang/rust#62958), written
+    // on every request.
+    async move {
+        let route_config = &**route_config;
+        let host = routing_host(req, rt);
+        let vhost = route_config.find_virtual_host(&host);
+        let tls_redirect = vhost.is_some_and(|v| needs_tls_redirect(v, req));
+        let route = match vhost {
+            Some(v) if !tls_redirect => {
+                match_route(v, req, route_config.ignore_path_parameters_in_path_matching)
             }
-            finalize_response_headers(&mut reply.headers, route, vhost, route_config, info);
-            send_local(ds, reply, info, rt, worker, false, false).await
+            _ => None,
+        };
+        // The HTTP filters see the request before the router; every response
+        // goes back through them.
+        let ctx = filter::RouteContext {
+            rc: route_config,
+            vhost,
+            route,
+        };
+        let (chain, filter_reply) =
+            filter::FilterChain::decode_headers(&rt.filters, ctx, req, info, ds).await;
+        let ds = &mut filter::Encoder { inner: ds, chain };
+        if let Some(reply) = filter_reply {
+            let close = !ds.body_complete();
+            return send_local(ds, reply, info, rt, worker, close, grpc).await;
         }
-        RouteAction::Redirect(r) => {
+        worker.stats.inc(rt.stats.hcm.rq_total);
+        let Some(vhost) = vhost else {
+            return no_route(ds, req, info, rt, worker, grpc).await;
+        };
+        if tls_redirect {
+            // Envoy's SSL redirect route: 301 to the same URL over https.
             rt.stats.hcm.rq_redirect.inc();
-            let mut reply = LocalReply::new(r.status, Bytes::new(), "redirect");
-            let prefix = match &route.matcher.path {
-                route::PathMatch::Prefix(p) | route::PathMatch::SeparatedPrefix(p) => {
-                    Some(p.as_str())
-                }
-                _ => None,
-            };
-            if let Ok(v) = HeaderValue::from_str(&new_uri(req, Some(r), prefix)) {
+            let mut reply =
+                LocalReply::new(StatusCode::MOVED_PERMANENTLY, Bytes::new(), "redirect");
+            let location = format!(
+                "https://{}{}",
+                req.authority.as_deref().unwrap_or(""),
+                req.path
+            );
+            if let Ok(v) = HeaderValue::from_str(&location) {
                 reply.headers.insert(http::header::LOCATION, v);
             }
-            finalize_response_headers(&mut reply.headers, route, vhost, route_config, info);
-            send_local(ds, reply, info, rt, worker, false, grpc).await
+            return send_local(ds, reply, info, rt, worker, false, grpc).await;
         }
-        RouteAction::NonForwarding => {
-            let reply = LocalReply::new(StatusCode::NOT_FOUND, Bytes::new(), "route_not_found");
-            send_local(ds, reply, info, rt, worker, false, grpc).await
-        }
-        RouteAction::Forward(action) => {
-            if let Some(timers) = ds.timers() {
-                timers.apply_route(action.idle_timeout, action.max_stream_duration);
-                crate::grpc::apply_route_timeout(
-                    &timers,
-                    action,
-                    &mut req.headers,
-                    rt.hcm.common.max_stream_duration,
+        let Some(route) = route else {
+            return no_route(ds, req, info, rt, worker, grpc).await;
+        };
+        info.route_name = Some(route.name.clone());
+
+        match &route.action {
+            RouteAction::DirectResponse(d) => {
+                rt.stats.hcm.rq_direct_response.inc();
+                let mut reply = LocalReply::new(
+                    d.status,
+                    d.body.clone().unwrap_or_default(),
+                    "direct_response",
                 );
+                reply.grpc = false;
+                let code = d.status.as_u16();
+                if (code == 201 || (300..400).contains(&code))
+                    && let Ok(v) = HeaderValue::from_str(&new_uri(req, None, None))
+                {
+                    reply.headers.insert(http::header::LOCATION, v);
+                }
+                finalize_response_headers(&mut reply.headers, route, vhost, route_config, info);
+                send_local(ds, reply, info, rt, worker, false, false).await
             }
-            router::forward(
-                ds,
-                req,
-                info,
-                rt,
-                worker,
-                route_config,
-                vhost,
-                route,
-                action,
-                fwd,
-                grpc,
-            )
-            .await
+            RouteAction::Redirect(r) => {
+                rt.stats.hcm.rq_redirect.inc();
+                let mut reply = LocalReply::new(r.status, Bytes::new(), "redirect");
+                let prefix = match &route.matcher.path {
+                    route::PathMatch::Prefix(p) | route::PathMatch::SeparatedPrefix(p) => {
+                        Some(p.as_str())
+                    }
+                    _ => None,
+                };
+                if let Ok(v) = HeaderValue::from_str(&new_uri(req, Some(r), prefix)) {
+                    reply.headers.insert(http::header::LOCATION, v);
+                }
+                finalize_response_headers(&mut reply.headers, route, vhost, route_config, info);
+                send_local(ds, reply, info, rt, worker, false, grpc).await
+            }
+            RouteAction::NonForwarding => {
+                let reply = LocalReply::new(StatusCode::NOT_FOUND, Bytes::new(), "route_not_found");
+                send_local(ds, reply, info, rt, worker, false, grpc).await
+            }
+            RouteAction::Forward(action) => {
+                if let Some(timers) = ds.timers() {
+                    timers.apply_route(action.idle_timeout, action.max_stream_duration);
+                    crate::grpc::apply_route_timeout(
+                        &timers,
+                        action,
+                        &mut req.headers,
+                        rt.hcm.common.max_stream_duration,
+                    );
+                }
+                router::forward(
+                    ds,
+                    req,
+                    info,
+                    rt,
+                    worker,
+                    route_config,
+                    vhost,
+                    route,
+                    action,
+                    fwd,
+                    grpc,
+                )
+                .await
+            }
         }
     }
 }
