@@ -679,84 +679,65 @@ pub fn forward<D: Downstream>(
                         && retry.can_retry()
                         && body_buf.is_some()
                     {
-                        if !cluster
+                        if cluster
                             .resources(action.priority_high)
                             .retries
                             .try_acquire()
                         {
-                            stats.upstream_rq_retry_overflow.inc();
-                            return send_response(
-                                ds,
-                                resp,
-                                info,
-                                rt,
-                                worker,
-                                rc,
-                                vhost,
-                                route,
-                                action,
-                                start,
-                                attempt,
-                                ResponseDeadline {
-                                    global: global_deadline(),
-                                    idle: per_try_idle,
-                                },
-                                grpc,
-                                &cluster,
-                                weighted,
-                            )
-                            .await;
+                            cluster.stats.rq_codes.inc(status);
+                            discard(resp, worker, &cluster);
+                            last_was_timeout = false;
+                            retry.used += 1;
+                            stats.upstream_rq_retry.inc();
+                            let wait = retry.backoff();
+                            tokio::time::sleep(wait).await;
+                            cluster.resources(action.priority_high).retries.release();
+                            continue;
                         }
-                        cluster.stats.rq_codes.inc(status);
-                        discard(resp, worker, &cluster);
-                        last_was_timeout = false;
-                        retry.used += 1;
-                        stats.upstream_rq_retry.inc();
-                        let wait = retry.backoff();
-                        tokio::time::sleep(wait).await;
-                        cluster.resources(action.priority_high).retries.release();
-                        continue;
-                    }
-                    if retry.used > 0 && status < 500 {
-                        stats.upstream_rq_retry_success.inc();
-                    }
-                    if retry.used > 0
-                        && retry.used >= retry.max
-                        && retry.retriable_response(status, &resp.headers)
-                    {
-                        stats.upstream_rq_retry_limit_exceeded.inc();
-                    }
-                    if let Some(policy) = &action.internal_redirect
-                        && policy.redirect_response_codes.contains(&status)
-                    {
-                        let empty = HeaderMap::new();
-                        let redirect = InternalRedirect {
-                            policy,
-                            response: &resp.headers,
-                            status,
-                            headers: info.request_headers.as_ref().unwrap_or(&empty),
-                            path: &path,
-                            authority: &authority,
-                            body: body_buf.as_ref(),
-                        };
-                        match redirect.apply(req, rc, rt) {
-                            Ok(()) => {
-                                info.response_status = Some(resp.status);
-                                info.response_code_details = Some("internal_redirect");
-                                cluster.stats.rq_codes.inc(status);
-                                stats.upstream_internal_redirect_succeeded_total.inc();
-                                discard(resp, worker, &cluster);
-                                return StreamOutcome {
-                                    close: false,
-                                    reset: false,
-                                    redirected: true,
-                                };
-                            }
-                            Err(passthrough) => {
-                                if let Some(reason) = passthrough {
-                                    reason.counter(&rt.stats.hcm).inc();
+                        // No retry budget: the response goes as it is.
+                        stats.upstream_rq_retry_overflow.inc();
+                    } else {
+                        if retry.used > 0 && status < 500 {
+                            stats.upstream_rq_retry_success.inc();
+                        }
+                        if retry.used > 0
+                            && retry.used >= retry.max
+                            && retry.retriable_response(status, &resp.headers)
+                        {
+                            stats.upstream_rq_retry_limit_exceeded.inc();
+                        }
+                        if let Some(policy) = &action.internal_redirect
+                            && policy.redirect_response_codes.contains(&status)
+                        {
+                            let empty = HeaderMap::new();
+                            let redirect = InternalRedirect {
+                                policy,
+                                response: &resp.headers,
+                                status,
+                                headers: info.request_headers.as_ref().unwrap_or(&empty),
+                                path: &path,
+                                authority: &authority,
+                                body: body_buf.as_ref(),
+                            };
+                            match redirect.apply(req, rc, rt) {
+                                Ok(()) => {
+                                    info.response_status = Some(resp.status);
+                                    info.response_code_details = Some("internal_redirect");
+                                    cluster.stats.rq_codes.inc(status);
+                                    stats.upstream_internal_redirect_succeeded_total.inc();
+                                    discard(resp, worker, &cluster);
+                                    return StreamOutcome {
+                                        close: false,
+                                        reset: false,
+                                        redirected: true,
+                                    };
                                 }
-                                stats.upstream_internal_redirect_failed_total.inc();
+                                Err(passthrough) => {
+                                    if let Some(reason) = passthrough {
+                                        reason.counter(&rt.stats.hcm).inc();
+                                    }
+                                    stats.upstream_internal_redirect_failed_total.inc();
+                                }
                             }
                         }
                     }
