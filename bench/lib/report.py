@@ -92,6 +92,16 @@ def value_or_status(res, scenario, proxy, text):
     return text
 
 
+def binary_note(meta, name):
+    """` from <path>` for a proxy's binary (which build was measured: plain release, PGO)."""
+    path = meta.get("binaries", {}).get(name)
+    if not path:
+        return ""
+    if os.path.abspath(path).startswith(REPO_DIR + os.sep):
+        path = os.path.relpath(path, REPO_DIR)
+    return f" from `{path}`"
+
+
 def setup_section(res):
     if not res.meta:
         return ""
@@ -106,8 +116,11 @@ def setup_section(res):
         f"{m.get('os')}, kernel {m.get('kernel')}"
         + (", virtual machine" if m.get("hypervisor") == "yes" else "")
         + f"; load average {m.get('load_avg_at_start'):.1f} when the suite started.",
-        f"* rvoy: commit {m.get('rvoy_commit', '?')}, `{v.get('rvoy', '?')}`",
+        f"* rvoy: commit {m.get('rvoy_commit', '?')}, `{v.get('rvoy', '?')}`"
+        + binary_note(m, "rvoy"),
     ]
+    if "rvoy-base" in v:
+        lines.append(f"* rvoy (base): `{v['rvoy-base']}`" + binary_note(m, "rvoy-base"))
     for name in ("envoy", "nginx", "haproxy"):
         if name in v:
             lines.append(f"* {LABEL[name]}: `{v[name]}`")
