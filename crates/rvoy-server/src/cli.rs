@@ -1119,7 +1119,10 @@ fn finish(argv0: String, raw: &Raw) -> Result<Options, CliExit> {
                     .to_owned(),
             ));
         }
-        raw.number(Opt::Concurrency, default_concurrency()).max(1)
+        // The default costs a look at the cgroup's CPU quota: only when it is used.
+        raw.numbers[Raw::idx(Opt::Concurrency)]
+            .unwrap_or_else(default_concurrency)
+            .max(1)
     } else {
         if cpuset_threads {
             warnings.push((
