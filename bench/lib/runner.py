@@ -205,6 +205,7 @@ def _run(settings, proxy_name, sc, shared, rundir, perf_out, res, started):
         startup = procs.wait_served(proxy_proc, sc.proto, port, sc.path, sc.host)
         if sc.proto != "h2c":
             res["startup_ms"] = startup
+            res["startup_poll_ms"] = procs.STARTUP_POLL_S * 1000
         measured = proxy_proc
 
     status, length = procs.probe(sc.proto, port, sc.path, sc.host, timeout=5)
