@@ -881,7 +881,11 @@ impl Raw {
             .unwrap_or_else(|| default.to_owned())
     }
     fn number(&self, id: Opt, default: u32) -> u32 {
-        self.numbers[Self::idx(id)].unwrap_or(default)
+        self.number_or_else(id, || default)
+    }
+    /// [`Raw::number`] with a default that is only computed when needed.
+    fn number_or_else(&self, id: Opt, default: impl FnOnce() -> u32) -> u32 {
+        self.numbers[Self::idx(id)].unwrap_or_else(default)
     }
 }
 
@@ -1120,8 +1124,7 @@ fn finish(argv0: String, raw: &Raw) -> Result<Options, CliExit> {
             ));
         }
         // The default costs a look at the cgroup's CPU quota: only when it is used.
-        raw.numbers[Raw::idx(Opt::Concurrency)]
-            .unwrap_or_else(default_concurrency)
+        raw.number_or_else(Opt::Concurrency, default_concurrency)
             .max(1)
     } else {
         if cpuset_threads {
