@@ -2,7 +2,9 @@
 //! counter increments (through the handle and through the worker's
 //! `Recorder`), gauge adds/subtracts, histogram records, a status-code
 //! counter lookup (`StatusCodeCounters`), and looking an existing counter up by
-//! name (what a cold path costs). Run with `cargo bench -p rvoy-stats --bench stats`.
+//! name (what a cold path costs), and registering clusters' stats in a fresh
+//! store (what each of a large config's clusters costs at start-up), alone
+//! and followed by the first snapshot, which extracts their tags. Run with `cargo bench -p rvoy-stats --bench stats`.
 
 use rvoy_stats::{GaugeImportMode, HistogramUnit, StatusCodeCounters, Store};
 
@@ -130,4 +132,73 @@ fn counter_by_name(bencher: divan::Bencher<'_, '_>) {
     let scope = store.scope("cluster.backend.");
     scope.counter("upstream_cx_total").inc();
     bencher.bench_local(|| scope.counter(divan::black_box("upstream_cx_total")));
+}
+
+/// Stat names of one cluster, as `ClusterManager` registers them (a sample of
+/// the ~107 of Envoy's cluster stats, with the tag-bearing ones).
+const CLUSTER_STATS: &[&str] = &[
+    "upstream_cx_total",
+    "upstream_cx_active",
+    "upstream_cx_connect_fail",
+    "upstream_cx_rx_bytes_total",
+    "upstream_rq_total",
+    "upstream_rq_active",
+    "upstream_rq_pending_total",
+    "upstream_rq_retry",
+    "upstream_rq_timeout",
+    "upstream_rq_200",
+    "upstream_rq_2xx",
+    "external.upstream_rq_503",
+    "membership_change",
+    "membership_healthy",
+    "lb_healthy_panic",
+    "circuit_breakers.default.cx_open",
+    "circuit_breakers.high.rq_pending_open",
+    "default.total_match_count",
+    "update_attempt",
+    "version",
+];
+
+fn warm_store() -> Store {
+    // The store's tag extractors compile their regexes on first use, once
+    // per process in rvoy: warm them outside the measurement.
+    let store = Store::new();
+    let scope = store.scope("cluster.warm.");
+    for name in CLUSTER_STATS {
+        scope.counter(name);
+    }
+    drop(store.snapshot());
+    store
+}
+
+fn register_clusters(store: &Store, scopes: &[String]) {
+    for prefix in scopes {
+        let scope = store.scope(prefix);
+        for name in CLUSTER_STATS {
+            divan::black_box(scope.counter(name));
+        }
+    }
+}
+
+fn cluster_scopes(clusters: usize) -> Vec<String> {
+    (0..clusters).map(|i| format!("cluster.c{i:05}.")).collect()
+}
+
+#[divan::bench(args = [100])]
+fn register_cluster_stats(bencher: divan::Bencher<'_, '_>, clusters: usize) {
+    let scopes = cluster_scopes(clusters);
+    bencher.with_inputs(warm_store).bench_local_values(|store| {
+        register_clusters(&store, &scopes);
+        store
+    });
+}
+
+#[divan::bench(args = [100])]
+fn register_cluster_stats_then_snapshot(bencher: divan::Bencher<'_, '_>, clusters: usize) {
+    let scopes = cluster_scopes(clusters);
+    bencher.with_inputs(warm_store).bench_local_values(|store| {
+        register_clusters(&store, &scopes);
+        divan::black_box(store.snapshot());
+        store
+    });
 }

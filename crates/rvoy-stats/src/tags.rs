@@ -13,8 +13,13 @@
 //! user regexes, in declaration order. All extractors run on the original
 //! name; the removed character ranges are unioned at the end.
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
+
+use smallvec::SmallVec;
+
+use crate::table::NameHashBuilder;
 
 use crate::error::StatsError;
 
@@ -379,7 +384,11 @@ impl Extractor {
     }
 
     /// Returns `(value, remove_start, remove_end)` if this extractor tags `name`.
-    fn extract(&self, name: &str, input_tokens: &[&str]) -> Option<(String, usize, usize)> {
+    fn extract<'a>(
+        &self,
+        name: &'a str,
+        input_tokens: &[&'a str],
+    ) -> Option<(Cow<'a, str>, usize, usize)> {
         if !self.substr.is_empty() && !name.contains(&self.substr) {
             return None;
         }
@@ -390,6 +399,12 @@ impl Extractor {
                 negative,
             } => {
                 let re = re.get_or_init(|| compile_ascii(source).ok()).as_ref()?;
+                // Most names past the substring filter do not match (every
+                // `upstream_rq_*` reaches the response code extractors): a
+                // match test is a fraction of a capture search.
+                if !re.is_match(name.as_bytes()) {
+                    return None;
+                }
                 let caps = re.captures(name.as_bytes())?;
                 let remove = caps.get(1)?;
                 if remove.is_empty() {
@@ -399,8 +414,8 @@ impl Extractor {
                     Some(v) if !v.is_empty() => v,
                     _ => remove,
                 };
-                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                if !negative.is_empty() && value == *negative {
+                let value = slice_lossy(name, value.start(), value.end());
+                if !negative.is_empty() && *value == **negative {
                     return None;
                 }
                 Some((value, remove.start(), remove.end()))
@@ -433,7 +448,10 @@ impl Extractor {
                 } else {
                     (rs, re_)
                 };
-                let value = name.get(vs..ve).unwrap_or("").to_string();
+                let value = match name.get(vs..ve) {
+                    Some(v) => Cow::Borrowed(v),
+                    None => Cow::Borrowed(""),
+                };
                 Some((value, rs, re_))
             }
             Matcher::Tokens {
@@ -458,7 +476,7 @@ impl Extractor {
                 } else {
                     start = start.saturating_sub(1);
                 }
-                Some((value.to_string(), start, end))
+                Some((Cow::Borrowed(value), start, end))
             }
         }
     }
@@ -518,7 +536,7 @@ fn search_tokens(
 /// Produces tag-extracted names and tags (`Stats::TagProducerImpl`).
 pub struct TagProducer {
     without_prefix: Vec<Extractor>,
-    by_prefix: HashMap<String, Vec<Extractor>>,
+    by_prefix: HashMap<String, Vec<Extractor>, NameHashBuilder>,
     fixed: Vec<Tag>,
 }
 
@@ -544,7 +562,7 @@ impl TagProducer {
     pub fn none() -> Self {
         TagProducer {
             without_prefix: Vec::new(),
-            by_prefix: HashMap::new(),
+            by_prefix: HashMap::default(),
             fixed: Vec::new(),
         }
     }
@@ -618,13 +636,49 @@ impl TagProducer {
 
     /// Returns the tag-extracted name and tags of `name`.
     pub fn produce_tags(&self, name: &str) -> (String, Vec<Tag>) {
-        let mut tags = Vec::new();
-        let mut remove: Vec<(usize, usize)> = Vec::new();
-        let tokens: Vec<&str> = name.split('.').collect();
-        let mut run = |e: &Extractor, tags: &mut Vec<Tag>| {
+        let mut extracted = String::new();
+        let mut tags = TagRefs::new();
+        self.produce_tags_into(name, &mut extracted, &mut tags);
+        let tags = tags
+            .into_iter()
+            .map(|t| Tag {
+                name: t.name.to_string(),
+                value: t.value.into_owned(),
+            })
+            .collect();
+        (extracted, tags)
+    }
+
+    /// [`produce_tags`](Self::produce_tags) without an allocation per tag:
+    /// the tag-extracted name replaces `extracted`'s contents, the tags are
+    /// appended to `tags`, borrowing their names from the producer and their
+    /// values from `name` (or the producer, for fixed tags). The store calls
+    /// this once per stat it registers (a large config's start-up registers
+    /// a hundred thousand).
+    pub(crate) fn produce_tags_into<'a>(
+        &'a self,
+        name: &'a str,
+        extracted: &mut String,
+        tags: &mut TagRefs<'a>,
+    ) {
+        let mut remove: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+        // `split('.')` and `find('.')` search through `memchr` per piece,
+        // several times the cost of one pass over a name this short.
+        let mut tokens: SmallVec<[&str; 16]> = SmallVec::new();
+        let mut first_dot = None;
+        let mut start = 0;
+        for (i, &b) in name.as_bytes().iter().enumerate() {
+            if b == b'.' {
+                tokens.push(&name[start..i]);
+                first_dot.get_or_insert(i);
+                start = i + 1;
+            }
+        }
+        tokens.push(&name[start..]);
+        let mut run = |e: &'a Extractor, tags: &mut TagRefs<'a>| {
             if let Some((value, s, end)) = e.extract(name, &tokens) {
-                tags.push(Tag {
-                    name: e.name.clone(),
+                tags.push(TagRef {
+                    name: &e.name,
                     value,
                 });
                 if s < end {
@@ -633,42 +687,83 @@ impl TagProducer {
             }
         };
         for e in &self.without_prefix {
-            run(e, &mut tags);
+            run(e, tags);
         }
-        tags.extend(self.fixed.iter().cloned());
-        if let Some(dot) = name.find('.')
+        tags.extend(self.fixed.iter().map(|t| TagRef {
+            name: &t.name,
+            value: Cow::Borrowed(t.value.as_str()),
+        }));
+        if let Some(dot) = first_dot
             && let Some(list) = self.by_prefix.get(&name[..dot])
         {
             for e in list {
-                run(e, &mut tags);
+                run(e, tags);
             }
         }
-        (remove_ranges(name, remove), tags)
+        remove_ranges(name, &mut remove, extracted);
     }
 }
 
-fn remove_ranges(name: &str, mut ranges: Vec<(usize, usize)>) -> String {
+/// A tag of a stat being registered, borrowed from the producer (its name)
+/// and from the stat name (its value) where it can be.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TagRef<'a> {
+    pub(crate) name: &'a str,
+    pub(crate) value: Cow<'a, str>,
+}
+
+/// The tags of one stat name (rarely more than four).
+pub(crate) type TagRefs<'a> = SmallVec<[TagRef<'a>; 4]>;
+
+/// `name[start..end]`, borrowed unless a user regex's match splits a
+/// multi-byte character (matching runs on bytes).
+fn slice_lossy(name: &str, start: usize, end: usize) -> Cow<'_, str> {
+    match name.get(start..end) {
+        Some(s) => Cow::Borrowed(s),
+        None => {
+            let bytes = name.as_bytes();
+            let (s, e) = (start.min(bytes.len()), end.min(bytes.len()));
+            String::from_utf8_lossy(bytes.get(s..e.max(s)).unwrap_or_default())
+        }
+    }
+}
+
+/// Writes `name` without the byte `ranges` (which may overlap) to `out`.
+fn remove_ranges(name: &str, ranges: &mut [(usize, usize)], out: &mut String) {
+    out.clear();
     if ranges.is_empty() {
-        return name.to_string();
+        out.push_str(name);
+        return;
     }
     ranges.sort_unstable();
-    let mut out = String::with_capacity(name.len());
-    let mut pos = 0;
     let bytes = name.as_bytes();
-    let mut kept: Vec<u8> = Vec::with_capacity(name.len());
-    for (s, e) in ranges {
+    let mut kept: SmallVec<[(usize, usize); 4]> = SmallVec::new();
+    let mut pos = 0;
+    for &(s, e) in ranges.iter() {
         let s = s.min(bytes.len());
         let e = e.min(bytes.len());
         if s > pos {
-            kept.extend_from_slice(&bytes[pos..s]);
+            kept.push((pos, s));
         }
         pos = pos.max(e);
     }
     if pos < bytes.len() {
-        kept.extend_from_slice(&bytes[pos..]);
+        kept.push((pos, bytes.len()));
     }
-    out.push_str(&String::from_utf8_lossy(&kept));
-    out
+    // The ranges come from matches on bytes: a user regex may cut a
+    // multi-byte character, which then reads as U+FFFD (as the pieces of
+    // bytes did before).
+    if kept.iter().all(|&(s, e)| name.get(s..e).is_some()) {
+        for &(s, e) in &kept {
+            out.push_str(&name[s..e]);
+        }
+    } else {
+        let joined: Vec<u8> = kept
+            .iter()
+            .flat_map(|&(s, e)| bytes[s..e].iter().copied())
+            .collect();
+        out.push_str(&String::from_utf8_lossy(&joined));
+    }
 }
 
 #[cfg(test)]
