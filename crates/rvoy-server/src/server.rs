@@ -114,6 +114,12 @@ impl Server {
     pub fn flush_stats(&self) {
         self.refresh_server_gauges();
         self.materialize_stats();
+        if self.sinks.is_empty() {
+            // Nothing reads the snapshot or the counter deltas: a snapshot
+            // of a large config's 100,000 stats cost 36 ms every 5 s.
+            self.store.merge_histograms();
+            return;
+        }
         let flushed = self.store.flush();
         for sink in &self.sinks {
             sink.flush(&flushed);
