@@ -181,7 +181,10 @@ impl<P: TypePlan> TypeTable<P> {
         }
         // Every type reachable from `desc` whose answer is not known yet.
         let mut order: Vec<(usize, Arc<P>)> = Vec::new();
-        let mut slot: HashMap<usize, usize> = HashMap::new();
+        // Looked up for every edge on every round of the fixpoint below:
+        // slot numbers are small integers, SipHash was 13 % of a small
+        // config's start-up.
+        let mut slot: HashMap<usize, usize, BuildHasherDefault<AddrHasher>> = HashMap::default();
         let mut stack = vec![desc.clone()];
         while let Some(d) = stack.pop() {
             let Some(i) = self.slot(&d) else { continue };
