@@ -288,8 +288,6 @@ struct Registry {
     extracted_ids: HashMap<Arc<str>, u32, NameHashBuilder>,
     tag_name_ids: HashMap<Arc<str>, u32, NameHashBuilder>,
     tag_values: HashSet<Arc<str>, NameHashBuilder>,
-    /// Reused buffer for tag-extracted names.
-    extracted_scratch: String,
     tagset_index: IdIndex,
     /// Counters and gauges below this slot have their tags extracted (see
     /// [`Registry::resolve_tags`]).
@@ -317,7 +315,7 @@ impl Registry {
             return;
         }
         let producer = self.tag_producer.clone();
-        let mut extracted = std::mem::take(&mut self.extracted_scratch);
+        let mut extracted = String::new();
         let mut name = String::new();
         for is_hist in [false, true] {
             let (from, to) = if is_hist {
@@ -347,7 +345,6 @@ impl Registry {
         }
         self.tagged_values = values;
         self.tagged_hists = hists;
-        self.extracted_scratch = extracted;
     }
 
     /// The ids of `name`'s tag-extracted name and tag set, interning them.
@@ -589,7 +586,6 @@ impl Store {
                 extracted_ids: HashMap::default(),
                 tag_name_ids: HashMap::default(),
                 tag_values: HashSet::default(),
-                extracted_scratch: String::new(),
                 tagged_values: 0,
                 tagged_hists: 0,
                 tagset_index: IdIndex::default(),

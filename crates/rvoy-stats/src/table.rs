@@ -169,25 +169,16 @@ pub(crate) fn hash_bytes(b: &[u8]) -> u64 {
     h ^ (h >> 33)
 }
 
-/// A [`std::hash::BuildHasher`] for the registry's maps keyed by names
-/// (tag-extracted names, tag names and values): [`hash_bytes`] instead of
-/// std's SipHash, which was a tenth of registering a stat. Names come from
-/// the configuration and the control plane, not from requests, so the
-/// unkeyed hash gives no one a lever.
-#[derive(Clone, Copy, Debug, Default)]
-pub(crate) struct NameHashBuilder;
+/// The hasher of the registry's maps keyed by names (tag-extracted names,
+/// tag names and values) and of the tag producer's prefix map:
+/// [`hash_bytes`] instead of std's SipHash, which was a tenth of extracting
+/// a stat's tags. Names come from the configuration and the control plane,
+/// not from requests, so the unkeyed hash gives no one a lever.
+pub(crate) type NameHashBuilder = std::hash::BuildHasherDefault<NameHasher>;
 
 /// The [`std::hash::Hasher`] of [`NameHashBuilder`].
 #[derive(Debug, Default)]
 pub(crate) struct NameHasher(u64);
-
-impl std::hash::BuildHasher for NameHashBuilder {
-    type Hasher = NameHasher;
-
-    fn build_hasher(&self) -> NameHasher {
-        NameHasher(0)
-    }
-}
 
 impl std::hash::Hasher for NameHasher {
     fn write(&mut self, bytes: &[u8]) {

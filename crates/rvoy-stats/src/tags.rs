@@ -19,9 +19,8 @@ use std::sync::OnceLock;
 
 use smallvec::SmallVec;
 
-use crate::table::NameHashBuilder;
-
 use crate::error::StatsError;
+use crate::table::NameHashBuilder;
 
 /// A `(name, value)` tag.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -448,11 +447,7 @@ impl Extractor {
                 } else {
                     (rs, re_)
                 };
-                let value = match name.get(vs..ve) {
-                    Some(v) => Cow::Borrowed(v),
-                    None => Cow::Borrowed(""),
-                };
-                Some((value, rs, re_))
+                Some((Cow::Borrowed(name.get(vs..ve).unwrap_or("")), rs, re_))
             }
             Matcher::Tokens {
                 tokens,
@@ -653,8 +648,8 @@ impl TagProducer {
     /// the tag-extracted name replaces `extracted`'s contents, the tags are
     /// appended to `tags`, borrowing their names from the producer and their
     /// values from `name` (or the producer, for fixed tags). The store calls
-    /// this once per stat it registers (a large config's start-up registers
-    /// a hundred thousand).
+    /// this once per stat, when its tags are first read (a large config
+    /// registers a hundred thousand stats).
     pub(crate) fn produce_tags_into<'a>(
         &'a self,
         name: &'a str,
@@ -704,7 +699,7 @@ impl TagProducer {
     }
 }
 
-/// A tag of a stat being registered, borrowed from the producer (its name)
+/// A tag of a stat, borrowed from the producer (its name)
 /// and from the stat name (its value) where it can be.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TagRef<'a> {
