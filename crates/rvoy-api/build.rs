@@ -86,16 +86,15 @@ fn main() {
         panic!("compiling the Envoy API snapshot:\n{}", failures.join("\n"));
     }
 
-    // The embedded set keeps only the options rvoy reads (see `options::Kept`):
-    // decoding the pool resolves every option of every descriptor, and the
-    // annotations nothing reads (`udpa.annotations.versioning` on every message,
-    // file and service annotations) were a third of that work.
+    // The embedded set keeps only the built-in options the pool needs; the
+    // custom options rvoy reads go to a side table (see `options::Kept`).
     let kept = options::Kept::of(&fds);
+    let mut custom = options::CustomOptions::default();
     let mut raw_fds: Vec<u8> = Vec::new();
     // Where each file's entry sits in `raw_fds`.
     let mut spans: Vec<(usize, usize)> = Vec::new();
     for entry in &entries {
-        let entry = kept.strip_file(entry);
+        let entry = kept.strip_file(entry, &mut custom);
         let start = raw_fds.len();
         // Field 1 (file), wire type 2 (length-delimited).
         raw_fds.push(0x0a);
@@ -108,6 +107,8 @@ fn main() {
     std::fs::write(out.join("envoy_api.fds"), &raw_fds).expect("write descriptor set");
     std::fs::write(out.join("envoy_api_index.rs"), file_index(&fds, &spans))
         .expect("write descriptor set index");
+    std::fs::write(out.join("envoy_api_options.rs"), custom.into_rust())
+        .expect("write the custom options");
 
     let mut config = prost_build::Config::new();
     config

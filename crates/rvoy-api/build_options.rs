@@ -1,14 +1,18 @@
 //! Which descriptor options the embedded set keeps, and the wire-level
-//! rewrite of a `FileDescriptorProto` that drops the others (part of the
+//! rewrite of a `FileDescriptorProto` that takes the others out (part of the
 //! build script).
 //!
-//! Every built-in option (field numbers below 1000 of `google.protobuf.*Options`:
-//! `deprecated`, `map_entry`, `packed`, ...) is kept, since the descriptor pool
-//! and the proto3 JSON mapping read them. Of the custom options (extensions),
-//! only those rvoy reads are kept: `validate.*` (the PGV checks) and Envoy's
-//! `disallowed_by_default` annotations (the deprecation checks). An options
-//! message left empty is dropped with its field. Add an extension's full name
-//! to `KEPT_EXTENSIONS` before reading it through `options()`.
+//! Decoding a descriptor pool resolves every options message of every
+//! descriptor (a decode and a re-encode of each), which was a quarter of the
+//! pool's decode time. So the embedded set keeps only the built-in options
+//! the pool itself needs on messages, fields, enums and enum values
+//! (`map_entry`, `packed`, `allow_alias`, `deprecated`: field numbers below
+//! 1000 of `google.protobuf.*Options`) and no file, service or method options
+//! at all. The custom options (extensions) rvoy reads, `validate.*` (the PGV
+//! checks) and Envoy's `disallowed_by_default` annotations (the deprecation
+//! checks), move to a side table, [`CustomOptions`], that rvoy decodes for
+//! the descriptors a config uses. Every other custom option is dropped. Add
+//! an extension's full name to `KEPT_EXTENSIONS` before reading it.
 
 use prost::encoding::{decode_varint, encode_varint};
 
@@ -84,12 +88,163 @@ fn push_length_delimited(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// How a field of a descriptor message is rewritten.
-enum Rewrite<'k> {
-    /// A nested descriptor, rewritten by this function.
-    Nested(fn(&Kept, &[u8]) -> Vec<u8>),
-    /// An options message: extensions outside this list are dropped.
-    Options(&'k [u64]),
+/// The custom options taken out of the set, by the descriptor they belong
+/// to: each an encoded `google.protobuf.*Options` message that holds only
+/// kept extensions.
+#[derive(Default)]
+pub struct CustomOptions {
+    /// (message full name, field name, `FieldOptions`).
+    fields: Vec<(String, String, Vec<u8>)>,
+    /// (message full name, `MessageOptions`).
+    messages: Vec<(String, Vec<u8>)>,
+    /// (message full name, oneof name, `OneofOptions`).
+    oneofs: Vec<(String, String, Vec<u8>)>,
+    /// (enum full name, value name, `EnumValueOptions`).
+    enum_values: Vec<(String, String, Vec<u8>)>,
+}
+
+impl CustomOptions {
+    /// Rust source declaring the tables. Everything they hold (names and
+    /// encoded options) is in one byte string, `BLOB`, which the tables
+    /// index by (offset, length): no pointers, so no relocations to apply at
+    /// load, and a lookup touches few pages. Each table is a list of parents
+    /// (messages, enums) sorted by name, with the range of their rows.
+    pub fn into_rust(mut self) -> String {
+        use std::fmt::Write as _;
+        let mut blob: Vec<u8> = Vec::new();
+        let mut put = |bytes: &[u8]| {
+            let offset = u32::try_from(blob.len()).expect("a blob under 4 GiB");
+            blob.extend_from_slice(bytes);
+            let len = u16::try_from(bytes.len()).expect("an entry under 64 KiB");
+            format!("({offset}, {len})")
+        };
+        let mut out = String::new();
+        let tables = [
+            (
+                "FIELDS",
+                "fields, by message",
+                std::mem::take(&mut self.fields),
+            ),
+            (
+                "ONEOFS",
+                "oneofs, by message",
+                std::mem::take(&mut self.oneofs),
+            ),
+            (
+                "ENUM_VALUES",
+                "enum values, by enum",
+                std::mem::take(&mut self.enum_values),
+            ),
+            (
+                "MESSAGES",
+                "messages (each its own single row)",
+                std::mem::take(&mut self.messages)
+                    .into_iter()
+                    .map(|(m, e)| (m, String::new(), e))
+                    .collect(),
+            ),
+        ];
+        for (name, what, mut rows) in tables {
+            rows.sort();
+            // The parents' names first, together, for the binary search.
+            let mut parents: Vec<(String, usize, usize)> = Vec::new();
+            for (i, (parent, _, _)) in rows.iter().enumerate() {
+                match parents.last_mut() {
+                    Some((p, _, count)) if p == parent => *count += 1,
+                    _ => parents.push((parent.clone(), i, 1)),
+                }
+            }
+            let _ = writeln!(out, "/// The custom options of {what}.");
+            let _ = writeln!(out, "pub(crate) static {name}: Table = Table {{");
+            out.push_str("    parents: &[\n");
+            for (parent, first, count) in &parents {
+                let _ = writeln!(
+                    out,
+                    "        ({}, {first}, {count}),",
+                    put(parent.as_bytes())
+                );
+            }
+            out.push_str("    ],\n    rows: &[\n");
+            for (_, element, encoded) in &rows {
+                let _ = writeln!(
+                    out,
+                    "        ({}, {}),",
+                    put(element.as_bytes()),
+                    put(encoded)
+                );
+            }
+            out.push_str("    ],\n};\n");
+        }
+        out.push_str("/// The names and encoded options the tables index.\n");
+        out.push_str("pub(crate) static BLOB: &[u8] = b\"");
+        for byte in &blob {
+            let _ = write!(out, "\\x{byte:02x}");
+        }
+        out.push_str("\";\n");
+        out
+    }
+}
+
+/// How a length-delimited field of a descriptor is rewritten.
+enum Rewrite {
+    Keep,
+    /// Replaced by this payload, or dropped.
+    Replace(Option<Vec<u8>>),
+}
+
+/// Copies `message`, rewriting its length-delimited fields as `how` says.
+fn rewrite(message: &[u8], mut how: impl FnMut(u64, &[u8]) -> Rewrite) -> Vec<u8> {
+    let mut out = Vec::with_capacity(message.len());
+    for field in wire_fields(message) {
+        let action = match field.payload {
+            Some(payload) => how(field.number, payload),
+            None => Rewrite::Keep,
+        };
+        match action {
+            Rewrite::Keep => out.extend_from_slice(field.raw),
+            Rewrite::Replace(Some(payload)) => {
+                push_length_delimited(&mut out, field.number, &payload)
+            }
+            Rewrite::Replace(None) => {}
+        }
+    }
+    out
+}
+
+/// An encoded options message split in two: its built-in options, and the
+/// extensions among `kept` (each `None` when there are none). Other
+/// extensions are dropped.
+fn split_options(options: &[u8], kept: &[u64]) -> (Option<Vec<u8>>, Option<Vec<u8>>) {
+    let (mut builtin, mut custom) = (Vec::new(), Vec::new());
+    for option in wire_fields(options) {
+        if option.number < FIRST_EXTENSION_NUMBER {
+            builtin.extend_from_slice(option.raw);
+        } else if kept.contains(&option.number) {
+            custom.extend_from_slice(option.raw);
+        }
+    }
+    let some = |v: Vec<u8>| (!v.is_empty()).then_some(v);
+    (some(builtin), some(custom))
+}
+
+/// The string field `number` of an encoded descriptor (`name` is 1, a
+/// file's `package` 2), empty when absent.
+fn string_field(descriptor: &[u8], number: u64) -> String {
+    wire_fields(descriptor)
+        .into_iter()
+        .find(|f| f.number == number)
+        .and_then(|f| f.payload)
+        .map(|p| String::from_utf8(p.to_vec()).expect("a UTF-8 name"))
+        .unwrap_or_default()
+}
+
+/// `name` inside `scope` (a package or a message's full name).
+fn join(scope: &str, name: &str) -> String {
+    if scope.is_empty() {
+        name.to_owned()
+    } else {
+        format!("{scope}.{name}")
+    }
 }
 
 impl Kept {
@@ -127,98 +282,116 @@ impl Kept {
         kept
     }
 
-    /// `FileDescriptorProto`, encoded.
-    pub fn strip_file(&self, file: &[u8]) -> Vec<u8> {
-        self.rewrite(file, |number| match number {
-            4 => Some(Rewrite::Nested(Kept::strip_message)),
-            5 => Some(Rewrite::Nested(Kept::strip_enum)),
-            6 => Some(Rewrite::Nested(Kept::strip_service)),
-            7 => Some(Rewrite::Nested(Kept::strip_field)),
-            8 => Some(Rewrite::Options(&[])),
-            _ => None,
+    /// `FileDescriptorProto`, encoded: rewritten as the module doc says, the
+    /// kept custom options going to `custom`.
+    pub fn strip_file(&self, file: &[u8], custom: &mut CustomOptions) -> Vec<u8> {
+        let package = string_field(file, 2);
+        rewrite(file, |number, payload| match number {
+            4 => Rewrite::Replace(Some(self.strip_message(payload, &package, custom))),
+            5 => Rewrite::Replace(Some(self.strip_enum(payload, &package, custom))),
+            6 => Rewrite::Replace(Some(strip_service(payload))),
+            7 => Rewrite::Replace(Some(strip_extension(payload))),
+            // `FileOptions`.
+            8 => Rewrite::Replace(None),
+            _ => Rewrite::Keep,
         })
     }
 
-    /// `DescriptorProto`.
-    fn strip_message(&self, message: &[u8]) -> Vec<u8> {
-        self.rewrite(message, |number| match number {
-            2 | 6 => Some(Rewrite::Nested(Kept::strip_field)),
-            3 => Some(Rewrite::Nested(Kept::strip_message)),
-            4 => Some(Rewrite::Nested(Kept::strip_enum)),
-            7 => Some(Rewrite::Options(&self.message)),
-            8 => Some(Rewrite::Nested(Kept::strip_oneof)),
-            _ => None,
-        })
-    }
-
-    /// `FieldDescriptorProto` (fields and extensions).
-    fn strip_field(&self, field: &[u8]) -> Vec<u8> {
-        self.rewrite(field, |number| {
-            (number == 8).then_some(Rewrite::Options(&self.field))
-        })
-    }
-
-    /// `OneofDescriptorProto`.
-    fn strip_oneof(&self, oneof: &[u8]) -> Vec<u8> {
-        self.rewrite(oneof, |number| {
-            (number == 2).then_some(Rewrite::Options(&self.oneof))
-        })
-    }
-
-    /// `EnumDescriptorProto`.
-    fn strip_enum(&self, enumeration: &[u8]) -> Vec<u8> {
-        self.rewrite(enumeration, |number| match number {
-            2 => Some(Rewrite::Nested(Kept::strip_enum_value)),
-            3 => Some(Rewrite::Options(&[])),
-            _ => None,
-        })
-    }
-
-    /// `EnumValueDescriptorProto`.
-    fn strip_enum_value(&self, value: &[u8]) -> Vec<u8> {
-        self.rewrite(value, |number| {
-            (number == 3).then_some(Rewrite::Options(&self.enum_value))
-        })
-    }
-
-    /// `ServiceDescriptorProto` and its `MethodDescriptorProto`s.
-    fn strip_service(&self, service: &[u8]) -> Vec<u8> {
-        fn strip_method(kept: &Kept, method: &[u8]) -> Vec<u8> {
-            kept.rewrite(method, |number| {
-                (number == 4).then_some(Rewrite::Options(&[]))
-            })
-        }
-        self.rewrite(service, |number| match number {
-            2 => Some(Rewrite::Nested(strip_method)),
-            3 => Some(Rewrite::Options(&[])),
-            _ => None,
-        })
-    }
-
-    /// Copies `message`, rewriting the length-delimited fields `how` names.
-    fn rewrite<'k>(&'k self, message: &[u8], how: impl Fn(u64) -> Option<Rewrite<'k>>) -> Vec<u8> {
-        let mut out = Vec::with_capacity(message.len());
-        for field in wire_fields(message) {
-            match (field.payload, how(field.number)) {
-                (Some(payload), Some(Rewrite::Nested(strip))) => {
-                    push_length_delimited(&mut out, field.number, &strip(self, payload));
+    /// `DescriptorProto` declared in `scope`.
+    fn strip_message(&self, message: &[u8], scope: &str, custom: &mut CustomOptions) -> Vec<u8> {
+        let name = join(scope, &string_field(message, 1));
+        rewrite(message, |number, payload| match number {
+            2 => Rewrite::Replace(Some(self.strip_field(payload, &name, custom))),
+            3 => Rewrite::Replace(Some(self.strip_message(payload, &name, custom))),
+            4 => Rewrite::Replace(Some(self.strip_enum(payload, &name, custom))),
+            6 => Rewrite::Replace(Some(strip_extension(payload))),
+            7 => {
+                let (builtin, kept) = split_options(payload, &self.message);
+                if let Some(kept) = kept {
+                    custom.messages.push((name.clone(), kept));
                 }
-                (Some(payload), Some(Rewrite::Options(extensions))) => {
-                    let mut options = Vec::with_capacity(payload.len());
-                    for option in wire_fields(payload) {
-                        if option.number < FIRST_EXTENSION_NUMBER
-                            || extensions.contains(&option.number)
-                        {
-                            options.extend_from_slice(option.raw);
-                        }
-                    }
-                    if !options.is_empty() {
-                        push_length_delimited(&mut out, field.number, &options);
-                    }
-                }
-                _ => out.extend_from_slice(field.raw),
+                Rewrite::Replace(builtin)
             }
-        }
-        out
+            8 => Rewrite::Replace(Some(self.strip_oneof(payload, &name, custom))),
+            _ => Rewrite::Keep,
+        })
     }
+
+    /// `FieldDescriptorProto` of a field of `message`.
+    fn strip_field(&self, field: &[u8], message: &str, custom: &mut CustomOptions) -> Vec<u8> {
+        strip_element(field, 8, &self.field, message, &mut custom.fields)
+    }
+
+    /// `OneofDescriptorProto` of `message`.
+    fn strip_oneof(&self, oneof: &[u8], message: &str, custom: &mut CustomOptions) -> Vec<u8> {
+        strip_element(oneof, 2, &self.oneof, message, &mut custom.oneofs)
+    }
+
+    /// `EnumDescriptorProto` declared in `scope`.
+    fn strip_enum(&self, enumeration: &[u8], scope: &str, custom: &mut CustomOptions) -> Vec<u8> {
+        let name = join(scope, &string_field(enumeration, 1));
+        rewrite(enumeration, |number, payload| match number {
+            2 => Rewrite::Replace(Some(self.strip_enum_value(payload, &name, custom))),
+            3 => Rewrite::Replace(split_options(payload, &[]).0),
+            _ => Rewrite::Keep,
+        })
+    }
+
+    /// `EnumValueDescriptorProto` of `enumeration`.
+    fn strip_enum_value(
+        &self,
+        value: &[u8],
+        enumeration: &str,
+        custom: &mut CustomOptions,
+    ) -> Vec<u8> {
+        strip_element(
+            value,
+            3,
+            &self.enum_value,
+            enumeration,
+            &mut custom.enum_values,
+        )
+    }
+}
+
+/// A descriptor of an element of `parent` (a field, a oneof, an enum value)
+/// whose options are its field `options`: the built-in ones stay, those of
+/// the extensions `kept` go to `rows` under (`parent`, the element's name).
+fn strip_element(
+    element: &[u8],
+    options: u64,
+    kept: &[u64],
+    parent: &str,
+    rows: &mut Vec<(String, String, Vec<u8>)>,
+) -> Vec<u8> {
+    rewrite(element, |number, payload| {
+        if number != options {
+            return Rewrite::Keep;
+        }
+        let (builtin, custom) = split_options(payload, kept);
+        if let Some(custom) = custom {
+            rows.push((parent.to_owned(), string_field(element, 1), custom));
+        }
+        Rewrite::Replace(builtin)
+    })
+}
+
+/// `FieldDescriptorProto` of an extension: its custom options are dropped.
+fn strip_extension(field: &[u8]) -> Vec<u8> {
+    rewrite(field, |number, payload| match number {
+        8 => Rewrite::Replace(split_options(payload, &[]).0),
+        _ => Rewrite::Keep,
+    })
+}
+
+/// `ServiceDescriptorProto`: its options and its methods' are dropped.
+fn strip_service(service: &[u8]) -> Vec<u8> {
+    rewrite(service, |number, payload| match number {
+        2 => Rewrite::Replace(Some(rewrite(payload, |number, _| match number {
+            4 => Rewrite::Replace(None),
+            _ => Rewrite::Keep,
+        }))),
+        3 => Rewrite::Replace(None),
+        _ => Rewrite::Keep,
+    })
 }

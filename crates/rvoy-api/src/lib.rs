@@ -11,7 +11,10 @@
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use prost_reflect::DescriptorPool;
+use prost_reflect::{
+    DescriptorPool, DynamicMessage, EnumValueDescriptor, FieldDescriptor, MessageDescriptor,
+    OneofDescriptor,
+};
 
 include!(concat!(env!("OUT_DIR"), "/envoy_api.rs"));
 
@@ -22,6 +25,183 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 /// which file declares each type (generated with the set).
 mod file_index {
     include!(concat!(env!("OUT_DIR"), "/envoy_api_index.rs"));
+}
+
+/// The custom options rvoy reads (`validate.*`, Envoy's
+/// `disallowed_by_default` annotations), which the build takes out of
+/// [`FILE_DESCRIPTOR_SET`]'s descriptors: decoding a pool resolves every
+/// options message it holds, and these were most of that work. Generated
+/// with the set.
+mod custom_options {
+    /// The custom options of the elements of some kind of descriptor.
+    pub(crate) struct Table {
+        /// Each parent (message, enum): its name in [`BLOB`], its first row
+        /// and its number of rows; sorted by name.
+        pub(crate) parents: &'static [((u32, u16), u16, u16)],
+        /// Each element's name and encoded options in [`BLOB`], grouped by
+        /// parent, each group sorted by name.
+        pub(crate) rows: &'static [((u32, u16), (u32, u16))],
+    }
+
+    include!(concat!(env!("OUT_DIR"), "/envoy_api_options.rs"));
+
+    /// The bytes at `(offset, len)` in [`BLOB`].
+    pub(crate) fn blob((offset, len): (u32, u16)) -> &'static [u8] {
+        BLOB.get(offset as usize..)
+            .and_then(|b| b.get(..usize::from(len)))
+            .unwrap_or_default()
+    }
+}
+
+/// Rows of a side table: (element name, encoded options).
+type Rows = &'static [((u32, u16), (u32, u16))];
+
+/// The rows of `table` whose parent is `parent`.
+fn rows_of(table: &custom_options::Table, parent: &str) -> Rows {
+    table
+        .parents
+        .binary_search_by(|(name, _, _)| custom_options::blob(*name).cmp(parent.as_bytes()))
+        .ok()
+        .and_then(|i| {
+            let (_, first, count) = table.parents[i];
+            table
+                .rows
+                .get(usize::from(first)..usize::from(first) + usize::from(count))
+        })
+        .unwrap_or_default()
+}
+
+/// The encoded options of `name` among `rows`.
+fn row(rows: Rows, name: &str) -> Option<&'static [u8]> {
+    rows.iter()
+        .find(|(n, _)| custom_options::blob(*n) == name.as_bytes())
+        .map(|(_, encoded)| custom_options::blob(*encoded))
+}
+
+/// `encoded` (a side-table entry) as a message of the options type
+/// `options_type` of `pool`; else, for a descriptor that carries its custom
+/// options itself (a pool compiled from protos, as tests do), `own` when
+/// `has_own` says it has options.
+fn custom_options_message(
+    pool: &DescriptorPool,
+    options_type: &str,
+    encoded: Option<&[u8]>,
+    has_own: bool,
+    own: impl FnOnce() -> DynamicMessage,
+) -> Option<DynamicMessage> {
+    match encoded {
+        Some(encoded) => {
+            let desc = pool.get_message_by_name(options_type)?;
+            DynamicMessage::decode(desc, encoded).ok()
+        }
+        None => has_own.then(own),
+    }
+}
+
+/// The custom options of a message and of its fields and oneofs, found once
+/// for the message. Each is `None` where there are none, or read as a
+/// `google.protobuf.*Options` message (with the extension descriptors of the
+/// message's pool). The built-in options (`deprecated`) stay in the
+/// descriptors: `field.field_descriptor_proto().options`.
+pub struct CustomOptions<'m> {
+    message: &'m MessageDescriptor,
+    fields: Rows,
+    oneofs: Rows,
+}
+
+impl<'m> CustomOptions<'m> {
+    /// Those of `message`.
+    pub fn of(message: &'m MessageDescriptor) -> Self {
+        let name = message.full_name();
+        CustomOptions {
+            message,
+            fields: rows_of(&custom_options::FIELDS, name),
+            oneofs: rows_of(&custom_options::ONEOFS, name),
+        }
+    }
+
+    /// The message's own.
+    pub fn message(&self) -> Option<DynamicMessage> {
+        let message = self.message;
+        let encoded = row(rows_of(&custom_options::MESSAGES, message.full_name()), "");
+        custom_options_message(
+            message.parent_pool(),
+            "google.protobuf.MessageOptions",
+            encoded,
+            message.descriptor_proto().options.is_some(),
+            || message.options(),
+        )
+    }
+
+    /// Those of the field named `name`, encoded as the side table has them
+    /// (for [`decode_extension`]); `None` for a field not in the table,
+    /// including one of a pool that carries its options itself.
+    pub fn encoded_field(&self, name: &str) -> Option<&'static [u8]> {
+        row(self.fields, name)
+    }
+
+    /// Those of `field`, one of the message's fields.
+    pub fn field(&self, field: &FieldDescriptor) -> Option<DynamicMessage> {
+        custom_options_message(
+            self.message.parent_pool(),
+            "google.protobuf.FieldOptions",
+            row(self.fields, field.name()),
+            field.field_descriptor_proto().options.is_some(),
+            || field.options(),
+        )
+    }
+
+    /// Those of `oneof`, one of the message's oneofs.
+    pub fn oneof(&self, oneof: &OneofDescriptor) -> Option<DynamicMessage> {
+        custom_options_message(
+            self.message.parent_pool(),
+            "google.protobuf.OneofOptions",
+            row(self.oneofs, oneof.name()),
+            oneof.oneof_descriptor_proto().options.is_some(),
+            || oneof.options(),
+        )
+    }
+}
+
+/// The custom options of `field` (see [`CustomOptions`]).
+pub fn field_options(field: &FieldDescriptor) -> Option<DynamicMessage> {
+    CustomOptions::of(&field.parent_message()).field(field)
+}
+
+/// The message-typed extension `number` of the encoded options `encoded`
+/// (every occurrence merged, as a decoder does), or `None` when absent or
+/// malformed.
+pub fn decode_extension<M: prost::Message + Default>(mut encoded: &[u8], number: u32) -> Option<M> {
+    use prost::encoding::{DecodeContext, WireType, decode_key, decode_varint, skip_field};
+    let mut found: Option<M> = None;
+    while !encoded.is_empty() {
+        let (tag, wire_type) = decode_key(&mut encoded).ok()?;
+        if tag == number && wire_type == WireType::LengthDelimited {
+            let len = usize::try_from(decode_varint(&mut encoded).ok()?).ok()?;
+            let payload = encoded.get(..len)?;
+            found.get_or_insert_with(M::default).merge(payload).ok()?;
+            encoded = &encoded[len..];
+        } else {
+            skip_field(wire_type, tag, &mut encoded, DecodeContext::default()).ok()?;
+        }
+    }
+    found
+}
+
+/// The custom options of `value` (a `google.protobuf.EnumValueOptions`), as
+/// [`field_options`].
+pub fn enum_value_options(value: &EnumValueDescriptor) -> Option<DynamicMessage> {
+    let enumeration = value.parent_enum();
+    custom_options_message(
+        enumeration.parent_pool(),
+        "google.protobuf.EnumValueOptions",
+        row(
+            rows_of(&custom_options::ENUM_VALUES, enumeration.full_name()),
+            value.name(),
+        ),
+        value.enum_value_descriptor_proto().options.is_some(),
+        || value.options(),
+    )
 }
 
 /// The decoded pool while something uses it.
@@ -266,7 +446,7 @@ mod tests {
     }
 
     #[test]
-    fn the_embedded_set_keeps_the_options_rvoy_reads_and_no_others() {
+    fn the_embedded_set_keeps_builtin_options_and_a_side_table_the_custom_ones_rvoy_reads() {
         let pool = &descriptor_pool();
         let ext = |name| pool.get_extension_by_name(name).expect(name);
         let message = |name| pool.get_message_by_name(name).expect(name);
@@ -275,11 +455,22 @@ mod tests {
         let cluster = message("envoy.config.cluster.v3.Cluster");
         // `udpa.annotations.versioning` was the only option of most messages.
         assert!(cluster.descriptor_proto().options.is_none());
+        assert!(CustomOptions::of(&cluster).message().is_none());
+        // No custom option is left in a descriptor; rvoy's are in the table.
+        let connect_timeout = field(&cluster, "connect_timeout");
+        assert!(connect_timeout.field_descriptor_proto().options.is_none());
         assert!(
-            field(&cluster, "connect_timeout")
-                .options()
-                .has_extension(&ext("validate.rules"))
+            field_options(&connect_timeout)
+                .is_some_and(|o| o.has_extension(&ext("validate.rules")))
         );
+        assert!(field_options(&field(&cluster, "alt_stat_name")).is_none());
+        let encoded = CustomOptions::of(&cluster)
+            .encoded_field("connect_timeout")
+            .expect("in the table");
+        let rules: validate::FieldRules =
+            decode_extension(encoded, ext("validate.rules").number()).expect("decoded");
+        assert!(rules.r#type.is_some());
+        assert!(decode_extension::<validate::FieldRules>(encoded, 1).is_none());
         let deprecated = field(&cluster, "max_requests_per_connection");
         assert!(
             deprecated
@@ -288,20 +479,57 @@ mod tests {
                 .as_ref()
                 .is_some_and(|o| o.deprecated())
         );
-        assert!(
-            !deprecated
-                .options()
-                .has_extension(&ext("envoy.annotations.deprecated_at_minor_version"))
-        );
+        assert!(field_options(&deprecated).is_none_or(|o| {
+            !o.has_extension(&ext("envoy.annotations.deprecated_at_minor_version"))
+        }));
         let library = field(&message("envoy.config.trace.v3.DynamicOtConfig"), "library");
         assert!(
-            library
-                .options()
-                .has_extension(&ext("envoy.annotations.disallowed_by_default"))
+            field_options(&library).is_some_and(|o| {
+                o.has_extension(&ext("envoy.annotations.disallowed_by_default"))
+            })
         );
-        // Built-in options stay, such as `map_entry`.
+        let address = message("envoy.config.core.v3.Address");
+        let required = address
+            .oneofs()
+            .find(|o| o.name() == "address")
+            .expect("Address.address");
+        assert!(
+            CustomOptions::of(&address)
+                .oneof(&required)
+                .is_some_and(|o| o.has_extension(&ext("validate.required")))
+        );
+        // Built-in options stay, such as `map_entry`; file options go.
         let metadata = message("envoy.config.core.v3.Metadata");
         assert!(field(&metadata, "filter_metadata").is_map());
+        assert!(
+            metadata
+                .parent_file()
+                .file_descriptor_proto()
+                .options
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn the_side_tables_are_sorted_for_binary_search() {
+        use custom_options::{ENUM_VALUES, FIELDS, MESSAGES, ONEOFS, blob};
+        assert!(FIELDS.rows.len() > 1000 && ONEOFS.rows.len() > 100);
+        for table in [&FIELDS, &ONEOFS, &ENUM_VALUES, &MESSAGES] {
+            assert!(
+                table
+                    .parents
+                    .windows(2)
+                    .all(|w| blob(w[0].0) < blob(w[1].0))
+            );
+            let mut next = 0;
+            for &(_, first, count) in table.parents {
+                assert_eq!(usize::from(first), next);
+                next += usize::from(count);
+                let rows = &table.rows[usize::from(first)..next];
+                assert!(rows.windows(2).all(|w| blob(w[0].0) < blob(w[1].0)));
+            }
+            assert_eq!(next, table.rows.len());
+        }
     }
 
     #[test]

@@ -111,10 +111,14 @@ struct DepField {
     child_walks: OnceLock<bool>,
 }
 
-fn bool_ext(options: &DynamicMessage, ext: Option<&ExtensionDescriptor>) -> bool {
-    ext.is_some_and(|ext| {
-        options.has_extension(ext) && options.get_extension(ext).as_bool() == Some(true)
-    })
+/// Whether the custom `options` (if any) set the bool extension `ext`.
+fn bool_ext(options: Option<DynamicMessage>, ext: Option<&ExtensionDescriptor>) -> bool {
+    match (options, ext) {
+        (Some(options), Some(ext)) => {
+            options.has_extension(ext) && options.get_extension(ext).as_bool() == Some(true)
+        }
+        _ => false,
+    }
 }
 
 impl TypePlan for DepPlan {
@@ -147,7 +151,7 @@ impl TypePlan for DepPlan {
                 .options
                 .as_ref()
                 .is_some_and(|o| o.deprecated())
-                .then(|| bool_ext(&fd.options(), ctx.disallowed.as_ref()));
+                .then(|| bool_ext(rvoy_api::field_options(&fd), ctx.disallowed.as_ref()));
             let kind = fd.kind();
             let deprecated_values = match &kind {
                 Kind::Enum(e) if !fd.is_list() => {
@@ -164,7 +168,10 @@ impl TypePlan for DepPlan {
                                 v.number(),
                                 (
                                     v.name().to_owned(),
-                                    bool_ext(&v.options(), ctx.disallowed_enum.as_ref()),
+                                    bool_ext(
+                                        rvoy_api::enum_value_options(&v),
+                                        ctx.disallowed_enum.as_ref(),
+                                    ),
                                 ),
                             )
                         })

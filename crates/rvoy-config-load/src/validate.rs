@@ -665,9 +665,8 @@ impl TypePlan for MessagePlan {
         if special != Special::None {
             return plan;
         }
-        // Options are decoded (extensions included) only where there are any.
-        if desc.descriptor_proto().options.is_some() {
-            let options = desc.options();
+        let custom = rvoy_api::CustomOptions::of(desc);
+        if let Some(options) = custom.message() {
             plan.disabled = [&ctx.disabled, &ctx.ignored]
                 .into_iter()
                 .flatten()
@@ -677,7 +676,7 @@ impl TypePlan for MessagePlan {
         let mut plain = Vec::new();
         let mut synthetic = Vec::new();
         for fd in desc.fields() {
-            let rules = field_rules(&fd, ctx.rules.as_ref());
+            let rules = field_rules(&fd, &custom, ctx.rules.as_ref());
             let shape = compile_shape(&fd, rules.as_ref());
             let (checks, child) = match &shape {
                 Shape::Single { rules, child } => (rules.checks(), child.clone()),
@@ -740,8 +739,9 @@ impl TypePlan for MessagePlan {
                 }
             }
             let required = ctx.required.as_ref().is_some_and(|ext| {
-                oneof.oneof_descriptor_proto().options.is_some()
-                    && oneof.options().get_extension(ext).as_bool() == Some(true)
+                custom
+                    .oneof(&oneof)
+                    .is_some_and(|o| o.get_extension(ext).as_bool() == Some(true))
             });
             if required && !plan.disabled {
                 plan.interesting = true;
@@ -764,10 +764,17 @@ impl TypePlan for MessagePlan {
 }
 
 /// The `validate.rules` of a field, if it has any.
-fn field_rules(fd: &FieldDescriptor, ext: Option<&ExtensionDescriptor>) -> Option<pgv::FieldRules> {
+fn field_rules(
+    fd: &FieldDescriptor,
+    custom: &rvoy_api::CustomOptions<'_>,
+    ext: Option<&ExtensionDescriptor>,
+) -> Option<pgv::FieldRules> {
     let ext = ext?;
-    fd.field_descriptor_proto().options.as_ref()?;
-    let options = fd.options();
+    if let Some(encoded) = custom.encoded_field(fd.name()) {
+        // Straight from the side table, with no dynamic message in between.
+        return rvoy_api::decode_extension(encoded, ext.number());
+    }
+    let options = custom.field(fd)?;
     if !options.has_extension(ext) {
         return None;
     }
@@ -2410,8 +2417,11 @@ layered_runtime:
     fn has_rules(pool: &DescriptorPool) -> bool {
         let ext = pool.get_extension_by_name("validate.rules");
         pool.get_message_by_name("envoy.config.cluster.v3.Cluster")
-            .and_then(|c| c.get_field_by_name("connect_timeout"))
-            .is_some_and(|f| field_rules(&f, ext.as_ref()).is_some())
+            .is_some_and(|c| {
+                let custom = rvoy_api::CustomOptions::of(&c);
+                c.get_field_by_name("connect_timeout")
+                    .is_some_and(|f| field_rules(&f, &custom, ext.as_ref()).is_some())
+            })
     }
 
     /// The protos the tests use, compiled with their extension options.
