@@ -231,11 +231,13 @@ def memory_section(res):
     rows = []
     for p in proxied:
         idle_rss = res.med("h1-keepalive-small", p, "rss_idle_kb") or res.med("idle-conns", p, "rss_idle_kb")
+        idle_anon = res.med("h1-keepalive-small", p, "anon_idle_kb")
         load_rss = res.med("h1-keepalive-small", p, "rss_load_kb")
         per_conn = res.med("idle-conns", p, "per_conn_after_req_b")
         startup = res.med("h1-keepalive-small", p, "startup_ms")
         startup_r = res.ratio("h1-keepalive-small", p, "startup_ms") if p != "envoy" else None
         rows.append([LABEL[p], fmt(idle_rss / 1024 if idle_rss else None),
+                     fmt(idle_anon / 1024 if idle_anon else None),
                      fmt(load_rss / 1024 if load_rss else None),
                      fmt(per_conn / 1024 if per_conn is not None else None, 2),
                      fmt(startup) + ratio_text(startup_r)])
@@ -244,10 +246,13 @@ def memory_section(res):
                     if r["scenario"] == "h1-keepalive-small" and r.get("startup_ms")})
     poll = " / ".join(f"{p:g}" for p in polls) or "2"
     return ("### Memory and start-up\n\nRSS of the proxy's processes (nginx: master + worker) in "
-            "h1-keepalive-small: idle 1 s after the first request, peak under load; memory per "
+            "h1-keepalive-small: idle 1 s after the first request (and its anonymous part, "
+            "RssAnon: the rest is file-backed pages of the binary and libraries, shared and "
+            "reclaimable), peak under load; memory per "
             "idle keep-alive connection from idle-conns; start-up = exec to the first 200 "
             f"through the listener (polled every {poll} ms).\n\n"
-            + table(["proxy", "RSS idle MiB", "RSS under load MiB", "KiB per idle conn",
+            + table(["proxy", "RSS idle MiB", "of it anonymous MiB", "RSS under load MiB",
+                     "KiB per idle conn",
                      "start-up ms (×Envoy)"], rows))
 
 

@@ -216,6 +216,9 @@ def _run(settings, proxy_name, sc, shared, rundir, perf_out, res, started):
     pids = measured.tree()
     res["rss_idle_kb"] = procfs.status_kb(pids, "VmRSS")
     res["pss_idle_kb"] = procfs.pss_kb(pids)
+    # The private part of RSS (heap, stacks, relocated data); the rest is
+    # file-backed pages of the binary and its libraries, shared and reclaimable.
+    res["anon_idle_kb"] = procfs.status_kb(pids, "RssAnon")
     res["threads"] = sum(len(os.listdir(f"/proc/{p}/task")) for p in pids)
 
     if sc.kind == "idle":
