@@ -23,6 +23,8 @@ pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "
 
 /// Where each file of [`FILE_DESCRIPTOR_SET`] sits, what it depends on, and
 /// which file declares each type (generated with the set).
+mod prune;
+
 mod file_index {
     include!(concat!(env!("OUT_DIR"), "/envoy_api_index.rs"));
 }
@@ -204,6 +206,35 @@ pub fn enum_value_options(value: &EnumValueDescriptor) -> Option<DynamicMessage>
     )
 }
 
+/// What the next decode is limited to (see [`narrow_descriptor_pool`]).
+struct Narrowing {
+    /// The encoded files a config can use.
+    files: Vec<u8>,
+    /// The config's texts (one after the other, each followed by a line
+    /// break), when the fields it cannot set are pruned from those files.
+    texts: Option<Vec<u8>>,
+}
+
+impl Narrowing {
+    fn decode(&self) -> Option<DescriptorPool> {
+        if let Some(texts) = &self.texts {
+            let words = prune::words(texts);
+            let roots: Vec<&str> = std::iter::once(BOOTSTRAP)
+                .chain(type_url_names(texts))
+                .collect();
+            if let Some(pool) = prune::prune(&self.files, &words, &roots)
+                .and_then(|set| DescriptorPool::from_file_descriptor_set(set).ok())
+            {
+                return Some(pool);
+            }
+        }
+        DescriptorPool::decode(self.files.as_slice()).ok()
+    }
+}
+
+/// The bootstrap's type: the root of every narrowing.
+const BOOTSTRAP: &str = "envoy.config.bootstrap.v3.Bootstrap";
+
 /// The decoded pool while something uses it.
 struct Cached {
     pool: DescriptorPool,
@@ -217,7 +248,7 @@ struct Cached {
 /// is limited to, if any, and how many decodes there were.
 struct PoolState {
     cached: Option<Cached>,
-    narrow_to: Option<Vec<u8>>,
+    narrow_to: Option<Narrowing>,
     decodes: u32,
 }
 
@@ -258,13 +289,17 @@ fn cached_or_decoded(state: &mut PoolState) -> DescriptorPool {
         return cached.pool.clone();
     }
     let narrowed = state.narrow_to.is_some();
-    let set = state.narrow_to.as_deref().unwrap_or(FILE_DESCRIPTOR_SET);
+    let narrow_to = state.narrow_to.as_ref();
+    let decode = || match narrow_to {
+        Some(narrowing) => narrowing.decode(),
+        None => DescriptorPool::decode(FILE_DESCRIPTOR_SET).ok(),
+    };
     // Decoded on a thread of its own so the pool's many small allocations
     // sit on allocator pages of their own: when the pool is released those
     // pages empty entirely and go back to the system, instead of staying
     // pinned by longer-lived neighbours.
-    let pool = std::thread::scope(|s| s.spawn(|| DescriptorPool::decode(set)).join().ok())
-        .and_then(Result::ok)
+    let pool = std::thread::scope(|s| s.spawn(decode).join().ok())
+        .flatten()
         .expect("the descriptor set generated at build time decodes");
     state.decodes = state.decodes.saturating_add(1);
     state.cached = Some(Cached {
@@ -279,26 +314,41 @@ fn cached_or_decoded(state: &mut PoolState) -> DescriptorPool {
 /// declare the bootstrap and every type named by a type URL in `config` (the
 /// bootstrap's text or binary, the `--config-yaml` override), with their
 /// dependencies. That is a fifth of the snapshot for a typical config, and
-/// it takes a seventh of the time to decode.
+/// it takes a seventh of the time to decode. With `text` (every part of
+/// `config` is YAML, JSON or text format, and the load rejects unknown
+/// fields), those files are also pruned of the fields and types the text
+/// cannot set or the load does not check (see the `prune` module), which
+/// halves the decode again.
 ///
-/// A type outside that part is missing from the pool, so a config that uses
-/// one some other way fails to load: the caller then calls
+/// A type or field outside that part is missing from the pool, so a config
+/// that uses one some other way fails to load: the caller then calls
 /// [`widen_descriptor_pool`] and loads it again with the whole snapshot. A
 /// load that succeeds is the same with either pool. Does nothing when a pool
 /// is decoded already.
-pub fn narrow_descriptor_pool(config: &[&[u8]]) {
+pub fn narrow_descriptor_pool(config: &[&[u8]], text: bool) {
     let mut state = POOL.lock().unwrap_or_else(PoisonError::into_inner);
     if state.cached.is_some() {
         return;
     }
-    state.narrow_to = Some(narrowed_set(config));
+    let texts = text.then(|| {
+        let mut all = Vec::with_capacity(config.iter().map(|t| t.len() + 1).sum());
+        for t in config {
+            all.extend_from_slice(t);
+            all.push(b'\n');
+        }
+        all
+    });
+    state.narrow_to = Some(Narrowing {
+        files: narrowed_set(config),
+        texts,
+    });
 }
 
 /// The encoded set of the files [`narrow_descriptor_pool`] keeps for `config`.
 fn narrowed_set(config: &[&[u8]]) -> Vec<u8> {
     let mut wanted = vec![false; file_index::FILE_SPANS.len()];
     let mut pending: Vec<usize> = Vec::new();
-    if let Some(bootstrap) = declaring_file("envoy.config.bootstrap.v3.Bootstrap") {
+    if let Some(bootstrap) = declaring_file(BOOTSTRAP) {
         pending.push(bootstrap);
     }
     for text in config {

@@ -350,8 +350,13 @@ fn load_sharing_decodes(
 }
 
 /// Limits the descriptor pool the load decodes to the types the config
-/// names (see [`rvoy_api::narrow_descriptor_pool`]): start-up and validation
-/// skip most of the ~20 ms the whole snapshot takes to decode.
+/// names, and for a text config to the fields it can set (see
+/// [`rvoy_api::narrow_descriptor_pool`]): start-up and validation skip most
+/// of the ~20 ms the whole snapshot takes to decode.
+///
+/// Fields are not pruned for a binary bootstrap (it names no field) nor when
+/// unknown fields are allowed: their warnings suggest field names, which
+/// must come from whole descriptors.
 fn narrow_descriptor_pool(options: &Options) {
     let file = (!options.config_path.is_empty())
         .then(|| std::fs::read(&options.config_path).ok())
@@ -361,7 +366,9 @@ fn narrow_descriptor_pool(options: &Options) {
         .into_iter()
         .chain([options.config_yaml.as_bytes()])
         .collect();
-    rvoy_api::narrow_descriptor_pool(&texts);
+    let binary = options.config_path.to_ascii_lowercase().ends_with(".pb");
+    let text = !binary && !options.allow_unknown_static_fields;
+    rvoy_api::narrow_descriptor_pool(&texts, text);
 }
 
 /// Logs what the loaded config accepts without effect, and its size.

@@ -117,6 +117,39 @@ fn validate_ok_config() {
     );
 }
 
+/// A key spelled with an escape: the load first reads the config with a
+/// descriptor pool pruned to the words of its text, where `admin` is missing,
+/// and must then read it with the whole one, as Envoy reads it.
+#[test]
+fn validate_a_key_spelled_with_an_escape() {
+    let config = format!(
+        "\"\\x61dmin\": {{address: {{socket_address: {{address: 127.0.0.1, port_value: 0}}}}}}\n{}",
+        ok_config()
+    );
+    let out = ProxyBuilder::new(binary())
+        .config(&config)
+        .args(&["--mode", "validate", "-c", "{{config}}"])
+        .run_to_exit(RUN)
+        .expect("runs");
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}
+
+/// A field left out that a rule requires is reported, although the config
+/// names neither it nor its type.
+#[test]
+fn validate_required_field_left_out_fails() {
+    let config = ok_config().replace("- match: {prefix: \"/\"}\n", "- ");
+    assert!(!config.contains("match"), "{config}");
+    let (code, line) = validate_bad(&config);
+    assert_eq!(code, Some(1));
+    if is_envoy() {
+        assert!(line.contains("Match: value is required"), "{line}");
+    } else {
+        assert!(line.contains("value is required at bad.yaml:"), "{line}");
+        assert!(line.contains("routes[0].match)"), "{line}");
+    }
+}
+
 #[test]
 fn validate_relative_path_is_echoed_as_given() {
     let out = ProxyBuilder::new(binary())
