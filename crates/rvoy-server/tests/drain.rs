@@ -147,20 +147,29 @@ fn binaries() -> Vec<Binary> {
     v
 }
 
-/// Runs the scenario on every binary; each gets one more try when it breaks
-/// the expectations. On this 2-core machine both Envoy and rvoy occasionally
-/// leave one load stream unanswered for the whole 5 s window (about one run
-/// in three for the HTTP/2 scenario, on both, with the same signature), which
-/// also delays the listener probe past its deadline; a real regression breaks
-/// both runs.
+/// Runs the scenario on every binary; each gets up to two more tries when it
+/// breaks the expectations. On this 2-core machine both Envoy and rvoy
+/// occasionally leave one load stream unanswered for the whole 5 s window
+/// (about one run in three for the HTTP/2 scenario, on both, with the same
+/// signature), which also delays the listener probe past its deadline; with
+/// one retry that still failed a CI run of an unrelated change (stop 22:
+/// rvoy broke both runs, 1 stream unanswered). A real regression breaks
+/// every run.
 fn run_all<F>(run: impl Fn(&Binary) -> F, violations: impl Fn(&F) -> Vec<String>) -> Vec<F> {
+    const TRIES: usize = 3;
     binaries()
         .iter()
         .map(|b| {
-            let facts = run(b);
-            if !violations(&facts).is_empty() {
-                eprintln!("{} broke the expectations once; running it again", b.name());
-                return run(b);
+            let mut facts = run(b);
+            for retry in 1..TRIES {
+                if violations(&facts).is_empty() {
+                    break;
+                }
+                eprintln!(
+                    "{} broke the expectations (run {retry} of at most {TRIES}); running it again",
+                    b.name()
+                );
+                facts = run(b);
             }
             facts
         })
