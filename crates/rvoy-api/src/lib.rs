@@ -210,12 +210,28 @@ pub fn enum_value_options(value: &EnumValueDescriptor) -> Option<DynamicMessage>
 struct Narrowing {
     /// The encoded files a config can use.
     files: Vec<u8>,
-    /// The config's texts (one after the other, each followed by a line
-    /// break), when the fields it cannot set are pruned from those files.
+    /// The bootstrap and the types the config names by type URL.
+    roots: Vec<String>,
+    /// The config's texts (joined by line breaks), when the fields it cannot
+    /// set are pruned from those files.
     texts: Option<Vec<u8>>,
 }
 
 impl Narrowing {
+    /// The narrowing for `config`, pruned for its text when `text`.
+    fn new(config: &[&[u8]], text: bool) -> Self {
+        let roots: Vec<String> = std::iter::once(BOOTSTRAP)
+            .chain(config.iter().flat_map(|t| type_url_names(t)))
+            .filter(|name| declaring_file(name).is_some())
+            .map(str::to_owned)
+            .collect();
+        Narrowing {
+            files: narrowed_set(&roots),
+            roots,
+            texts: text.then(|| config.join(&b'\n')),
+        }
+    }
+
     fn decode(&self) -> Option<DescriptorPool> {
         self.pruned()
             .or_else(|| DescriptorPool::decode(self.files.as_slice()).ok())
@@ -224,11 +240,8 @@ impl Narrowing {
     /// The pool of the pruned files, if the fields are pruned.
     fn pruned(&self) -> Option<DescriptorPool> {
         let texts = self.texts.as_deref()?;
-        let words = prune::words(texts);
-        let roots: Vec<&str> = std::iter::once(BOOTSTRAP)
-            .chain(type_url_names(texts))
-            .collect();
-        let set = prune::prune(&self.files, &words, &roots)?;
+        let roots: Vec<&str> = self.roots.iter().map(String::as_str).collect();
+        let set = prune::prune(&self.files, &prune::words(texts), &roots)?;
         DescriptorPool::from_file_descriptor_set(set).ok()
     }
 }
@@ -239,11 +252,7 @@ impl Narrowing {
 /// that compare what a config reads as with it and with the whole snapshot.
 #[doc(hidden)]
 pub fn pruned_descriptor_pool(config: &[&[u8]]) -> Option<DescriptorPool> {
-    Narrowing {
-        files: narrowed_set(config),
-        texts: Some(config.join(&b'\n')),
-    }
-    .pruned()
+    Narrowing::new(config, true).pruned()
 }
 
 /// The bootstrap's type: the root of every narrowing.
@@ -344,30 +353,14 @@ pub fn narrow_descriptor_pool(config: &[&[u8]], text: bool) {
     if state.cached.is_some() {
         return;
     }
-    let texts = text.then(|| {
-        let mut all = Vec::with_capacity(config.iter().map(|t| t.len() + 1).sum());
-        for t in config {
-            all.extend_from_slice(t);
-            all.push(b'\n');
-        }
-        all
-    });
-    state.narrow_to = Some(Narrowing {
-        files: narrowed_set(config),
-        texts,
-    });
+    state.narrow_to = Some(Narrowing::new(config, text));
 }
 
-/// The encoded set of the files [`narrow_descriptor_pool`] keeps for `config`.
-fn narrowed_set(config: &[&[u8]]) -> Vec<u8> {
+/// The encoded set of the files that declare `types`, with their
+/// dependencies.
+fn narrowed_set(types: &[String]) -> Vec<u8> {
     let mut wanted = vec![false; file_index::FILE_SPANS.len()];
-    let mut pending: Vec<usize> = Vec::new();
-    if let Some(bootstrap) = declaring_file(BOOTSTRAP) {
-        pending.push(bootstrap);
-    }
-    for text in config {
-        pending.extend(type_url_names(text).filter_map(declaring_file));
-    }
+    let mut pending: Vec<usize> = types.iter().filter_map(|t| declaring_file(t)).collect();
     while let Some(file) = pending.pop() {
         if !std::mem::replace(&mut wanted[file], true) {
             pending.extend(file_index::FILE_DEPS[file].iter().map(|&d| usize::from(d)));
@@ -489,7 +482,7 @@ mod tests {
     #[test]
     fn narrowed_set_holds_what_the_config_names_with_dependencies() {
         let yaml = format!("a: type.googleapis.com/{HCM}\nb: type.googleapis.com/{ROUTER}\n");
-        let set = narrowed_set(&[yaml.as_bytes()]);
+        let set = Narrowing::new(&[yaml.as_bytes()], false).files;
         assert!(
             set.len() < FILE_DESCRIPTOR_SET.len() / 2,
             "{} bytes",

@@ -77,24 +77,6 @@ fn kept_whole(full_name: &str) -> bool {
     full_name.starts_with("google.") || full_name.starts_with("validate.")
 }
 
-/// The JSON name protoc gives a field (lowerCamelCase of its name), for a
-/// descriptor that does not carry it.
-fn json_name_of(name: &str) -> String {
-    let mut out = String::with_capacity(name.len());
-    let mut upper = false;
-    for c in name.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.push(c.to_ascii_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
-}
-
 /// The messages and enums of a set, numbered in the order [`for_each_type`]
 /// visits them, with what each one keeps alive.
 #[derive(Default)]
@@ -143,8 +125,7 @@ fn visit_message(
         message.field.retain(|f| {
             let field = f.name();
             words.contains(field.as_bytes())
-                || (f.json_name.is_some() && words.contains(f.json_name().as_bytes()))
-                || (f.json_name.is_none() && words.contains(json_name_of(field).as_bytes()))
+                || words.contains(f.json_name().as_bytes())
                 || f.r#type() == Type::Enum
                 || field == "name"
                 || field == "typed_config"
@@ -311,7 +292,7 @@ mod tests {
     use prost_reflect::{DescriptorPool, DynamicMessage, Kind, MessageDescriptor};
 
     use super::*;
-    use crate::{BOOTSTRAP, descriptor_pool, narrowed_set, type_url_names};
+    use crate::{BOOTSTRAP, descriptor_pool};
 
     const CONFIG: &str = r#"{
       "admin": {"address": {"socket_address": {"address": "127.0.0.1", "port_value": 9901}}},
@@ -341,13 +322,7 @@ mod tests {
 
     /// The pool a load of `text` gets.
     fn pruned_pool(text: &str) -> Option<DescriptorPool> {
-        let text = text.as_bytes();
-        let files = narrowed_set(&[text]);
-        let roots: Vec<&str> = std::iter::once(BOOTSTRAP)
-            .chain(type_url_names(text))
-            .collect();
-        let set = prune(&files, &words(text), &roots)?;
-        DescriptorPool::from_file_descriptor_set(set).ok()
+        crate::pruned_descriptor_pool(&[text.as_bytes()])
     }
 
     fn read(pool: &DescriptorPool, text: &str) -> Result<Vec<u8>, serde_json::Error> {
@@ -459,10 +434,37 @@ mod tests {
         assert!(read(&descriptor_pool(), &text).is_ok());
     }
 
+    /// The build writes every field's JSON name into the set, which the word
+    /// match reads (a field without one would only be matched by its name).
     #[test]
-    fn json_names_are_protocs() {
-        assert_eq!(json_name_of("connect_timeout"), "connectTimeout");
-        assert_eq!(json_name_of("name"), "name");
-        assert_eq!(json_name_of("ipv4_compat"), "ipv4Compat");
+    fn every_field_of_the_set_carries_its_json_name() {
+        use prost::Message as _;
+        fn check(m: &DescriptorProto, fields: &mut usize) {
+            for f in &m.field {
+                *fields += 1;
+                assert!(
+                    f.json_name.is_some(),
+                    "{}.{} has no JSON name",
+                    m.name(),
+                    f.name()
+                );
+            }
+            m.nested_type.iter().for_each(|n| check(n, fields));
+        }
+        let set = FileDescriptorSet::decode(crate::FILE_DESCRIPTOR_SET).expect("decodes");
+        let mut fields = 0;
+        set.file
+            .iter()
+            .flat_map(|f| &f.message_type)
+            .for_each(|m| check(m, &mut fields));
+        assert!(fields > 5000, "{fields} fields");
+        let connect_timeout = set
+            .file
+            .iter()
+            .flat_map(|f| &f.message_type)
+            .find(|m| m.name() == "Cluster")
+            .and_then(|m| m.field.iter().find(|f| f.name() == "connect_timeout"))
+            .expect("Cluster.connect_timeout");
+        assert_eq!(connect_timeout.json_name(), "connectTimeout");
     }
 }

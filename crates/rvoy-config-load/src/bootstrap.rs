@@ -193,6 +193,12 @@ fn bootstrap_type() -> Result<(DescriptorPool, MessageDescriptor), ConfigErrors>
     Ok((pool, desc))
 }
 
+/// Whether the bootstrap file at `path` is binary protobuf (`.pb`, as Envoy
+/// reads it); every other one is text (YAML, JSON, `.pb_text`).
+pub fn is_binary(path: &str) -> bool {
+    path.to_ascii_lowercase().ends_with(".pb")
+}
+
 /// Reads a bootstrap file; a YAML or JSON one is parsed before the descriptor
 /// pool is asked for (see [`load_bootstrap`]).
 fn read_file(path: &str) -> Result<ReadDoc, ConfigErrors> {
@@ -205,7 +211,7 @@ fn read_file(path: &str) -> Result<ReadDoc, ConfigErrors> {
         ))
     };
     let lower = path.to_ascii_lowercase();
-    if lower.ends_with(".pb") {
+    if is_binary(path) {
         let bytes = std::fs::read(Path::new(path)).map_err(io_error)?;
         let (_, desc) = bootstrap_type()?;
         let message = DynamicMessage::decode(desc, bytes.as_slice()).map_err(|e| {

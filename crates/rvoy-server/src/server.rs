@@ -366,7 +366,7 @@ fn narrow_descriptor_pool(options: &Options) {
         .into_iter()
         .chain([options.config_yaml.as_bytes()])
         .collect();
-    let binary = options.config_path.to_ascii_lowercase().ends_with(".pb");
+    let binary = rvoy_config_load::bootstrap::is_binary(&options.config_path);
     let text = !binary && !options.allow_unknown_static_fields;
     rvoy_api::narrow_descriptor_pool(&texts, text);
 }
