@@ -1641,6 +1641,11 @@ fn exchange_h1<D: Downstream>(
     }
 }
 
+/// Response body bytes gathered from an HTTP/1 upstream before they are
+/// written downstream: pieces already read, or readable at once, join the
+/// write of the piece before them until this much is gathered.
+const GATHER_BODY: usize = 128 * 1024;
+
 /// Sends an upstream response downstream (head, body, trailers).
 #[allow(clippy::too_many_arguments)]
 #[allow(clippy::manual_async_fn)] // an `async move` block on purpose, see the body
@@ -1778,10 +1783,15 @@ fn send_response<D: Downstream>(
                 }
                 let mut trailers: Option<HeaderMap>;
                 if !end {
+                    // A piece had while gathering the one before (not body data).
+                    let mut ready = None;
                     loop {
                         // What is already buffered needs no waiting and no timers
                         // (a small response's body came with its head).
-                        let read = match upstream_h1::decode_buffered(&mut conn, &mut decoder) {
+                        let read = match ready
+                            .take()
+                            .or_else(|| upstream_h1::decode_buffered(&mut conn, &mut decoder))
+                        {
                             Some(r) => Ok(r),
                             None => tokio::select! {
                                 biased;
@@ -1809,7 +1819,31 @@ fn send_response<D: Downstream>(
                         };
                         match read {
                             Ok(Body::Data(d)) => {
-                                if ds.send_data(d, false).await.is_err() {
+                                // The rest of a large body is often in the socket
+                                // already: it goes out with this piece, in one write.
+                                let mut parts = [d, Bytes::new(), Bytes::new()];
+                                let mut n = 1;
+                                let mut size = parts[0].len();
+                                while n < parts.len() && size < GATHER_BODY && !decoder.is_done() {
+                                    match upstream_h1::next_ready(&mut conn, &mut decoder) {
+                                        Some(Ok(Body::Data(more))) => {
+                                            size += more.len();
+                                            parts[n] = more;
+                                            n += 1;
+                                        }
+                                        other => {
+                                            ready = other;
+                                            break;
+                                        }
+                                    }
+                                }
+                                let sent = if n == 1 {
+                                    let [d, _, _] = parts;
+                                    ds.send_data(d, false).await
+                                } else {
+                                    ds.send_data_parts(&parts[..n]).await
+                                };
+                                if sent.is_err() {
                                     close_h1(conn, cluster, true);
                                     info.downstream_disconnected();
                                     return StreamOutcome {

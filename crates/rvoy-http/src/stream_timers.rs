@@ -279,6 +279,12 @@ impl<D: Downstream> Downstream for Timed<'_, D> {
         r
     }
 
+    async fn send_data_parts(&mut self, parts: &[Bytes]) -> Result<(), DownstreamError> {
+        let r = self.inner.send_data_parts(parts).await;
+        self.timers.touch();
+        r
+    }
+
     async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), DownstreamError> {
         let r = self.inner.send_trailers(trailers).await;
         self.timers.touch();

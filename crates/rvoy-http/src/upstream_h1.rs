@@ -4,8 +4,8 @@
 
 use std::future::Future;
 use std::io;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::pin::{Pin, pin};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -178,6 +178,33 @@ pub fn decode_buffered(
         Ok(Decoded::Done(t)) => Some(Ok(Body::End(t))),
         Ok(Decoded::NeedMore) => None,
         Err(_) => Some(Err(UpstreamError::Protocol)),
+    }
+}
+
+/// The next piece of the response body if it can be had without waiting:
+/// decoded from the bytes already read or, when the last read filled its
+/// buffer (a large body is arriving), from one more read tried at once.
+/// `None`: [`read_body`] has to wait (or sees the end of the connection).
+///
+/// Pieces had this way go downstream with the one before them, in one write.
+pub fn next_ready(
+    conn: &mut H1Conn,
+    decoder: &mut BodyDecoder,
+) -> Option<Result<Body, UpstreamError>> {
+    if let Some(piece) = decode_buffered(conn, decoder) {
+        return Some(piece);
+    }
+    if !conn.read_filled {
+        return None;
+    }
+    // A socket with nothing to read answers `Pending` (and the connection's
+    // next real read registers the task's waker again).
+    let mut cx = Context::from_waker(Waker::noop());
+    let read = pin!(read_more(conn)).poll(&mut cx);
+    match read {
+        Poll::Ready(Ok(0)) | Poll::Pending => None,
+        Poll::Ready(Ok(_)) => decode_buffered(conn, decoder),
+        Poll::Ready(Err(e)) => Some(Err(e)),
     }
 }
 

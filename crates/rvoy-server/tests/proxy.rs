@@ -523,6 +523,66 @@ fn one_mebibyte_bodies_both_ways() {
     assert_eq!(sha256_hex(&r.body), sha256_hex(&body));
 }
 
+/// A large response body reaches every kind of client whole, whatever pieces the proxy
+/// reads it in and gathers into its writes: re-chunked for HTTP/1.1, delimited by the
+/// close for HTTP/1.0, in DATA frames for HTTP/2; a keep-alive connection stays in sync.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_response_bodies_reach_each_kind_of_client_whole() {
+    let echo = EchoServer::start("backend").expect("echo");
+    let proxy = proxy_to(
+        &echo,
+        "",
+        "http_protocol_options: {accept_http_10: true, default_host_for_http_10: example.com}",
+    );
+    let addr = proxy.addr("listener");
+    let sizes = [1usize << 20, 300_001, 70_000];
+    let raw = tokio::task::spawn_blocking(move || {
+        let mut c = RawConn::connect(addr).expect("connect");
+        for size in sizes {
+            for chunked in [true, false] {
+                let mut req = Request::get("/big", "example.com")
+                    .header("x-echo-response-size", &size.to_string());
+                if chunked {
+                    req = req.header("x-echo-chunked", "1");
+                }
+                let r = c.request(&req).expect("response");
+                assert_eq!(r.status, 200);
+                assert_eq!(r.chunked, chunked, "{:?}", r.headers);
+                assert_eq!(r.body.len(), size, "chunked upstream: {chunked}");
+                assert!(r.body == pattern_bytes(size), "{size} bytes differ");
+            }
+        }
+        let r = c
+            .request(&Request::get("/after", "example.com"))
+            .expect("next");
+        assert_eq!(r.echo().expect("echo").path, "/after");
+
+        let mut c = RawConn::connect(addr).expect("connect");
+        c.send(b"GET /old HTTP/1.0\r\nx-echo-chunked: 1\r\nx-echo-response-size: 1048576\r\n\r\n")
+            .expect("send");
+        let r = c.read_response().expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.version, "HTTP/1.0");
+        assert!(!r.chunked);
+        assert!(r.body == pattern_bytes(1 << 20), "HTTP/1.0 body differs");
+    });
+    raw.await.expect("HTTP/1 clients");
+
+    let mut h2 = HyperClient::h2c(addr).await.expect("h2c connect");
+    for size in sizes {
+        let req = h2
+            .builder("GET", "/big", "example.com")
+            .header("x-echo-chunked", "1")
+            .header("x-echo-response-size", size.to_string())
+            .body(Default::default())
+            .expect("request");
+        let r = h2.send(req).await.expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.body.len(), size);
+        assert!(r.body == pattern_bytes(size), "HTTP/2: {size} bytes differ");
+    }
+}
+
 #[test]
 fn keepalive_reuses_downstream_and_upstream_connections() {
     let echo = EchoServer::start("backend").expect("echo");

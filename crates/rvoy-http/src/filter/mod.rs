@@ -301,6 +301,16 @@ impl FilterChain {
         data
     }
 
+    /// Whether a filter transforms or paces the response body (a
+    /// compressor, a fault filter's throughput limit).
+    fn encodes_data(&self) -> bool {
+        self.active.iter().any(|f| match f {
+            ActiveFilter::Compressor(_) => true,
+            ActiveFilter::Fault(a) => a.limiter.is_some(),
+            _ => false,
+        })
+    }
+
     /// Whether a filter transforms the request body.
     fn decodes_data(&self) -> bool {
         self.active
@@ -390,6 +400,16 @@ impl<D: Downstream> Downstream for Encoder<'_, D> {
             return limiter.send(self.inner, data, end_stream).await;
         }
         self.inner.send_data(data, end_stream).await
+    }
+
+    async fn send_data_parts(&mut self, parts: &[Bytes]) -> Result<(), DownstreamError> {
+        if self.chain.encodes_data() {
+            for part in parts {
+                self.send_data(part.clone(), false).await?;
+            }
+            return Ok(());
+        }
+        self.inner.send_data_parts(parts).await
     }
 
     async fn send_trailers(&mut self, mut trailers: HeaderMap) -> Result<(), DownstreamError> {
