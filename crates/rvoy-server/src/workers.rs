@@ -313,6 +313,23 @@ async fn run_worker(
     }
 }
 
+/// Drops the readiness tokio assumes for a socket it just accepted (it
+/// marks it readable, so that the first read tries the socket at once).
+/// A client's request usually arrives after the handshake that woke the
+/// listener: that read finds nothing, a `recvfrom` spent on every
+/// connection. Without the assumption the connection reads once the
+/// reactor reports data, as Envoy and nginx do; data that came with the
+/// connection is reported by the reactor's first event for the socket.
+///
+/// Sound because it runs right after the accept, in the same poll of this
+/// single-threaded worker: the reactor has not run since it registered the
+/// socket, so the readiness cleared is only the assumed one.
+fn forget_assumed_readiness(stream: &tokio::net::TcpStream) {
+    let _ = stream.try_io(tokio::io::Interest::READABLE, || {
+        Err::<(), _>(std::io::ErrorKind::WouldBlock.into())
+    });
+}
+
 async fn accept_loop(
     worker_id: usize,
     index: usize,
@@ -389,6 +406,7 @@ async fn accept_loop(
             r = async {
                 match &listener {
                     L::Tcp(l) => l.accept().await.map(|(s, peer)| {
+                        forget_assumed_readiness(&s);
                         let local = fixed_local.or_else(|| s.local_addr().ok());
                         if !nodelay_inherited {
                             let _ = s.set_nodelay(true);

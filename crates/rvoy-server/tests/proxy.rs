@@ -583,6 +583,39 @@ async fn large_response_bodies_reach_each_kind_of_client_whole() {
     }
 }
 
+/// A request is served whether it reaches the proxy with the connection (already
+/// there when the worker accepts it) or after a pause (the worker waits for the
+/// socket's first readable event, not reading a just accepted socket at once).
+#[test]
+fn requests_sent_with_the_connection_or_after_a_pause_are_served() {
+    let echo = EchoServer::start("backend").expect("echo");
+    let proxy = proxy_to(&echo, "", "");
+    let addr = proxy.addr("listener");
+    let req = Request::get("/early", "example.com").header("connection", "close");
+    // A burst: the later connections of it wait in the backlog with their request.
+    let mut conns: Vec<RawConn> = (0..40)
+        .map(|_| {
+            let mut c = RawConn::connect(addr).expect("connect");
+            c.send(&req.to_bytes()).expect("send");
+            c
+        })
+        .collect();
+    for c in &mut conns {
+        let r = c.read_response().expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.echo().expect("echo").path, "/early");
+    }
+    for _ in 0..3 {
+        let mut c = RawConn::connect(addr).expect("connect");
+        std::thread::sleep(Duration::from_millis(50));
+        let r = c
+            .request(&Request::get("/late", "example.com"))
+            .expect("response");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.echo().expect("echo").path, "/late");
+    }
+}
+
 #[test]
 fn keepalive_reuses_downstream_and_upstream_connections() {
     let echo = EchoServer::start("backend").expect("echo");
