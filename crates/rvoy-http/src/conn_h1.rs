@@ -491,8 +491,8 @@ fn read_head<'a>(
                     buf.reserve(4096);
                 }
                 match crate::connection::read_now(stream, buf) {
-                    // Stale readiness (a just accepted socket is assumed
-                    // readable): wait again, with the deadlines, holding no buffer.
+                    // Stale readiness (see `connection::first_bytes`): wait
+                    // again, with the deadlines, holding no buffer.
                     None => bufs.put(std::mem::take(buf)),
                     Some(Ok(0) | Err(_)) => return HeadRead::Closed,
                     Some(Ok(_)) => head_started = Some(crate::clock::now()),

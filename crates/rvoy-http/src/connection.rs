@@ -195,8 +195,9 @@ async fn first_bytes(
         }
         let mut buf = BytesMut::with_capacity(4096);
         match read_now(&mut stream, &mut buf) {
-            // The readiness was stale (a just accepted socket is assumed
-            // readable): wait again, holding no buffer.
+            // The readiness was stale (tokio assumes a just accepted Unix
+            // socket readable; the TCP accept loop drops that assumption):
+            // wait again, holding no buffer.
             None => continue,
             Some(Ok(0) | Err(_)) => return Err(NoCodec::PeerClosed),
             Some(Ok(_)) => return Ok((stream, buf)),

@@ -127,6 +127,9 @@ pub trait Downstream {
     }
 }
 
+/// Pieces of response body one `writev` of an HTTP/1 response takes.
+const WRITE_PARTS: usize = 3;
+
 /// How many bytes of pipelined requests are read while a response is awaited.
 const PIPELINE_BUFFER_LIMIT: usize = 64 * 1024;
 
@@ -265,12 +268,12 @@ impl<'a> H1Downstream<'a> {
         true
     }
 
-    /// Writes body data (`parts`: up to three consecutive pieces, sent as
-    /// one) after the head if that is still unsent, framed for the
+    /// Writes body data (`parts`: up to [`WRITE_PARTS`] consecutive pieces,
+    /// sent as one) after the head if that is still unsent, framed for the
     /// response's encoding; one `writev` when the socket takes it all.
     async fn write_body(
         &mut self,
-        parts: &[&[u8]],
+        parts: &[Bytes],
         end_stream: bool,
     ) -> Result<(), DownstreamError> {
         let head = std::mem::take(&mut self.head_buf);
@@ -294,7 +297,7 @@ impl<'a> H1Downstream<'a> {
         let mut bufs: [&[u8]; 6] = [&head, &chunk_hdr, &[], &[], &[], &[]];
         let mut n = 2;
         if framed {
-            for part in parts.iter().take(3) {
+            for part in parts.iter().take(WRITE_PARTS) {
                 bufs[n] = part;
                 n += 1;
             }
@@ -517,20 +520,15 @@ impl Downstream for H1Downstream<'_> {
     }
 
     async fn send_data(&mut self, data: Bytes, end_stream: bool) -> Result<(), DownstreamError> {
-        self.write_body(&[&data], end_stream).await
+        self.write_body(std::slice::from_ref(&data), end_stream)
+            .await
     }
 
     async fn send_data_parts(&mut self, parts: &[Bytes]) -> Result<(), DownstreamError> {
-        match parts {
-            [a, b] => self.write_body(&[a, b], false).await,
-            [a, b, c] => self.write_body(&[a, b, c], false).await,
-            _ => {
-                for part in parts {
-                    self.write_body(&[part], false).await?;
-                }
-                Ok(())
-            }
+        for group in parts.chunks(WRITE_PARTS) {
+            self.write_body(group, false).await?;
         }
+        Ok(())
     }
 
     async fn send_trailers(&mut self, trailers: HeaderMap) -> Result<(), DownstreamError> {
