@@ -211,20 +211,27 @@ fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) ->
     for (start, end) in spans {
         let _ = writeln!(out, "    ({start}, {end}),");
     }
-    out.push_str("];\n/// Each file's dependencies (indexes into `FILE_SPANS`).\n");
-    out.push_str("pub(crate) const FILE_DEPS: &[&[u16]] = &[\n");
+    // No table below holds a reference: a table of `&str` or `&[u16]` is
+    // pointers, which a position-independent binary relocates at start-up,
+    // so every page of it is written and stays resident (43 KiB for the type
+    // names). Offsets into one string or one array are read-only data, read
+    // only where a lookup lands.
+    out.push_str("];\n/// Each file's dependencies: `(start, count)` in `DEPENDENCIES`.\n");
+    out.push_str("pub(crate) const FILE_DEPS: &[(u32, u16)] = &[\n");
+    let mut dependencies: Vec<usize> = Vec::new();
     for f in &fds.file {
-        let deps: Vec<String> = f
-            .dependency
-            .iter()
-            .map(|d| {
-                by_name
-                    .get(d.as_str())
-                    .expect("dependencies are in the set")
-                    .to_string()
-            })
-            .collect();
-        let _ = writeln!(out, "    &[{}],", deps.join(", "));
+        let start = dependencies.len();
+        dependencies.extend(f.dependency.iter().map(|d| {
+            *by_name
+                .get(d.as_str())
+                .expect("dependencies are in the set")
+        }));
+        let _ = writeln!(out, "    ({start}, {}),", dependencies.len() - start);
+    }
+    out.push_str("];\n/// The files' dependencies (indexes into `FILE_SPANS`).\n");
+    out.push_str("pub(crate) const DEPENDENCIES: &[u16] = &[\n");
+    for d in &dependencies {
+        let _ = writeln!(out, "    {d},");
     }
     out.push_str("];\n");
     let mut types: Vec<(String, usize)> = Vec::new();
@@ -243,12 +250,18 @@ fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) ->
         }
     }
     types.sort();
-    out.push_str("/// Every message and enum, by full name, and the file that declares it.\n");
-    out.push_str("pub(crate) const TYPE_FILES: &[(&str, u16)] = &[\n");
+    out.push_str(
+        "/// Every message and enum, by full name (`(start, len)` in `TYPE_NAMES`), \
+         and the file that declares it.\n",
+    );
+    out.push_str("pub(crate) const TYPE_FILES: &[(u32, u16, u16)] = &[\n");
+    let mut names = String::new();
     for (name, file) in &types {
-        let _ = writeln!(out, "    ({name:?}, {file}),");
+        let _ = writeln!(out, "    ({}, {}, {file}),", names.len(), name.len());
+        names.push_str(name);
     }
-    out.push_str("];\n");
+    out.push_str("];\n/// The names of `TYPE_FILES`, one after the other.\n");
+    let _ = writeln!(out, "pub(crate) const TYPE_NAMES: &str = {names:?};");
     out
 }
 

@@ -27,6 +27,31 @@ mod prune;
 
 mod file_index {
     include!(concat!(env!("OUT_DIR"), "/envoy_api_index.rs"));
+
+    /// The dependencies of file `file` (indexes into `FILE_SPANS`).
+    pub(crate) fn dependencies(file: usize) -> &'static [u16] {
+        FILE_DEPS
+            .get(file)
+            .and_then(|&(start, count)| {
+                let start = start as usize;
+                DEPENDENCIES.get(start..start + usize::from(count))
+            })
+            .unwrap_or_default()
+    }
+
+    /// The file that declares the message or enum `name` (a full name).
+    pub(crate) fn declaring_file(name: &str) -> Option<usize> {
+        let type_name = |&(start, len, _): &(u32, u16, u16)| {
+            let start = start as usize;
+            TYPE_NAMES
+                .get(start..start + usize::from(len))
+                .unwrap_or_default()
+        };
+        TYPE_FILES
+            .binary_search_by(|entry| type_name(entry).cmp(name))
+            .ok()
+            .map(|i| usize::from(TYPE_FILES[i].2))
+    }
 }
 
 /// The custom options rvoy reads (`validate.*`, Envoy's
@@ -222,7 +247,7 @@ impl Narrowing {
     fn new(config: &[&[u8]], text: bool) -> Self {
         let roots: Vec<String> = std::iter::once(BOOTSTRAP)
             .chain(config.iter().flat_map(|t| type_url_names(t)))
-            .filter(|name| declaring_file(name).is_some())
+            .filter(|name| file_index::declaring_file(name).is_some())
             .map(str::to_owned)
             .collect();
         Narrowing {
@@ -360,10 +385,17 @@ pub fn narrow_descriptor_pool(config: &[&[u8]], text: bool) {
 /// dependencies.
 fn narrowed_set(types: &[String]) -> Vec<u8> {
     let mut wanted = vec![false; file_index::FILE_SPANS.len()];
-    let mut pending: Vec<usize> = types.iter().filter_map(|t| declaring_file(t)).collect();
+    let mut pending: Vec<usize> = types
+        .iter()
+        .filter_map(|t| file_index::declaring_file(t))
+        .collect();
     while let Some(file) = pending.pop() {
         if !std::mem::replace(&mut wanted[file], true) {
-            pending.extend(file_index::FILE_DEPS[file].iter().map(|&d| usize::from(d)));
+            pending.extend(
+                file_index::dependencies(file)
+                    .iter()
+                    .map(|&d| usize::from(d)),
+            );
         }
     }
     // Dependencies come before their dependents in the set, so in order.
@@ -388,14 +420,6 @@ pub fn widen_descriptor_pool() -> bool {
         return true;
     }
     false
-}
-
-/// The file that declares a message or enum, by full name.
-fn declaring_file(name: &str) -> Option<usize> {
-    file_index::TYPE_FILES
-        .binary_search_by(|(n, _)| n.cmp(&name))
-        .ok()
-        .map(|i| usize::from(file_index::TYPE_FILES[i].1))
 }
 
 /// The names that follow a `/` in `text` (what a type URL names), as
@@ -470,7 +494,7 @@ mod tests {
         binary.push(0x12);
         let names = |t: &[u8]| {
             type_url_names(t)
-                .filter(|n| declaring_file(n).is_some())
+                .filter(|n| file_index::declaring_file(n).is_some())
                 .map(str::to_owned)
                 .collect::<Vec<_>>()
         };
