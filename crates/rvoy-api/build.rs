@@ -196,7 +196,7 @@ fn raw_file_entries(mut buf: &[u8]) -> Vec<&[u8]> {
 
 /// The index of the embedded set that lets rvoy decode only part of it: each
 /// file's byte range and dependencies, and which file declares each message
-/// and enum (sorted by full name).
+/// and enum (by the hash of its full name).
 fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) -> String {
     use std::fmt::Write as _;
     let by_name: std::collections::HashMap<&str, usize> = fds
@@ -249,20 +249,44 @@ fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) ->
             message_names(m, &prefix, i, &mut types);
         }
     }
-    types.sort();
-    out.push_str(
-        "/// Every message and enum, by full name (`(start, len)` in `TYPE_NAMES`), \
-         and the file that declares it.\n",
+    // The types are found by a 64-bit hash of their full names, without the
+    // names: a binary search over the names read ~11 of them (~75 KB in
+    // all, spread over every page) for each type URL and each `/word.word`
+    // of a config's text at start-up. A word that is no type name could
+    // only match by a collision of the hash (about 2^-53 for a word against
+    // the 1,809 hashes): the narrowing would then decode one file more.
+    let mut hashed: Vec<(u64, usize)> = types
+        .iter()
+        .map(|(name, file)| (type_name_hash(name), *file))
+        .collect();
+    hashed.sort_unstable();
+    assert!(
+        hashed.windows(2).all(|w| w[0].0 != w[1].0),
+        "two type names of the snapshot hash alike: change `type_name_hash`"
     );
-    out.push_str("pub(crate) const TYPE_FILES: &[(u32, u16, u16)] = &[\n");
-    let mut names = String::new();
-    for (name, file) in &types {
-        let _ = writeln!(out, "    ({}, {}, {file}),", names.len(), name.len());
-        names.push_str(name);
+    out.push_str(
+        "/// The FNV-1a hash of every message's and enum's full name, sorted \
+         (see `declaring_file`).\n",
+    );
+    out.push_str("pub(crate) const TYPE_HASHES: &[u64] = &[\n");
+    for (hash, _) in &hashed {
+        let _ = writeln!(out, "    {hash:#018x},");
     }
-    out.push_str("];\n/// The names of `TYPE_FILES`, one after the other.\n");
-    let _ = writeln!(out, "pub(crate) const TYPE_NAMES: &str = {names:?};");
+    out.push_str("];\n/// The file that declares the type of the same index in `TYPE_HASHES`.\n");
+    out.push_str("pub(crate) const TYPE_HASH_FILES: &[u16] = &[\n");
+    for (_, file) in &hashed {
+        let _ = writeln!(out, "    {file},");
+    }
+    out.push_str("];\n");
     out
+}
+
+/// 64-bit FNV-1a of `name`; `rvoy_api::file_index::type_name_hash` must
+/// compute the same.
+fn type_name_hash(name: &str) -> u64 {
+    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
 }
 
 fn message_names(

@@ -39,18 +39,22 @@ mod file_index {
             .unwrap_or_default()
     }
 
-    /// The file that declares the message or enum `name` (a full name).
+    /// The file that declares the message or enum `name` (a full name),
+    /// found by the hash of the name (see the build script: a name that is
+    /// no type's matches only by a hash collision).
     pub(crate) fn declaring_file(name: &str) -> Option<usize> {
-        let type_name = |&(start, len, _): &(u32, u16, u16)| {
-            let start = start as usize;
-            TYPE_NAMES
-                .get(start..start + usize::from(len))
-                .unwrap_or_default()
-        };
-        TYPE_FILES
-            .binary_search_by(|entry| type_name(entry).cmp(name))
+        TYPE_HASHES
+            .binary_search(&type_name_hash(name))
             .ok()
-            .map(|i| usize::from(TYPE_FILES[i].2))
+            .and_then(|i| TYPE_HASH_FILES.get(i))
+            .map(|&file| usize::from(file))
+    }
+
+    /// 64-bit FNV-1a of `name`, as the build script hashes the type names.
+    fn type_name_hash(name: &str) -> u64 {
+        name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
+            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+        })
     }
 }
 
@@ -463,6 +467,58 @@ pub const TYPE_URL_PREFIX: &str = "type.googleapis.com/";
 mod tests {
     use super::*;
     use prost::Name;
+
+    /// Every message and enum of the snapshot, nested ones too, is found in
+    /// the file that declares it; names that are no type are not found.
+    #[test]
+    fn every_type_is_found_in_its_file() {
+        fn messages(
+            m: &prost_types::DescriptorProto,
+            prefix: &str,
+            file: usize,
+            found: &mut usize,
+        ) {
+            let name = format!("{prefix}{}", m.name());
+            assert_eq!(file_index::declaring_file(&name), Some(file), "{name}");
+            *found += 1;
+            for e in &m.enum_type {
+                let e = format!("{name}.{}", e.name());
+                assert_eq!(file_index::declaring_file(&e), Some(file), "{e}");
+                *found += 1;
+            }
+            for nested in &m.nested_type {
+                messages(nested, &format!("{name}."), file, found);
+            }
+        }
+        let set = <prost_types::FileDescriptorSet as prost::Message>::decode(FILE_DESCRIPTOR_SET)
+            .expect("the embedded set decodes");
+        let mut found = 0;
+        for (i, f) in set.file.iter().enumerate() {
+            let prefix = if f.package().is_empty() {
+                String::new()
+            } else {
+                format!("{}.", f.package())
+            };
+            for e in &f.enum_type {
+                let e = format!("{prefix}{}", e.name());
+                assert_eq!(file_index::declaring_file(&e), Some(i), "{e}");
+                found += 1;
+            }
+            for m in &f.message_type {
+                messages(m, &prefix, i, &mut found);
+            }
+        }
+        assert!(found > 1000, "{found} types");
+        for word in [
+            "",
+            "api.v1",
+            "envoy.config",
+            "small",
+            BOOTSTRAP.trim_end_matches('p'),
+        ] {
+            assert_eq!(file_index::declaring_file(word), None, "{word}");
+        }
+    }
 
     #[test]
     fn pool_has_bootstrap_and_extensions() {
