@@ -8,6 +8,8 @@ use prost::Message as _;
 
 #[path = "build_options.rs"]
 mod options;
+#[path = "type_name_hash.rs"]
+mod type_name_hash;
 
 /// Include roots inside `proto/`, in the order `protoc -I` would take them.
 const INCLUDE_ROOTS: &[&str] = &[
@@ -45,6 +47,7 @@ fn main() {
     println!("cargo:rerun-if-changed=proto");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=build_options.rs");
+    println!("cargo:rerun-if-changed=type_name_hash.rs");
 
     let roots: Vec<PathBuf> = INCLUDE_ROOTS.iter().map(|r| proto.join(r)).collect();
     let mut files = Vec::new();
@@ -214,7 +217,7 @@ fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) ->
     // No table below holds a reference: a table of `&str` or `&[u16]` is
     // pointers, which a position-independent binary relocates at start-up,
     // so every page of it is written and stays resident (43 KiB for the type
-    // names). Offsets into one string or one array are read-only data, read
+    // names). Offsets into one array, and hashes, are read-only data, read
     // only where a lookup lands.
     out.push_str("];\n/// Each file's dependencies: `(start, count)` in `DEPENDENCIES`.\n");
     out.push_str("pub(crate) const FILE_DEPS: &[(u32, u16)] = &[\n");
@@ -257,7 +260,7 @@ fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) ->
     // the 1,809 hashes): the narrowing would then decode one file more.
     let mut hashed: Vec<(u64, usize)> = types
         .iter()
-        .map(|(name, file)| (type_name_hash(name), *file))
+        .map(|(name, file)| (type_name_hash::type_name_hash(name), *file))
         .collect();
     hashed.sort_unstable();
     assert!(
@@ -279,14 +282,6 @@ fn file_index(fds: &prost_types::FileDescriptorSet, spans: &[(usize, usize)]) ->
     }
     out.push_str("];\n");
     out
-}
-
-/// 64-bit FNV-1a of `name`; `rvoy_api::file_index::type_name_hash` must
-/// compute the same.
-fn type_name_hash(name: &str) -> u64 {
-    name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
 }
 
 fn message_names(

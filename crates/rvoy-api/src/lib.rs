@@ -21,12 +21,17 @@ include!(concat!(env!("OUT_DIR"), "/envoy_api.rs"));
 /// The encoded `FileDescriptorSet` of every proto in the snapshot (imports included).
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/envoy_api.fds"));
 
-/// Where each file of [`FILE_DESCRIPTOR_SET`] sits, what it depends on, and
-/// which file declares each type (generated with the set).
 mod prune;
 
+#[path = "../type_name_hash.rs"]
+mod type_name_hash;
+
+/// Where each file of [`FILE_DESCRIPTOR_SET`] sits, what it depends on, and
+/// which file declares each type (generated with the set).
 mod file_index {
     include!(concat!(env!("OUT_DIR"), "/envoy_api_index.rs"));
+
+    use super::type_name_hash::type_name_hash;
 
     /// The dependencies of file `file` (indexes into `FILE_SPANS`).
     pub(crate) fn dependencies(file: usize) -> &'static [u16] {
@@ -48,13 +53,6 @@ mod file_index {
             .ok()
             .and_then(|i| TYPE_HASH_FILES.get(i))
             .map(|&file| usize::from(file))
-    }
-
-    /// 64-bit FNV-1a of `name`, as the build script hashes the type names.
-    fn type_name_hash(name: &str) -> u64 {
-        name.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-            (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
-        })
     }
 }
 
