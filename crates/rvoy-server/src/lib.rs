@@ -11,6 +11,7 @@ pub mod admin_certs;
 pub mod admin_config_dump;
 pub mod admin_html;
 pub mod admin_pages;
+pub mod allocator;
 pub mod cli;
 pub mod memory;
 pub mod process_stats;

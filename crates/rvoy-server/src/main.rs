@@ -2,7 +2,9 @@
 //!
 //! The global allocator is mimalloc: the request path allocates little, but
 //! what it does (header maps, buffers) is cheaper and returns memory to the
-//! system sooner than with glibc's malloc (see docs/performance.md).
+//! system sooner than with glibc's malloc (see docs/performance.md). It is
+//! called through `rvoy_server::allocator`, which asks for aligned blocks
+//! only when a layout needs them.
 //!
 //! Transparent huge pages are turned off for the process before anything
 //! else: mimalloc asks for them on its arenas, and with THP each first touch
@@ -17,7 +19,7 @@
 use std::process::ExitCode;
 
 #[global_allocator]
-static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static GLOBAL: rvoy_server::allocator::MiMalloc = rvoy_server::allocator::MiMalloc;
 
 /// Sets mimalloc's options before anything allocates: the C runtime calls
 /// the functions of `.init_array` before `main`, and so before the Rust
