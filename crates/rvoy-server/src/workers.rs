@@ -305,11 +305,81 @@ async fn run_worker(
             reclaim_worker.reclaim_idle();
         }
     });
+    // Waits in a task of its own (see `Finished`): this future is polled
+    // whenever any of the worker's tasks is woken.
     let mut terminate = control.terminate.clone();
-    while !*terminate.borrow() {
-        if terminate.changed().await.is_err() {
-            break;
+    Finished::spawn(async move {
+        while !*terminate.borrow() {
+            if terminate.changed().await.is_err() {
+                break;
+            }
         }
+    })
+    .await;
+}
+
+/// The end of a future run as a task of its own, for a loop that waits for
+/// it next to work that wakes it far more often.
+///
+/// Polling a `watch::Receiver::changed()` future takes the channel's lock
+/// (tokio's `Notify` compares the waiter's waker under it) every time the
+/// task that awaits it is polled: the accept loop's task is polled for every
+/// accepted connection, and the worker's main future whenever any of the
+/// worker's tasks is woken (`LocalSet::run_until`). That was ~560
+/// instructions per new connection. Run as a task, the receivers are polled
+/// when they change; the waiting loop checks a flag and keeps a waker.
+///
+/// Dropping it aborts the task. Needs the worker's `LocalSet`.
+struct Finished {
+    state: Rc<FinishedState>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+#[derive(Default)]
+struct FinishedState {
+    done: std::cell::Cell<bool>,
+    waker: std::cell::Cell<Option<std::task::Waker>>,
+}
+
+impl Finished {
+    fn spawn(fut: impl Future<Output = ()> + 'static) -> Self {
+        let state = Rc::new(FinishedState::default());
+        let task = tokio::task::spawn_local({
+            let state = state.clone();
+            async move {
+                fut.await;
+                state.done.set(true);
+                if let Some(waker) = state.waker.take() {
+                    waker.wake();
+                }
+            }
+        });
+        Finished { state, task }
+    }
+}
+
+impl Future for Finished {
+    type Output = ();
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<()> {
+        if self.state.done.get() {
+            return std::task::Poll::Ready(());
+        }
+        let waker = match self.state.waker.take() {
+            Some(w) if w.will_wake(cx.waker()) => w,
+            _ => cx.waker().clone(),
+        };
+        self.state.waker.set(Some(waker));
+        std::task::Poll::Pending
+    }
+}
+
+impl Drop for Finished {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
@@ -380,9 +450,9 @@ async fn accept_loop(
         L::Unix(_) => false,
     };
     // Resolves when this loop must stop accepting (the worker stops, or the
-    // listener is stopped). Kept across accepts, so its waits on the two
-    // signals are registered once, not once per connection.
-    let stopping = async {
+    // listener is stopped). Waits in a task of its own (see `Finished`), so
+    // that an accept does not poll the two signals.
+    let stopping = Finished::spawn(async move {
         // A listener whose stop signal is gone cannot be stopped by it.
         let mut listener_stoppable = true;
         loop {
@@ -397,7 +467,7 @@ async fn accept_loop(
                 }
             }
         }
-    };
+    });
     tokio::pin!(stopping);
     loop {
         let accepted = tokio::select! {
