@@ -64,6 +64,26 @@ fn malloc_size(align: usize, size: usize) -> usize {
     }
 }
 
+/// A block for `layout` from `plain` (mimalloc's `malloc` or `zalloc`) when
+/// its alignment is what `malloc` guarantees, else from `aligned` (the same
+/// function's aligned variant).
+#[inline(always)]
+fn allocate(
+    layout: Layout,
+    plain: unsafe extern "C" fn(usize) -> *mut c_void,
+    aligned: unsafe extern "C" fn(usize, usize) -> *mut c_void,
+) -> *mut u8 {
+    // SAFETY: mimalloc's allocation functions take sizes and alignments
+    // only; `Layout` guarantees a power-of-two alignment.
+    unsafe {
+        if plain_malloc_fits(layout.align(), layout.size()) {
+            plain(malloc_size(layout.align(), layout.size())).cast()
+        } else {
+            aligned(layout.size(), layout.align()).cast()
+        }
+    }
+}
+
 // SAFETY: every block comes from mimalloc and goes back to it (`mi_free`
 // takes blocks of either kind of allocation); blocks are at least
 // `layout.size()` bytes and aligned to `layout.align()`: by `mi_malloc`'s
@@ -71,27 +91,12 @@ fn malloc_size(align: usize, size: usize) -> usize {
 unsafe impl GlobalAlloc for MiMalloc {
     #[inline]
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: mimalloc's allocation functions take sizes and alignments
-        // only; `Layout` guarantees a power-of-two alignment.
-        unsafe {
-            if plain_malloc_fits(layout.align(), layout.size()) {
-                mi::mi_malloc(malloc_size(layout.align(), layout.size())).cast()
-            } else {
-                mi::mi_malloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        allocate(layout, mi::mi_malloc, mi::mi_malloc_aligned)
     }
 
     #[inline]
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: as in `alloc`.
-        unsafe {
-            if plain_malloc_fits(layout.align(), layout.size()) {
-                mi::mi_zalloc(malloc_size(layout.align(), layout.size())).cast()
-            } else {
-                mi::mi_zalloc_aligned(layout.size(), layout.align()).cast()
-            }
-        }
+        allocate(layout, mi::mi_zalloc, mi::mi_zalloc_aligned)
     }
 
     #[inline]

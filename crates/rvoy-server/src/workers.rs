@@ -21,6 +21,7 @@ use rvoy_model::address::{Address, SocketOptionValue, SocketState};
 use rvoy_model::listener::Listener;
 use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::sync::watch;
+use tokio_util::task::AbortOnDropHandle;
 
 use crate::snapshot::{ListenerRuntime, Snapshot};
 use crate::tls_inspector::{InspectError, Inspected};
@@ -305,10 +306,10 @@ async fn run_worker(
             reclaim_worker.reclaim_idle();
         }
     });
-    // Waits in a task of its own (see `Finished`): this future is polled
+    // Waits in a task of its own (see `spawn_wait`): this future is polled
     // whenever any of the worker's tasks is woken.
     let mut terminate = control.terminate.clone();
-    Finished::spawn(async move {
+    let _ = spawn_wait(async move {
         while !*terminate.borrow() {
             if terminate.changed().await.is_err() {
                 break;
@@ -318,8 +319,8 @@ async fn run_worker(
     .await;
 }
 
-/// The end of a future run as a task of its own, for a loop that waits for
-/// it next to work that wakes it far more often.
+/// Runs `wait` as a task of its own and returns its handle, for a loop that
+/// awaits it next to work that wakes the loop far more often.
 ///
 /// Polling a `watch::Receiver::changed()` future takes the channel's lock
 /// (tokio's `Notify` compares the waiter's waker under it) every time the
@@ -327,60 +328,11 @@ async fn run_worker(
 /// accepted connection, and the worker's main future whenever any of the
 /// worker's tasks is woken (`LocalSet::run_until`). That was ~560
 /// instructions per new connection. Run as a task, the receivers are polled
-/// when they change; the waiting loop checks a flag and keeps a waker.
+/// when they change; polling the handle reads the task's state.
 ///
-/// Dropping it aborts the task. Needs the worker's `LocalSet`.
-struct Finished {
-    state: Rc<FinishedState>,
-    task: tokio::task::JoinHandle<()>,
-}
-
-#[derive(Default)]
-struct FinishedState {
-    done: std::cell::Cell<bool>,
-    waker: std::cell::Cell<Option<std::task::Waker>>,
-}
-
-impl Finished {
-    fn spawn(fut: impl Future<Output = ()> + 'static) -> Self {
-        let state = Rc::new(FinishedState::default());
-        let task = tokio::task::spawn_local({
-            let state = state.clone();
-            async move {
-                fut.await;
-                state.done.set(true);
-                if let Some(waker) = state.waker.take() {
-                    waker.wake();
-                }
-            }
-        });
-        Finished { state, task }
-    }
-}
-
-impl Future for Finished {
-    type Output = ();
-
-    fn poll(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<()> {
-        if self.state.done.get() {
-            return std::task::Poll::Ready(());
-        }
-        let waker = match self.state.waker.take() {
-            Some(w) if w.will_wake(cx.waker()) => w,
-            _ => cx.waker().clone(),
-        };
-        self.state.waker.set(Some(waker));
-        std::task::Poll::Pending
-    }
-}
-
-impl Drop for Finished {
-    fn drop(&mut self) {
-        self.task.abort();
-    }
+/// Dropping the handle aborts the task. Needs the worker's `LocalSet`.
+fn spawn_wait(wait: impl Future<Output = ()> + 'static) -> AbortOnDropHandle<()> {
+    AbortOnDropHandle::new(tokio::task::spawn_local(wait))
 }
 
 /// Drops the readiness tokio assumes for a socket it just accepted (it
@@ -450,9 +402,9 @@ async fn accept_loop(
         L::Unix(_) => false,
     };
     // Resolves when this loop must stop accepting (the worker stops, or the
-    // listener is stopped). Waits in a task of its own (see `Finished`), so
-    // that an accept does not poll the two signals.
-    let stopping = Finished::spawn(async move {
+    // listener is stopped). Waits in a task of its own (see `spawn_wait`),
+    // so that an accept does not poll the two signals.
+    let mut stopping = spawn_wait(async move {
         // A listener whose stop signal is gone cannot be stopped by it.
         let mut listener_stoppable = true;
         loop {
@@ -468,7 +420,6 @@ async fn accept_loop(
             }
         }
     });
-    tokio::pin!(stopping);
     loop {
         let accepted = tokio::select! {
             biased;
