@@ -36,8 +36,6 @@ enum HeadRead {
     /// The drain sequence (after the idle timeout or the maximum duration)
     /// ended with no new request.
     DrainTimeout,
-    /// The listener drains: this idle connection's turn to close came.
-    ListenerDrain,
     Error(HeadError),
 }
 
@@ -73,11 +71,6 @@ pub fn serve<'a>(
         // (see `wait_until`): armed once, not once per request.
         let idle_timer = tokio::time::sleep(FAR_FUTURE);
         tokio::pin!(idle_timer);
-        // The wait for the listener's drain, likewise kept across requests:
-        // registered with the drain's notification once per connection, not
-        // at every wait for a request head (a lock and an unlock each time).
-        let listener_drain = rt.draining.idle_close();
-        tokio::pin!(listener_drain);
         // Envoy's drain sequence on an HTTP/1 connection (after its idle timeout
         // or maximum duration): requests arriving within `drain_timeout` are
         // served with `connection: close`, then the connection closes.
@@ -99,7 +92,6 @@ pub fn serve<'a>(
                     &hcm,
                     max_duration_at,
                     drain_until,
-                    listener_drain.as_mut(),
                     idle_timer.as_mut(),
                     &worker.read_bufs,
                 )
@@ -140,10 +132,6 @@ pub fn serve<'a>(
                     }
                     HeadRead::DrainTimeout => {
                         ending = Ending::DelayedClose;
-                        break;
-                    }
-                    HeadRead::ListenerDrain => {
-                        stats.downstream_cx_drain_close.inc();
                         break;
                     }
                     HeadRead::HeaderTimeout => {
@@ -435,7 +423,6 @@ fn read_head<'a>(
     hcm: &'a rvoy_model::hcm::HttpConnectionManager,
     max_duration_at: Option<Instant>,
     drain_until: Option<Instant>,
-    mut listener_drain: Pin<&'a mut (impl Future<Output = ()> + 'a)>,
     mut idle_timer: Pin<&'a mut tokio::time::Sleep>,
     bufs: &'a DownstreamReadBufs,
 ) -> impl Future<Output = HeadRead> + 'a {
@@ -481,9 +468,6 @@ fn read_head<'a>(
                         }
                     }
                     _ = wait_until(idle_timer.as_mut(), deadline) => return expired.into(),
-                    // Completes once; the connection then ends, so it is
-                    // never polled again.
-                    _ = listener_drain.as_mut() => return HeadRead::ListenerDrain,
                 }
                 if buf.capacity() == 0 {
                     *buf = bufs.take();

@@ -58,7 +58,6 @@ pub enum Transport<'a> {
 enum NoCodec {
     IdleTimeout,
     MaxDuration,
-    ListenerDrain,
     PeerClosed,
     Transport(TransportFailure),
 }
@@ -90,7 +89,7 @@ pub fn serve<'a>(
             stats.downstream_cx_ssl_active.inc();
         }
         stats.downstream_cx_active.inc();
-        let started = first_bytes(transport, &rt, conn.accepted).await;
+        let started = first_bytes(transport, &rt, &worker, conn.accepted).await;
         stats.downstream_cx_active.dec();
         // Matched in place (no binding of the whole result): what an idle
         // HTTP/1 connection's future holds is its codec's state and little more.
@@ -133,7 +132,6 @@ fn count_without_codec(rt: &HttpListenerRuntime, ended: NoCodec, accepted: Insta
     match ended {
         NoCodec::IdleTimeout => stats.downstream_cx_idle_timeout.inc(),
         NoCodec::MaxDuration => stats.downstream_cx_max_duration_reached.inc(),
-        NoCodec::ListenerDrain => stats.downstream_cx_drain_close.inc(),
         NoCodec::PeerClosed | NoCodec::Transport(_) => {}
     }
     let remote = matches!(
@@ -144,10 +142,18 @@ fn count_without_codec(rt: &HttpListenerRuntime, ended: NoCodec, accepted: Insta
 }
 
 /// Waits for the transport, then for the first bytes of data, within the
-/// connection idle timeout (from the accept) and until the listener drains.
+/// connection idle timeout (from the accept). A listener drain does not end
+/// the wait (as in Envoy 1.40: see [`crate::context::Drain`]).
+///
+/// The deadline is waited on a sleep lent by the worker's pool
+/// ([`crate::sleep_pool`]): an armed sleep whose deadline is earlier than
+/// this one's is kept as it is, so a connection that sends its request at
+/// once (one per request when clients do not keep connections alive) does
+/// not insert a timer into the wheel and remove it again.
 async fn first_bytes(
     transport: Transport<'_>,
     rt: &HttpListenerRuntime,
+    worker: &WorkerContext,
     accepted: Instant,
 ) -> Result<(Stream, BytesMut), NoCodec> {
     // The connection manager's timers that run before a codec: the idle
@@ -166,7 +172,7 @@ async fn first_bytes(
     let idle = async {
         match deadline {
             Some((at, why)) => {
-                tokio::time::sleep_until(at.into()).await;
+                worker.sleeps.sleep_until(at.into()).await;
                 why
             }
             None => std::future::pending().await,
@@ -179,7 +185,6 @@ async fn first_bytes(
             biased;
             done = handshake => done.map_err(NoCodec::Transport)?,
             why = &mut idle => return Err(why),
-            _ = rt.draining.idle_close() => return Err(NoCodec::ListenerDrain),
         },
     };
     loop {
@@ -191,14 +196,17 @@ async fn first_bytes(
                 }
             }
             why = &mut idle => return Err(why),
-            _ = rt.draining.idle_close() => return Err(NoCodec::ListenerDrain),
         }
-        let mut buf = BytesMut::with_capacity(4096);
+        // One of the worker's spare buffers (the HTTP/1 codec gives it back).
+        let mut buf = worker.read_bufs.take();
         match read_now(&mut stream, &mut buf) {
             // The readiness was stale (tokio assumes a just accepted Unix
             // socket readable; the TCP accept loop drops that assumption):
             // wait again, holding no buffer.
-            None => continue,
+            None => {
+                worker.read_bufs.put(buf);
+                continue;
+            }
             Some(Ok(0) | Err(_)) => return Err(NoCodec::PeerClosed),
             Some(Ok(_)) => return Ok((stream, buf)),
         }

@@ -80,32 +80,16 @@ impl HttpListenerRuntime {
 
 /// A listener's drain (Envoy's drain manager for it): once started, responses
 /// close their connections (`connection: close`, HTTP/2 GOAWAY) with Envoy's
-/// probability over `--drain-time-s` (`gradual`) or at once (`immediate`);
-/// connections still idle when the drain time is over are closed.
-#[derive(Debug)]
+/// probability over `--drain-time-s` (`gradual`) or at once (`immediate`).
+///
+/// As in Envoy 1.40, a drain closes no connection by itself: an HTTP/1
+/// connection idle between requests (or one that has not sent a byte yet)
+/// stays open, also once the drain time is over, and its next response
+/// closes it. So nothing waits for a drain to start: connections ask
+/// [`drain_close`](Self::drain_close) as each response goes out.
+#[derive(Debug, Default)]
 pub struct Drain {
     started: std::sync::OnceLock<DrainStart>,
-    /// One per worker: every idle wait registers with a notification, and a
-    /// worker's connections register with their own, so that waiting takes no
-    /// lock (nor cache line) another worker uses.
-    notify: Box<[tokio::sync::Notify]>,
-}
-
-impl Default for Drain {
-    fn default() -> Self {
-        Drain::for_workers(1)
-    }
-}
-
-thread_local! {
-    /// The worker running on this thread ([`enter_worker`]).
-    static CURRENT_WORKER: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks this thread as worker `id`'s: its connections wait for drains on the
-/// worker's own notification.
-pub fn enter_worker(id: usize) {
-    CURRENT_WORKER.with(|w| w.set(id));
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -116,28 +100,13 @@ struct DrainStart {
 }
 
 impl Drain {
-    /// A drain for a listener served by `workers` workers.
-    pub fn for_workers(workers: usize) -> Self {
-        Drain {
-            started: std::sync::OnceLock::new(),
-            notify: (0..workers.max(1))
-                .map(|_| tokio::sync::Notify::new())
-                .collect(),
-        }
-    }
-
     /// Starts draining (once; later calls change nothing).
     pub fn start(&self, time: std::time::Duration, gradual: bool) {
-        let start = DrainStart {
+        let _ = self.started.set(DrainStart {
             at: crate::clock::now(),
             time,
             gradual,
-        };
-        if self.started.set(start).is_ok() {
-            for notify in &self.notify {
-                notify.notify_waiters();
-            }
-        }
+        });
     }
 
     pub fn is_draining(&self) -> bool {
@@ -162,37 +131,6 @@ impl Drain {
         let secs = s.time.as_secs().max(1);
         let remaining = (s.time - elapsed).as_secs();
         secs.saturating_sub(remaining) > fastrand::u64(..) % secs
-    }
-
-    /// Resolves when an idle connection should be closed: once the drain
-    /// time is over.
-    pub async fn idle_close(&self) {
-        let start = match self.started.get() {
-            Some(s) => *s,
-            None => self.wait_started().await,
-        };
-        // Envoy leaves idle connections alone while the drain ramps up (a
-        // response on them says `connection: close`); they go when the
-        // drain time is over.
-        tokio::time::sleep_until((start.at + start.time).into()).await;
-    }
-
-    /// Waits for the drain to start. A future of its own, so that an idle
-    /// connection waiting in [`idle_close`](Self::idle_close) does not hold
-    /// the notification and the timer side by side.
-    async fn wait_started(&self) -> DrainStart {
-        let worker = CURRENT_WORKER.with(std::cell::Cell::get);
-        let notified = self.notify[worker % self.notify.len()].notified();
-        tokio::pin!(notified);
-        notified.as_mut().enable();
-        if let Some(s) = self.started.get() {
-            return *s;
-        }
-        notified.await;
-        match self.started.get() {
-            Some(s) => *s,
-            None => std::future::pending().await,
-        }
     }
 }
 
@@ -316,54 +254,4 @@ impl WorkerContext {
 pub fn next_connection_id() -> u64 {
     static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-}
-
-#[cfg(test)]
-mod tests {
-    use std::sync::Arc;
-    use std::time::Duration;
-
-    use super::*;
-
-    /// Each worker's idle connections wait on the worker's own notification;
-    /// starting the drain wakes them all.
-    #[test]
-    fn drain_start_wakes_idle_connections_of_every_worker() {
-        let drain = Arc::new(Drain::for_workers(3));
-        let waiting = Arc::new(std::sync::Barrier::new(4));
-        let workers: Vec<_> = (0..3)
-            .map(|id| {
-                let drain = drain.clone();
-                let waiting = waiting.clone();
-                std::thread::spawn(move || {
-                    enter_worker(id);
-                    let rt = tokio::runtime::Builder::new_current_thread()
-                        .enable_time()
-                        .build()
-                        .expect("runtime");
-                    rt.block_on(async {
-                        let idle = drain.idle_close();
-                        tokio::pin!(idle);
-                        // Registered (not drained yet) before the drain starts.
-                        let first = futures_poll_once(idle.as_mut()).await;
-                        waiting.wait();
-                        !first
-                            && tokio::time::timeout(Duration::from_secs(10), idle)
-                                .await
-                                .is_ok()
-                    })
-                })
-            })
-            .collect();
-        waiting.wait();
-        drain.start(Duration::ZERO, false);
-        for w in workers {
-            assert!(w.join().expect("worker thread"));
-        }
-    }
-
-    /// Polls `f` once: whether it was ready.
-    async fn futures_poll_once<F: std::future::Future>(mut f: std::pin::Pin<&mut F>) -> bool {
-        std::future::poll_fn(|cx| std::task::Poll::Ready(f.as_mut().poll(cx).is_ready())).await
-    }
 }

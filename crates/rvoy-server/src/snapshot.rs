@@ -166,7 +166,7 @@ pub fn build(
         let scope = root.scope(&format!("listener.{}.", l.stat_prefix));
         let listener_logs = loggers(&l.access_logs, logs)?;
         let port = l.address.socket_addr().map(|a| a.port());
-        let listener_draining = Arc::new(rvoy_http::context::Drain::for_workers(concurrency));
+        let listener_draining = Arc::new(rvoy_http::context::Drain::default());
         if draining.load(std::sync::atomic::Ordering::Relaxed) {
             listener_draining.start(std::time::Duration::ZERO, false);
         }

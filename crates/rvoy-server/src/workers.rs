@@ -284,7 +284,6 @@ async fn run_worker(
     control: WorkerControl,
     stats: rvoy_stats::Recorder,
 ) {
-    rvoy_http::context::enter_worker(id);
     let mut worker = WorkerContext::new(id);
     worker.stats = stats;
     let worker = Rc::new(worker);

@@ -22,6 +22,10 @@
 //!   in flight when the drain started;
 //! * a keep-alive connection idle when the drain starts is still served
 //!   during the drain time (Envoy 1.40 does not close idle connections then);
+//! * nor after it: a keep-alive connection idle through the whole drain, and
+//!   a connection that has not sent a byte yet, are still open once the drain
+//!   time is over (the listener stopped), and their next request is answered
+//!   with `connection: close`;
 //! * HTTP/2: GOAWAY lets the streams in flight finish, and goes out with a
 //!   response (Envoy decides to drain a connection in
 //!   `ActiveStream::encodeHeaders`), not as soon as a request arrives;
@@ -841,6 +845,111 @@ fn judge<F>(
         }
     }
     assert!(failures.is_empty(), "{title}:{failures}\n{table}");
+}
+
+// ------------------------------------------------------ idle connections --
+
+/// What became of a connection left idle through a whole drain.
+#[derive(Debug)]
+struct IdleConn {
+    /// Which connection: one keep-alive connection that had one request
+    /// answered before the drain, one that sent nothing.
+    what: &'static str,
+    /// Closed by the proxy by the end of the drain time and a second.
+    closed: bool,
+    /// Its next request: the status and `connection` header, or the failure.
+    next: String,
+}
+
+#[derive(Debug)]
+struct IdleFacts {
+    binary: String,
+    conns: [IdleConn; 2],
+}
+
+/// A request's answer as `status connection: value`, or what went wrong.
+fn answer(conn: &mut RawConn, path: &str) -> String {
+    match conn.request(&Request::get(path, "drain.test")) {
+        Ok(r) => format!(
+            "{} connection: {}",
+            r.status,
+            r.header("connection").unwrap_or("-")
+        ),
+        Err(e) => format!("failed: {e}"),
+    }
+}
+
+fn run_idle(binary: &Binary) -> IdleFacts {
+    let echo = EchoServer::start("backend").expect("echo");
+    let proxy = start(binary, &echo, "immediate");
+    let addr = proxy.addr("listener");
+    let mut keepalive = RawConn::connect_timeout(addr, IO_TIMEOUT).expect("connects");
+    let first = answer(&mut keepalive, "/idle/0");
+    assert!(first.starts_with("200 "), "{}: {first}", binary.name());
+    let silent = RawConn::connect_timeout(addr, IO_TIMEOUT).expect("connects");
+    std::thread::sleep(THINK);
+    let drained = admin(&proxy, "POST", "/drain_listeners");
+    assert_eq!(drained.status, 200, "{}: drain_listeners", binary.name());
+    let drain = Instant::now();
+    // The drain time is over (and the listener stopped) a second before.
+    sleep_until(drain + DRAIN_TIME + Duration::from_secs(1));
+    let conns = [("keep-alive", keepalive), ("silent", silent)].map(|(what, mut conn)| {
+        let closed = conn.is_closed(Duration::from_millis(50));
+        IdleConn {
+            what,
+            closed,
+            next: answer(&mut conn, &format!("/idle/{what}")),
+        }
+    });
+    IdleFacts {
+        binary: binary.name().to_owned(),
+        conns,
+    }
+}
+
+fn idle_violations(f: &IdleFacts) -> Vec<String> {
+    let wanted = "200 connection: close";
+    let mut v = Vec::new();
+    for c in &f.conns {
+        if c.closed {
+            v.push(format!(
+                "the idle {} connection was closed by the drain",
+                c.what
+            ));
+        }
+        if c.next != wanted {
+            v.push(format!(
+                "the {} connection's next request got `{}`, want `{wanted}`",
+                c.what, c.next
+            ));
+        }
+    }
+    v
+}
+
+#[test]
+fn idle_connections_outlive_the_drain() {
+    let runs = run_all(run_idle, idle_violations);
+    let mut rows = Vec::new();
+    for (i, what) in ["keep-alive", "silent"].iter().enumerate() {
+        rows.push(row(&format!("{what} conn closed by drain"), &runs, |f| {
+            f.conns[i].closed.to_string()
+        }));
+        rows.push(row("... its next request", &runs, |f| {
+            f.conns[i].next.clone()
+        }));
+    }
+    let table = table(
+        &runs.iter().map(|f| f.binary.clone()).collect::<Vec<_>>(),
+        &rows,
+    );
+    judge(
+        "two connections idle through the drain, --drain-strategy immediate, POST /drain_listeners",
+        &runs,
+        idle_violations,
+        |f| &f.binary,
+        table,
+    );
 }
 
 #[test]
